@@ -1,0 +1,28 @@
+"""Run every benchmark and print its figures: ``python benchmarks/run.py``.
+
+Each benchmark measures its own baseline in the same run (a raw Redis SET, ``sha256sum``), so
+the ratios are comparable across noisy machines; the absolute times are not.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_audit_verify  # noqa: E402
+import bench_block_client  # noqa: E402
+
+
+def main() -> None:
+    results = {
+        "block_client_vs_raw_set": bench_block_client.run(),
+        "audit_verify_vs_sha256sum": bench_audit_verify.run(),
+    }
+    sys.stdout.write(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Alertmanager v2 API: alerts and silences."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+from console.adapters.http import make_client, request_json
+from console.errors import BackendResponseError
+
+API = "/api/v2"
+
+
+class Matcher(BaseModel):
+    name: str
+    value: str
+    isRegex: bool = False  # noqa: N815 - Alertmanager's field name
+    isEqual: bool = True  # noqa: N815
+
+
+class Silence(BaseModel):
+    id: str
+    matchers: list[Matcher]
+    startsAt: datetime  # noqa: N815
+    endsAt: datetime  # noqa: N815
+    createdBy: str = ""  # noqa: N815
+    comment: str = ""
+    state: str = ""
+
+    def matches(self, matchers: list[Matcher]) -> bool:
+        def key(m: Matcher) -> tuple[str, str, bool, bool]:
+            return (m.name, m.value, m.isRegex, m.isEqual)
+
+        return sorted(map(key, self.matchers)) == sorted(map(key, matchers))
+
+
+class Alert(BaseModel):
+    fingerprint: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime | None = None  # noqa: N815
+    endsAt: datetime | None = None  # noqa: N815
+    state: str = ""
+    silencedBy: list[str] = Field(default_factory=list)  # noqa: N815
+
+
+class AlertmanagerClient:
+    backend = "alertmanager"
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, url: str, timeout_s: float) -> AlertmanagerClient:
+        return cls(make_client(url, timeout_s))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await request_json(self._client, self.backend, method, API + path, **kwargs)
+
+    async def alerts(self, filters: list[str] | None = None) -> list[Alert]:
+        params = {"filter": filters} if filters else None
+        body = await self._call("GET", "/alerts", params=params)
+        if not isinstance(body, list):
+            raise BackendResponseError("alertmanager: /alerts did not answer a list", self.backend)
+        out = []
+        for raw in body:
+            if not isinstance(raw, dict):
+                continue
+            status = raw.get("status") or {}
+            out.append(
+                Alert(
+                    fingerprint=str(raw.get("fingerprint", "")),
+                    labels=raw.get("labels") or {},
+                    annotations=raw.get("annotations") or {},
+                    startsAt=raw.get("startsAt"),
+                    endsAt=raw.get("endsAt"),
+                    state=str(status.get("state", "")),
+                    silencedBy=status.get("silencedBy") or [],
+                )
+            )
+        return out
+
+    async def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        await self._call("POST", "/alerts", json_body=alerts)
+
+    async def silences(self) -> list[Silence]:
+        body = await self._call("GET", "/silences")
+        if not isinstance(body, list):
+            raise BackendResponseError(
+                "alertmanager: /silences did not answer a list", self.backend
+            )
+        out = []
+        for raw in body:
+            if isinstance(raw, dict):
+                out.append(
+                    Silence.model_validate(
+                        {**raw, "state": (raw.get("status") or {}).get("state", "")}
+                    )
+                )
+        return out
+
+    async def get_silence(self, silence_id: str) -> Silence | None:
+        body = await self._call("GET", f"/silence/{silence_id}", allow_404=True)
+        if body is None:
+            return None
+        return Silence.model_validate({**body, "state": (body.get("status") or {}).get("state")})
+
+    async def active_silences(self, matchers: list[Matcher]) -> list[Silence]:
+        return [s for s in await self.silences() if s.state == "active" and s.matches(matchers)]
+
+    async def create_silence(
+        self,
+        matchers: list[Matcher],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> str:
+        body = await self._call(
+            "POST",
+            "/silences",
+            json_body={
+                "matchers": [m.model_dump() for m in matchers],
+                "startsAt": starts_at.isoformat(),
+                "endsAt": ends_at.isoformat(),
+                "createdBy": created_by,
+                "comment": comment,
+            },
+        )
+        if not isinstance(body, dict) or not body.get("silenceID"):
+            raise BackendResponseError("alertmanager: no silenceID in the answer", self.backend)
+        return str(body["silenceID"])
+
+    async def expire_silence(self, silence_id: str) -> None:
+        await self._call("DELETE", f"/silence/{silence_id}")

@@ -1,0 +1,169 @@
+"""MLflow model registry over REST: models, versions, aliases, tags.
+
+Plain httpx rather than the mlflow client: the client costs ~2 s to import and its default
+retries run for minutes, both wrong for an incident console.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+from console.adapters.http import make_client, request_json
+from console.errors import BackendResponseError, ParameterError
+
+API = "/api/2.0/mlflow"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise ParameterError(
+            f"model name {str(name)[:40]!r} is not acceptable: 1-128 letters, digits, . _ -"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    # MLflow reserves aliases of the form v<digits> for version references.
+    reserved = isinstance(alias, str) and alias[:1] in "vV" and alias[1:].isdigit()
+    if not isinstance(alias, str) or not ALIAS.fullmatch(alias) or reserved:
+        raise ParameterError(f"alias {str(alias)[:40]!r} is not acceptable")
+    return alias
+
+
+class ModelVersion(BaseModel):
+    name: str
+    version: str
+    source: str = ""
+    run_id: str = ""
+    status: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    aliases: list[str] = Field(default_factory=list)
+
+
+class RegisteredModel(BaseModel):
+    name: str
+    aliases: dict[str, str] = Field(default_factory=dict)
+    """alias -> version"""
+    description: str = ""
+
+
+class MlflowRegistry:
+    backend = "mlflow"
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, url: str, timeout_s: float) -> MlflowRegistry:
+        return cls(make_client(url, timeout_s))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await request_json(self._client, self.backend, method, API + path, **kwargs)
+
+    async def get_model(self, name: str) -> RegisteredModel | None:
+        check_model_name(name)
+        try:
+            body = await self._call("GET", "/registered-models/get", params={"name": name})
+        except BackendResponseError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        raw = _field(body, "registered_model", dict)
+        aliases = {
+            str(item.get("alias")): str(item.get("version"))
+            for item in raw.get("aliases", []) or []
+            if isinstance(item, dict)
+        }
+        return RegisteredModel(
+            name=str(raw.get("name", name)),
+            aliases=aliases,
+            description=str(raw.get("description", "") or ""),
+        )
+
+    async def require_model(self, name: str) -> RegisteredModel:
+        model = await self.get_model(name)
+        if model is None:
+            raise ParameterError(f"model {name!r} is not in the registry")
+        return model
+
+    async def get_version(self, name: str, version: str) -> ModelVersion | None:
+        check_model_name(name)
+        try:
+            body = await self._call(
+                "GET", "/model-versions/get", params={"name": name, "version": str(version)}
+            )
+        except BackendResponseError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return _version(_field(body, "model_version", dict))
+
+    async def list_versions(self, name: str) -> list[ModelVersion]:
+        check_model_name(name)
+        body = await self._call(
+            "GET",
+            "/model-versions/search",
+            params={"filter": f"name='{name}'", "max_results": 200},
+        )
+        raw = body.get("model_versions", []) if isinstance(body, dict) else []
+        versions = [_version(item) for item in raw if isinstance(item, dict)]
+        return sorted(versions, key=lambda v: int(v.version) if v.version.isdigit() else 0)
+
+    async def get_alias(self, name: str, alias: str) -> str | None:
+        model = await self.get_model(name)
+        if model is None:
+            return None
+        return model.aliases.get(alias)
+
+    async def set_alias(self, name: str, alias: str, version: str) -> None:
+        check_model_name(name)
+        check_alias(alias)
+        await self._call(
+            "POST",
+            "/registered-models/alias",
+            json_body={"name": name, "alias": alias, "version": str(version)},
+        )
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        check_model_name(name)
+        check_alias(alias)
+        await self._call(
+            "DELETE", "/registered-models/alias", json_body={"name": name, "alias": alias}
+        )
+
+
+def _not_found(exc: BackendResponseError) -> bool:
+    # Only MLflow's own answer counts: a 404 page from something else is a wrong URL.
+    return "RESOURCE_DOES_NOT_EXIST" in str(exc)
+
+
+def _field(body: Any, key: str, kind: type) -> Any:
+    if not isinstance(body, dict) or not isinstance(body.get(key), kind):
+        raise BackendResponseError(f"mlflow: answer has no {key!r}", "mlflow")
+    return body[key]
+
+
+def _version(raw: dict[str, Any]) -> ModelVersion:
+    tags = {
+        str(t.get("key")): str(t.get("value"))
+        for t in raw.get("tags", []) or []
+        if isinstance(t, dict)
+    }
+    return ModelVersion(
+        name=str(raw.get("name", "")),
+        version=str(raw.get("version", "")),
+        source=str(raw.get("source", "") or ""),
+        run_id=str(raw.get("run_id", "") or ""),
+        status=str(raw.get("status", "") or ""),
+        tags=tags,
+        aliases=[str(a) for a in raw.get("aliases", []) or []],
+    )

@@ -1,0 +1,199 @@
+"""The policy store in Redis: client blocks (with expiry) and per-client query budgets.
+
+Key layout, the shape an Envoy/Kong-style rate-limit service or the lab gateway reads:
+
+    <prefix>:policy:block:<client>    JSON Block, with a Redis TTL equal to the block's expiry
+    <prefix>:policy:budget:<client>   JSON Budget (queries per minute)
+    <prefix>:policy:changes           pub/sub channel: {"kind": "block"|"budget", "client": ...}
+
+Gateways cache policies for at most a second, or subscribe to the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from redis import exceptions as redis_errors
+
+from console.errors import BackendResponseError, BackendUnavailable, ParameterError
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+T = TypeVar("T")
+
+
+def check_client_id(client: str) -> str:
+    if not isinstance(client, str) or not CLIENT_ID.fullmatch(client):
+        raise ParameterError(
+            f"client id {client[:40]!r} is not acceptable: 1-128 characters of letters, digits "
+            "and . _ : @ -, starting with a letter or digit"
+            if isinstance(client, str)
+            else "client id must be a string"
+        )
+    return client
+
+
+class Block(BaseModel):
+    client: str
+    reason: str
+    operator: str
+    run_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class Budget(BaseModel):
+    client: str
+    qpm: int
+    operator: str
+    run_id: str
+    set_at: datetime
+    previous_qpm: int | None = None
+    """The budget before the console first changed it (None: the gateway default)."""
+
+
+async def redis_call(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """Await a Redis command, translating its failures into adapter errors."""
+    try:
+        return await call()
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise BackendUnavailable(f"redis: {what}: {_first_line(exc)}", "redis") from None
+    except redis_errors.RedisError as exc:
+        raise BackendResponseError(f"redis: {what}: {_first_line(exc)}", "redis") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class PolicyStore:
+    """Read and write client blocks and budgets."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = "aml") -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    @property
+    def changes_channel(self) -> str:
+        return f"{self._prefix}:policy:changes"
+
+    def block_key(self, client: str) -> str:
+        return f"{self._prefix}:policy:block:{check_client_id(client)}"
+
+    def budget_key(self, client: str) -> str:
+        return f"{self._prefix}:policy:budget:{check_client_id(client)}"
+
+    async def get_block(self, client: str) -> Block | None:
+        raw = await redis_call(lambda: self._redis.get(self.block_key(client)), "read block")
+        return _parse(Block, raw, self.block_key(client))
+
+    async def block(
+        self, client: str, ttl: timedelta, reason: str, operator: str, run_id: str
+    ) -> Block:
+        now = datetime.now(UTC)
+        block = Block(
+            client=client,
+            reason=reason,
+            operator=operator,
+            run_id=run_id,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        millis = max(1, int(ttl.total_seconds() * 1000))
+        key = self.block_key(client)
+        await redis_call(
+            lambda: self._redis.set(key, block.model_dump_json(), px=millis), "write block"
+        )
+        await self._announce("block", client)
+        return block
+
+    async def restore_block(self, block: Block) -> None:
+        """Put back a block exactly as it was (compensation), if it has not expired since."""
+        remaining = block.expires_at - datetime.now(UTC)
+        if remaining.total_seconds() <= 0:
+            await self.unblock(block.client)
+            return
+        key = self.block_key(block.client)
+        millis = max(1, int(remaining.total_seconds() * 1000))
+        await redis_call(
+            lambda: self._redis.set(key, block.model_dump_json(), px=millis), "restore block"
+        )
+        await self._announce("block", block.client)
+
+    async def unblock(self, client: str) -> bool:
+        key = self.block_key(client)
+        removed = await redis_call(lambda: self._redis.delete(key), "remove block")
+        await self._announce("block", client)
+        return bool(removed)
+
+    async def get_budget(self, client: str) -> Budget | None:
+        raw = await redis_call(lambda: self._redis.get(self.budget_key(client)), "read budget")
+        return _parse(Budget, raw, self.budget_key(client))
+
+    async def set_budget(
+        self, client: str, qpm: int, operator: str, run_id: str, previous_qpm: int | None = None
+    ) -> Budget:
+        budget = Budget(
+            client=client,
+            qpm=qpm,
+            operator=operator,
+            run_id=run_id,
+            set_at=datetime.now(UTC),
+            previous_qpm=previous_qpm,
+        )
+        key = self.budget_key(client)
+        await redis_call(lambda: self._redis.set(key, budget.model_dump_json()), "write budget")
+        await self._announce("budget", client)
+        return budget
+
+    async def restore_budget(self, budget: Budget | None, client: str) -> None:
+        """Put back the budget as it was: a previous value, or none at all (the default)."""
+        key = self.budget_key(client)
+        if budget is None:
+            await redis_call(lambda: self._redis.delete(key), "remove budget")
+        else:
+            await redis_call(
+                lambda: self._redis.set(key, budget.model_dump_json()), "restore budget"
+            )
+        await self._announce("budget", client)
+
+    async def list_blocks(self) -> list[Block]:
+        return await self._list(f"{self._prefix}:policy:block:*", Block)
+
+    async def list_budgets(self) -> list[Budget]:
+        return await self._list(f"{self._prefix}:policy:budget:*", Budget)
+
+    async def _list(self, pattern: str, model: type[T]) -> list[T]:
+        keys: list[str] = []
+
+        async def scan() -> None:
+            async for key in self._redis.scan_iter(match=pattern, count=500):
+                keys.append(key)
+
+        await redis_call(scan, "scan policies")
+        if not keys:
+            return []
+        values = await redis_call(lambda: self._redis.mget(keys), "read policies")
+        found = [_parse(model, raw, key) for key, raw in zip(keys, values, strict=True)]
+        return [item for item in found if item is not None]
+
+    async def _announce(self, kind: str, client: str) -> None:
+        message = json.dumps({"kind": kind, "client": client})
+        await redis_call(lambda: self._redis.publish(self.changes_channel, message), "publish")
+
+
+def _parse(model: type[T], raw: Any, key: str) -> T | None:
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)  # type: ignore[attr-defined, no-any-return]
+    except ValueError:
+        raise BackendResponseError(
+            f"redis: {key} holds something that is not a valid {model.__name__}", "redis"
+        ) from None

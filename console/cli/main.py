@@ -1,0 +1,66 @@
+"""Top-level Typer app: global options and the command groups."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from console import __version__
+from console.cli.common import CliContext, one_line
+from console.errors import ConsoleError
+
+app = typer.Typer(
+    name="aml-console",
+    help="On-call console for machine-learning models under attack.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aml-console {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="TOML config (default: $CONSOLE_CONFIG or configs/lab.toml)."
+    ),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Refuse every action; plans and dry runs still work."
+    ),
+    operator: str | None = typer.Option(None, "--operator", help="Who acts (audit records)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    ctx.obj = CliContext(config_path=config, read_only=read_only, operator=operator)
+
+
+def _register() -> None:
+    from console.cli import audit, lab, runbook
+
+    app.add_typer(lab.app, name="lab")
+    app.add_typer(runbook.app, name="runbook")
+    app.add_typer(audit.app, name="audit")
+
+
+_register()
+
+
+def run() -> None:  # pragma: no cover - the console script
+    try:
+        app()
+    except ConsoleError as exc:
+        sys.stderr.write(f"error: {one_line(str(exc))}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+        sys.stderr.write(f"error: internal error ({type(exc).__name__}): {one_line(str(exc))}\n")
+        sys.exit(70)

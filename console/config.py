@@ -1,0 +1,217 @@
+"""Settings: a TOML file (``--config``, ``$CONSOLE_CONFIG``, ``configs/lab.toml``) + env overrides.
+
+Environment variables win over the file: ``CONSOLE_REDIS__URL``, ``CONSOLE_AUDIT__HMAC_KEY``,
+``CONSOLE_READ_ONLY=1`` ... (prefix ``CONSOLE_``, ``__`` between section and field).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from console.errors import ConfigError
+
+DEFAULT_CONFIG = Path("configs/lab.toml")
+
+
+class RedisSection(BaseModel):
+    url: str = "redis://127.0.0.1:16379/0"
+    """Policy store and lock service."""
+    timeout_s: float = 2.0
+    """Per-command timeout."""
+    key_prefix: str = "aml"
+    """Prefix of every key the console writes (policies, locks, audit mirror)."""
+
+
+class MlflowSection(BaseModel):
+    url: str = "http://127.0.0.1:15000"
+    """MLflow tracking server (the model registry)."""
+    timeout_s: float = 5.0
+
+
+class AlertmanagerSection(BaseModel):
+    url: str = "http://127.0.0.1:19093"
+    timeout_s: float = 5.0
+
+
+class PrometheusSection(BaseModel):
+    url: str = "http://127.0.0.1:19090"
+    timeout_s: float = 5.0
+
+
+class TracesSection(BaseModel):
+    path: str = ".aml/traces"
+    """OTLP JSON-lines files, or a Tempo/Jaeger URL."""
+
+
+class SamplesSection(BaseModel):
+    path: str = ".aml/samples"
+    """Sample store: a directory of Parquet/JSONL files partitioned by day, or an fsspec URL."""
+
+
+class AuditSection(BaseModel):
+    path: Path | None = None
+    """Append-only JSONL log; default ``<run_dir>/audit/audit.jsonl``."""
+    checkpoint_path: Path | None = None
+    """Authenticated head (record count + last hash); default ``<audit path>.head``."""
+    hmac_key: SecretStr | None = None
+    """Key of the records' HMAC. Prefer ``CONSOLE_AUDIT__HMAC_KEY`` or ``hmac_key_file``."""
+    hmac_key_file: Path | None = None
+    """File holding the HMAC key (the lab writes one under the run dir)."""
+    mirror: Literal["none", "redis"] = "none"
+    """Also write each record to a shared sink (a Redis stream)."""
+    mirror_stream: str = "aml:audit"
+    mirror_deadline_s: float = 2.0
+    """A mirror that does not answer within this is a failed write: the action does not run."""
+
+
+class LockSection(BaseModel):
+    lease_s: float = Field(default=60.0, gt=0)
+    """A run's lease on its target; renewed before every step."""
+
+
+class HttpActionSection(BaseModel):
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    """Hosts the templated HTTP action may call. Anything else is refused at plan time."""
+    timeout_s: float = 5.0
+
+
+class LabService(BaseModel):
+    port: int = Field(gt=0, lt=65536)
+
+
+class LabSection(BaseModel):
+    services: list[str] = Field(
+        default_factory=lambda: ["redis", "mlflow", "alertmanager", "prometheus"]
+    )
+    """Services ``lab up`` starts when ``--services`` is not given."""
+    seed_model: str = "digits"
+    """Model the lab registers (two versions, aliases champion and previous)."""
+    mlflow_start_timeout_s: float = 90.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONSOLE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    environment: str = "lab"
+    """Label shown on every screen and in every audit record (e.g. prod, staging, lab)."""
+    operator: str = Field(default_factory=lambda: _default_operator())
+    """Who acts; written into every audit record."""
+    read_only: bool = False
+    """Refuse every action; plans and dry runs still work."""
+    run_dir: Path = Path(".aml")
+    """Data, pids, logs, run state and the default audit log."""
+    runbook_dirs: list[Path] = Field(default_factory=lambda: [Path("runbooks")])
+
+    redis: RedisSection = Field(default_factory=RedisSection)
+    mlflow: MlflowSection = Field(default_factory=MlflowSection)
+    alertmanager: AlertmanagerSection = Field(default_factory=AlertmanagerSection)
+    prometheus: PrometheusSection = Field(default_factory=PrometheusSection)
+    traces: TracesSection = Field(default_factory=TracesSection)
+    samples: SamplesSection = Field(default_factory=SamplesSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
+    locks: LockSection = Field(default_factory=LockSection)
+    http_action: HttpActionSection = Field(default_factory=HttpActionSection)
+    lab: LabSection = Field(default_factory=LabSection)
+
+    @field_validator("operator")
+    @classmethod
+    def _operator_is_plain(cls, value: str) -> str:
+        if not value or len(value) > 128 or not value.isprintable():
+            raise ValueError("operator must be 1-128 printable characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    # Derived paths -------------------------------------------------------------------------
+    @property
+    def audit_path(self) -> Path:
+        return self.audit.path or self.run_dir / "audit" / "audit.jsonl"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        return self.audit.checkpoint_path or self.audit_path.with_name(
+            self.audit_path.name + ".head"
+        )
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.run_dir / "runs"
+
+    @property
+    def lab_dir(self) -> Path:
+        return self.run_dir / "lab"
+
+    def audit_key(self) -> bytes | None:
+        """The HMAC key, or None when none is configured. Raises ConfigError if unreadable."""
+        if self.audit.hmac_key is not None:
+            key = self.audit.hmac_key.get_secret_value().encode()
+            return key or None
+        if self.audit.hmac_key_file is not None:
+            try:
+                key = self.audit.hmac_key_file.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read audit key file {self.audit.hmac_key_file}: {exc.strerror}"
+                ) from None
+            return key or None
+        return None
+
+
+def _default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the config file (if any), apply env overrides, validate. Errors name file and field."""
+    path = config_path
+    if path is None and os.environ.get("CONSOLE_CONFIG"):
+        path = Path(os.environ["CONSOLE_CONFIG"])
+    explicit = path is not None
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            if explicit:
+                raise ConfigError(f"config file not found: {path}")
+        else:
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: cannot read: {exc}") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = str(path) if path else "environment"
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(root)"
+            problems.append(f"{field}: {err['msg']}")
+        raise ConfigError(f"{where}: invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,138 @@
+"""Errors the console shows to people.
+
+Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything else is a bug.
+
+    ConsoleError
+    ├── ConfigError                 bad or missing configuration
+    ├── AdapterError                a backend (Redis, MLflow, Alertmanager, HTTP) failed
+    │   ├── BackendUnavailable      could not connect, or timed out (retryable)
+    │   └── BackendResponseError    answered, but with an error status or garbage
+    ├── RunbookError
+    │   ├── RunbookValidationError  a runbook file is not valid (carries every problem)
+    │   ├── ParameterError          a parameter value is not acceptable
+    │   ├── ConfirmationRequired    not interactive and no --yes
+    │   ├── ReadOnlyError           read-only mode refused an action
+    │   ├── LockHeldError           someone else holds the target
+    │   ├── StalePlanError          the target changed between plan and apply
+    │   ├── PreconditionFailed      a precondition of the runbook does not hold
+    │   └── RunNotFound / RunStateError
+    ├── AuditError
+    │   └── AuditWriteError         a record could not be written: the action does not run
+    └── LabError                    the lab launcher could not start or stop a service
+"""
+
+from __future__ import annotations
+
+
+class ConsoleError(Exception):
+    """Base class: ``str(err)`` is a one-line reason fit for a person."""
+
+    def __init__(self, message: str, title: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.title = title
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ConsoleError):
+    pass
+
+
+class AdapterError(ConsoleError):
+    """A backend call failed. ``retryable`` says whether trying again may help."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, backend: str = "", status: int | None = None) -> None:
+        super().__init__(message, title=backend)
+        self.backend = backend
+        self.status = status
+
+
+class BackendUnavailable(AdapterError):
+    retryable = True
+
+
+class BackendResponseError(AdapterError):
+    def __init__(self, message: str, backend: str = "", status: int | None = None) -> None:
+        super().__init__(message, backend, status)
+        # 5xx and 429 may pass; 4xx (400, 404, 409, 422) will not.
+        self.retryable = status is not None and (status >= 500 or status == 429)
+
+
+class RunbookError(ConsoleError):
+    pass
+
+
+class RunbookValidationError(RunbookError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems) if problems else "invalid runbook")
+
+
+class ParameterError(RunbookError):
+    pass
+
+
+class ConfirmationRequired(RunbookError):
+    pass
+
+
+class ReadOnlyError(RunbookError):
+    pass
+
+
+class LockHeldError(RunbookError):
+    pass
+
+
+class StalePlanError(RunbookError):
+    pass
+
+
+class PreconditionFailed(RunbookError):
+    pass
+
+
+class RunNotFound(RunbookError):
+    pass
+
+
+class RunStateError(RunbookError):
+    pass
+
+
+class AuditError(ConsoleError):
+    pass
+
+
+class AuditWriteError(AuditError):
+    pass
+
+
+class LabError(ConsoleError):
+    pass
+
+
+__all__ = [
+    "AdapterError",
+    "AuditError",
+    "AuditWriteError",
+    "BackendResponseError",
+    "BackendUnavailable",
+    "ConfigError",
+    "ConfirmationRequired",
+    "ConsoleError",
+    "LabError",
+    "LockHeldError",
+    "ParameterError",
+    "PreconditionFailed",
+    "ReadOnlyError",
+    "RunNotFound",
+    "RunStateError",
+    "RunbookError",
+    "RunbookValidationError",
+    "StalePlanError",
+]

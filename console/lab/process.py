@@ -1,0 +1,156 @@
+"""Detached service processes: spawn in a new session, recognise by pid file, stop by group.
+
+A pid file holds the pid and the process' start time (``/proc/<pid>/stat`` field 22), so a pid
+the kernel has since handed to another program is never mistaken for the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# Popen objects of services this process started, so they can be reaped instead of lingering
+# as zombies (the launcher may live as long as a test session).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    pid: int
+    start_ticks: int
+    port: int
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` from field 3 (state) on; None if there is no such process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """Start time of a live (non-zombie) process, or None."""
+    _reap(pid)
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def is_alive(record: PidRecord) -> bool:
+    return start_ticks(record.pid) == record.start_ticks
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def read_pid(path: Path) -> PidRecord | None:
+    try:
+        data = json.loads(path.read_text())
+        return PidRecord(
+            pid=int(data["pid"]), start_ticks=int(data["start_ticks"]), port=int(data["port"])
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # A torn or foreign pid file says nothing reliable: treat the service as unknown.
+        return PidRecord(pid=0, start_ticks=-1, port=0)
+
+
+def write_pid(path: Path, record: PidRecord) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(record)))
+    tmp.replace(path)
+
+
+def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> int:
+    """Start ``argv`` in its own session (so its whole group can be signalled); return its pid."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def exit_code(pid: int) -> int | None:
+    """Exit status of a child this process started and that has exited, else None."""
+    proc = _children.get(pid)
+    return None if proc is None else proc.poll()
+
+
+def _reap(pid: int) -> None:
+    proc = _children.get(pid)
+    if proc is not None:
+        proc.poll()
+
+
+def stop(record: PidRecord, timeout_s: float = 10.0) -> None:
+    """SIGTERM the service's process group, wait up to ``timeout_s``, then SIGKILL it."""
+    pgid = record.pid
+    if pgid <= 0:
+        return
+    ticks = start_ticks(pgid)
+    if ticks is not None and ticks != record.start_ticks:
+        return  # the pid now belongs to another program
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        if not group_members(pgid):
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            _reap(pgid)
+            if not group_members(pgid):
+                break
+            time.sleep(0.05)
+    _reap(pgid)
+    _children.pop(pgid, None)
+
+
+def port_open(port: int, timeout_s: float = 0.3) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 8, width: int = 240) -> str:
+    """The last lines of a log, joined on one line (errors are shown on one line)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16_384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    tail = [ln.strip()[:width] for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(tail) if tail else "(empty log)"

@@ -1,0 +1,230 @@
+"""The lab's service launcher: ``up``, ``down`` and ``status`` of Redis, MLflow, Alertmanager and
+Prometheus on loopback, with data, logs and pid files under ``<run_dir>/lab/<service>/``.
+
+``up`` is idempotent (a live service that answers is reused) and safe to call from several
+processes at once (an ``flock`` on ``<lab_dir>/.lock``). Services outlive the caller: stop them
+with ``down``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from console.config import Settings
+from console.errors import LabError
+from console.lab import process, specs
+from console.lab.seed import SeededModel, ensure_seed_model
+from console.lab.specs import SERVICE_NAMES, ServiceSpec
+
+State = Literal["running", "stopped", "dead"]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    url: str
+    port: int
+    pid: int | None
+    state: State
+    """running: pid alive and port answers; dead: pid file but process gone or silent."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LabUp:
+    services: list[ServiceStatus]
+    seeded: SeededModel | None
+    """The seed model, when MLflow was among the services and seeding was asked for."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "services": [s.as_dict() for s in self.services],
+            "seeded": self.seeded.as_dict() if self.seeded else None,
+        }
+
+
+def resolve_names(names: Iterable[str] | None, default: Iterable[str]) -> list[str]:
+    """Validated service names in start order; ``default`` when ``names`` is None or empty."""
+    wanted = [n.strip() for n in (names or default) if n.strip()]
+    unknown = sorted(set(wanted) - set(SERVICE_NAMES))
+    if unknown:
+        raise LabError(f"unknown service {', '.join(unknown)} (known: {', '.join(SERVICE_NAMES)})")
+    return [n for n in SERVICE_NAMES if n in wanted]
+
+
+@contextmanager
+def lab_lock(settings: Settings) -> Iterator[None]:
+    """Exclusive lock on the lab directory (flock: released if the holder dies)."""
+    lab_dir = settings.lab_dir
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    with (lab_dir / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_audit_key(settings: Settings) -> Path | None:
+    """Create the audit HMAC key file (32 random bytes, hex, mode 0600) if configured and absent."""
+    path = settings.audit.hmac_key_file
+    if path is None or path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        return path
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    return path
+
+
+def up(
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    *,
+    seed: bool = True,
+    rules_dir: Path | None = None,
+) -> LabUp:
+    """Start the named services (default ``settings.lab.services``) and wait until they answer.
+
+    Raises LabError, before starting anything, for an unknown service, a non-loopback URL, a
+    missing binary or a port held by a process the lab did not start; afterwards, for a service
+    that did not come up (with the last lines of its log).
+    """
+    wanted = resolve_names(names, settings.lab.services)
+    ensure_audit_key(settings)
+    with lab_lock(settings):
+        service_specs = _build_all(settings, wanted, rules_dir)
+        to_start = [s for s in service_specs if not _reusable(s)]
+        busy = [s for s in to_start if process.port_open(s.port)]
+        if busy:
+            raise LabError(
+                "; ".join(
+                    f"{s.name}: port {s.port} is in use by a process this lab did not start"
+                    f" (no live pid in {s.pid_path})"
+                    for s in busy
+                )
+            )
+        pids = {s.name: _start(s) for s in to_start}
+        with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
+            problems = [p for p in pool.map(lambda s: _wait_ready(s, pids[s.name]), to_start) if p]
+        if problems:
+            raise LabError("; ".join(problems))
+        seeded = ensure_seed_model(settings) if seed and "mlflow" in wanted else None
+    return LabUp(status(settings, wanted), seeded)
+
+
+def down(settings: Settings, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+    """Stop the named services (default: all) by process group; remove their pid files."""
+    wanted = resolve_names(names, SERVICE_NAMES)
+    with lab_lock(settings):
+        service_specs = [specs.build(settings, n, check=False) for n in wanted]
+        with ThreadPoolExecutor(max_workers=max(1, len(service_specs))) as pool:
+            list(pool.map(_stop, service_specs))
+    return status(settings, wanted)
+
+
+def status(settings: Settings, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+    """State of the named services (default: all), probing them in parallel."""
+    wanted = resolve_names(names, SERVICE_NAMES)
+    service_specs = [specs.build(settings, n, check=False) for n in wanted]
+    with ThreadPoolExecutor(max_workers=max(1, len(service_specs))) as pool:
+        return list(pool.map(_status, service_specs))
+
+
+def _build_all(settings: Settings, names: list[str], rules_dir: Path | None) -> list[ServiceSpec]:
+    """Specs of every service, or one LabError naming every problem (all missing binaries)."""
+    built, problems = [], []
+    for name in names:
+        try:
+            built.append(specs.build(settings, name, rules_dir=rules_dir))
+        except LabError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise LabError("; ".join(problems))
+    return built
+
+
+def _status(spec: ServiceSpec) -> ServiceStatus:
+    record = process.read_pid(spec.pid_path)
+    if record is None:
+        return ServiceStatus(spec.name, spec.url, spec.port, None, "stopped")
+    running = process.is_alive(record) and spec.probe(1.0)
+    pid = record.pid or None
+    return ServiceStatus(spec.name, spec.url, spec.port, pid, "running" if running else "dead")
+
+
+def _reusable(spec: ServiceSpec) -> bool:
+    """A live service that answers is kept; a dead or silent one is stopped for a restart."""
+    record = process.read_pid(spec.pid_path)
+    if record is None:
+        return False
+    if record.port == spec.port and process.is_alive(record) and spec.probe(1.0):
+        return True
+    _stop(spec)
+    return False
+
+
+def _start(spec: ServiceSpec) -> int:
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    for path, text in spec.files.items():
+        path.write_text(text, encoding="utf-8")
+    try:
+        pid = process.spawn(
+            spec.argv, env=specs.child_env(spec), cwd=spec.home, log_path=spec.log_path
+        )
+    except OSError as exc:
+        raise LabError(f"{spec.name}: cannot start {spec.argv[0]}: {exc.strerror}") from None
+    ticks = process.start_ticks(pid)
+    process.write_pid(spec.pid_path, process.PidRecord(pid, ticks or -1, spec.port))
+    return pid
+
+
+def _wait_ready(spec: ServiceSpec, pid: int) -> str | None:
+    """None once the service answers; otherwise why not, with its log's last lines."""
+    deadline = time.monotonic() + spec.start_timeout_s
+    while True:
+        code = process.exit_code(pid)
+        if code is not None:
+            reason = f"exited with status {code}"
+            break
+        if spec.probe(0.5):
+            return None
+        if time.monotonic() >= deadline:
+            reason = f"did not answer within {spec.start_timeout_s:g} s"
+            break
+        time.sleep(0.1)
+    _stop(spec)
+    return f"{spec.name} {reason}; log {spec.log_path}: {process.log_tail(spec.log_path)}"
+
+
+def _stop(spec: ServiceSpec) -> None:
+    record = process.read_pid(spec.pid_path)
+    if record is not None:
+        process.stop(record)
+        spec.pid_path.unlink(missing_ok=True)
+
+
+__all__ = [
+    "LabUp",
+    "ServiceStatus",
+    "down",
+    "ensure_audit_key",
+    "lab_lock",
+    "resolve_names",
+    "status",
+    "up",
+]

@@ -1,0 +1,1 @@
+"""Runbooks: schema, loader, parameters, actions and the engine that runs them."""

@@ -1,0 +1,81 @@
+"""What every action type provides: plan (read real state), apply, compensate."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from console.config import Settings
+from console.runbooks.backends import Backends
+
+
+class ActionArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+ArgsT = TypeVar("ArgsT", bound=ActionArgs)
+
+
+@dataclass
+class ActionContext:
+    settings: Settings
+    backends: Backends
+    run_id: str
+    operator: str
+    run_dir: Path
+    """This run's folder (evidence goes under it)."""
+
+
+@dataclass
+class StepPlan:
+    summary: str
+    """One line: what will change, in words."""
+    before: Any
+    """Current state, read from the real system (JSON-able)."""
+    after: Any
+    """State after apply (JSON-able)."""
+    noop: bool = False
+    """The effect is already in place: apply will change nothing."""
+    requests: list[str] = field(default_factory=list)
+    """The exact requests apply will send."""
+
+
+class Action(ABC, Generic[ArgsT]):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Args: ClassVar[type[ActionArgs]]
+    idempotent: ClassVar[bool] = True
+    """Safe to send again after an unknown outcome: only these get retries."""
+
+    @abstractmethod
+    async def plan(self, args: ArgsT, ctx: ActionContext) -> StepPlan: ...
+
+    @abstractmethod
+    async def apply(self, args: ArgsT, ctx: ActionContext, plan: StepPlan) -> Any:
+        """Make the change; return the state after (JSON-able)."""
+
+    @abstractmethod
+    async def compensate(self, args: ArgsT, ctx: ActionContext, before: Any, after: Any) -> Any:
+        """Undo apply, given the recorded before and after states; return the state now."""
+
+    def retry_safe(self, args: ArgsT) -> bool:
+        """Whether apply may be retried after an error that may pass."""
+        return self.idempotent
+
+    def stale_fields(self, before: Any) -> Any:
+        """The part of ``before`` that must not change between plan and apply."""
+        return before
+
+
+class Check(ABC, Generic[ArgsT]):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Args: ClassVar[type[ActionArgs]]
+
+    @abstractmethod
+    async def check(self, args: ArgsT, ctx: ActionContext) -> str | None:
+        """None when the precondition holds, else what is wrong."""

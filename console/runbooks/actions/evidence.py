@@ -1,0 +1,122 @@
+"""Capture evidence: what the alerts, the policy store and the registry said, before acting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from pydantic import field_validator
+
+from console.adapters.mlflow import check_model_name
+from console.adapters.policy import check_client_id
+from console.errors import AdapterError
+from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+
+
+class EvidenceArgs(ActionArgs):
+    client: str | None = None
+    model: str | None = None
+    alertname: str | None = None
+
+    @field_validator("client")
+    @classmethod
+    def _client(cls, value: str | None) -> str | None:
+        return None if value is None else check_client_id(value)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return None if value is None else check_model_name(value)
+
+
+class CaptureEvidence(Action[EvidenceArgs]):
+    """Writes JSON files and a sha256 manifest under ``<run dir>/evidence/``.
+
+    A source that is down is noted in the manifest instead of failing the step: evidence is
+    best effort, and must not stop the containment that follows it.
+    """
+
+    name = "evidence.capture"
+    description = "Save current alerts, policy state and registry state for the target."
+    Args = EvidenceArgs
+
+    async def plan(self, args: EvidenceArgs, ctx: ActionContext) -> StepPlan:
+        folder = ctx.run_dir / "evidence"
+        sources = (
+            ["alerts"] + (["policy"] if args.client else []) + (["registry"] if args.model else [])
+        )
+        return StepPlan(
+            summary=f"save {', '.join(sources)} to {folder}",
+            before=None,
+            after={"folder": str(folder), "sources": sources},
+            requests=[f"GET {ctx.settings.alertmanager.url}/api/v2/alerts"]
+            + ([f"GET redis policy of {args.client}"] if args.client else [])
+            + ([f"GET mlflow model {args.model}"] if args.model else []),
+        )
+
+    async def apply(self, args: EvidenceArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        folder = ctx.run_dir / "evidence"
+        folder.mkdir(parents=True, exist_ok=True)
+        collected: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        try:
+            alerts = await ctx.backends.alertmanager.alerts()
+            collected["alerts"] = [
+                a.model_dump(mode="json") for a in alerts if _concerns(a.labels, args)
+            ]
+        except AdapterError as exc:
+            errors["alerts"] = str(exc)
+        if args.client:
+            try:
+                store = ctx.backends.policy
+                block = await store.get_block(args.client)
+                budget = await store.get_budget(args.client)
+                collected["policy"] = {
+                    "block": block.model_dump(mode="json") if block else None,
+                    "budget": budget.model_dump(mode="json") if budget else None,
+                }
+            except AdapterError as exc:
+                errors["policy"] = str(exc)
+        if args.model:
+            try:
+                registry = ctx.backends.registry
+                model = await registry.get_model(args.model)
+                versions = await registry.list_versions(args.model) if model else []
+                collected["registry"] = {
+                    "model": model.model_dump(mode="json") if model else None,
+                    "versions": [v.model_dump(mode="json") for v in versions],
+                }
+            except AdapterError as exc:
+                errors["registry"] = str(exc)
+        manifest: dict[str, Any] = {"run_id": ctx.run_id, "files": {}, "errors": errors}
+        for name, content in collected.items():
+            data = json.dumps(content, indent=2, sort_keys=True).encode()
+            path = folder / f"{name}.json"
+            _write_durably(path, data)
+            manifest["files"][path.name] = hashlib.sha256(data).hexdigest()
+        _write_durably(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+        return {"folder": str(folder), "files": manifest["files"], "errors": errors}
+
+    async def compensate(
+        self, args: EvidenceArgs, ctx: ActionContext, before: Any, after: Any
+    ) -> Any:
+        return after  # evidence is kept whatever happens next
+
+
+def _concerns(labels: dict[str, str], args: EvidenceArgs) -> bool:
+    wanted = {"client": args.client, "model": args.model, "alertname": args.alertname}
+    given = {k: v for k, v in wanted.items() if v}
+    if not given:
+        return True
+    return any(labels.get(k) == v for k, v in given.items())
+
+
+def _write_durably(path: os.PathLike[str], data: bytes) -> None:
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

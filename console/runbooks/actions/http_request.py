@@ -1,0 +1,112 @@
+"""A templated HTTP request, for gateways the console has no adapter for. Never a shell."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import ConfigDict, Field, field_validator
+
+from console.errors import BackendResponseError, BackendUnavailable, ParameterError
+from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+IDEMPOTENT_METHODS = {"GET", "PUT", "DELETE"}
+
+
+class RequestSpec(ActionArgs):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    method: Method = "POST"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    expect_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value[:80]!r} is not an http(s) URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if any(c in str(item) for c in "\r\n") or any(c in name for c in "\r\n:"):
+                raise ValueError(f"header {name[:40]!r} has a line break or colon")
+        return value
+
+
+class HttpArgs(RequestSpec):
+    undo: RequestSpec | None = None
+    """The request that reverses this one (the step's compensation)."""
+
+
+def _describe(spec: RequestSpec) -> str:
+    body = "" if spec.json_body is None else f" json={spec.json_body}"
+    return f"{spec.method} {spec.url}{body}"
+
+
+def _check_host(spec: RequestSpec, ctx: ActionContext) -> None:
+    host = urlsplit(spec.url).hostname or ""
+    allowed = ctx.settings.http_action.allowed_hosts
+    if host not in allowed:
+        raise ParameterError(
+            f"http.request to {host!r} is not allowed (http_action.allowed_hosts: "
+            f"{', '.join(allowed)})"
+        )
+
+
+async def _send(spec: RequestSpec, ctx: ActionContext) -> dict[str, Any]:
+    where = f"{spec.method} {spec.url}"
+    try:
+        response = await ctx.backends.http.request(
+            spec.method, spec.url, headers=spec.headers, json=spec.json_body
+        )
+    except httpx.TimeoutException:
+        raise BackendUnavailable(f"{where}: timed out", "http") from None
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(f"{where}: cannot connect ({exc})", "http") from None
+    if response.status_code not in spec.expect_status:
+        raise BackendResponseError(
+            f"{where}: HTTP {response.status_code} (expected {spec.expect_status})",
+            "http",
+            response.status_code,
+        )
+    return {"status": response.status_code, "body": response.text[:500]}
+
+
+class HttpRequest(Action[HttpArgs]):
+    name = "http.request"
+    description = "Send one HTTP request to an allowed host (optional undo request)."
+    Args = HttpArgs
+    idempotent = False
+
+    def retry_safe(self, args: HttpArgs) -> bool:
+        return args.method in IDEMPOTENT_METHODS
+
+    async def plan(self, args: HttpArgs, ctx: ActionContext) -> StepPlan:
+        _check_host(args, ctx)
+        if args.undo is not None:
+            _check_host(args.undo, ctx)
+        requests = [_describe(args)]
+        if args.undo is not None:
+            requests.append(f"(undo) {_describe(args.undo)}")
+        return StepPlan(
+            summary=f"send {args.method} {args.url}",
+            before=None,
+            after={"expect_status": args.expect_status},
+            requests=requests,
+        )
+
+    async def apply(self, args: HttpArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        return await _send(args, ctx)
+
+    async def compensate(self, args: HttpArgs, ctx: ActionContext, before: Any, after: Any) -> Any:
+        if args.undo is None:
+            return None
+        return await _send(args.undo, ctx)

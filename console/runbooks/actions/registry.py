@@ -1,0 +1,146 @@
+"""Model registry actions (MLflow aliases): set an alias, roll back the champion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator
+
+from console.adapters.mlflow import API, check_alias, check_model_name
+from console.errors import ParameterError, PreconditionFailed
+from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+
+
+class SetAliasArgs(ActionArgs):
+    model: str
+    alias: str = "champion"
+    version: str
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_model_name(value)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return check_alias(value)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str:
+        text = str(value)
+        if not text.isdigit() or len(text) > 9:
+            raise ValueError(f"version {text[:20]!r} is not a version number")
+        return text
+
+
+class RollbackArgs(ActionArgs):
+    model: str
+    alias: str = "champion"
+    to_alias: str = "previous"
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_model_name(value)
+
+    @field_validator("alias", "to_alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return check_alias(value)
+
+
+def _alias_state(model: str, alias: str, version: str | None) -> dict[str, Any]:
+    return {"model": model, "alias": alias, "version": version}
+
+
+async def _plan_move(
+    ctx: ActionContext, model: str, alias: str, version: str, why: str
+) -> StepPlan:
+    registry = ctx.backends.registry
+    found = await registry.get_model(model)
+    if found is None:
+        raise ParameterError(f"model {model!r} is not in the registry at {ctx.settings.mlflow.url}")
+    target = await registry.get_version(model, version)
+    if target is None:
+        raise ParameterError(f"model {model!r} has no version {version}")
+    if target.status and target.status != "READY":
+        raise PreconditionFailed(f"{model} v{version} is {target.status}, not READY")
+    current = found.aliases.get(alias)
+    noop = current == version
+    summary = (
+        f"{model}@{alias} is already v{version}"
+        if noop
+        else f"move {model}@{alias} from v{current or '(unset)'} to v{version}{why}"
+    )
+    return StepPlan(
+        summary=summary,
+        before=_alias_state(model, alias, current),
+        after=_alias_state(model, alias, version),
+        noop=noop,
+        requests=[
+            f"POST {ctx.settings.mlflow.url}{API}/registered-models/alias "
+            f'{{"name": "{model}", "alias": "{alias}", "version": "{version}"}}'
+        ],
+    )
+
+
+async def _restore_alias(ctx: ActionContext, before: Any) -> Any:
+    registry = ctx.backends.registry
+    model, alias, version = before["model"], before["alias"], before["version"]
+    if version is None:
+        await registry.delete_alias(model, alias)
+    else:
+        await registry.set_alias(model, alias, version)
+    return _alias_state(model, alias, await registry.get_alias(model, alias))
+
+
+class SetAlias(Action[SetAliasArgs]):
+    name = "registry.set_alias"
+    description = "Point a model alias (champion, candidate, ...) at a version."
+    Args = SetAliasArgs
+
+    async def plan(self, args: SetAliasArgs, ctx: ActionContext) -> StepPlan:
+        return await _plan_move(ctx, args.model, args.alias, args.version, "")
+
+    async def apply(self, args: SetAliasArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        await ctx.backends.registry.set_alias(args.model, args.alias, args.version)
+        return _alias_state(args.model, args.alias, args.version)
+
+    async def compensate(
+        self, args: SetAliasArgs, ctx: ActionContext, before: Any, after: Any
+    ) -> Any:
+        return await _restore_alias(ctx, before)
+
+
+class Rollback(Action[RollbackArgs]):
+    name = "registry.rollback"
+    description = "Move the champion alias to the version the previous alias points at."
+    Args = RollbackArgs
+
+    async def plan(self, args: RollbackArgs, ctx: ActionContext) -> StepPlan:
+        registry = ctx.backends.registry
+        found = await registry.get_model(args.model)
+        if found is None:
+            raise ParameterError(
+                f"model {args.model!r} is not in the registry at {ctx.settings.mlflow.url}"
+            )
+        target = found.aliases.get(args.to_alias)
+        if target is None:
+            raise PreconditionFailed(
+                f"{args.model} has no {args.to_alias!r} alias to roll back to "
+                f"(aliases: {', '.join(f'{a}=v{v}' for a, v in found.aliases.items()) or 'none'})"
+            )
+        why = f" (the {args.to_alias} version)"
+        return await _plan_move(ctx, args.model, args.alias, target, why)
+
+    async def apply(self, args: RollbackArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        version = plan.after["version"]
+        await ctx.backends.registry.set_alias(args.model, args.alias, version)
+        return _alias_state(args.model, args.alias, version)
+
+    async def compensate(
+        self, args: RollbackArgs, ctx: ActionContext, before: Any, after: Any
+    ) -> Any:
+        return await _restore_alias(ctx, before)

@@ -1,0 +1,158 @@
+"""Alertmanager silences: create one for an alert, or expire the ones that match."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from console.adapters.alertmanager import Matcher, Silence
+from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.runbooks.durations import format_duration, parse_duration
+
+LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
+
+
+class MatchArgs(ActionArgs):
+    alertname: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]{0,127}$")
+    labels: dict[str, str] = Field(default_factory=dict)
+    """More equality matchers, e.g. {client: mallory-1}."""
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not LABEL.fullmatch(name):
+                raise ValueError(f"label name {name[:40]!r} is not valid")
+            if len(str(item)) > 256 or not str(item).isprintable():
+                raise ValueError(f"label {name}: value is too long or has control characters")
+        return value
+
+    def matchers(self) -> list[Matcher]:
+        pairs = {"alertname": self.alertname, **self.labels}
+        return [Matcher(name=k, value=str(v)) for k, v in sorted(pairs.items())]
+
+    def describe(self) -> str:
+        return ",".join(f"{m.name}={m.value}" for m in self.matchers())
+
+
+class SilenceArgs(MatchArgs):
+    duration: timedelta
+    comment: str = Field(default="silenced by aml-console", max_length=500)
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
+def _brief(silence: Silence) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "matchers": [m.model_dump() for m in silence.matchers],
+        "ends_at": silence.endsAt.isoformat(),
+        "comment": silence.comment,
+    }
+
+
+class SilenceAlert(Action[SilenceArgs]):
+    name = "alertmanager.silence"
+    description = "Silence an alert (and optional labels) in Alertmanager for a while."
+    Args = SilenceArgs
+    idempotent = False  # each POST creates another silence
+
+    async def plan(self, args: SilenceArgs, ctx: ActionContext) -> StepPlan:
+        am = ctx.backends.alertmanager
+        active = await am.active_silences(args.matchers())
+        until = datetime.now(UTC) + args.duration
+        covering = [s for s in active if s.endsAt >= until - timedelta(minutes=1)]
+        noop = bool(covering)
+        summary = (
+            f"{args.describe()} is already silenced until {covering[0].endsAt:%H:%M:%S}Z "
+            f"(silence {covering[0].id})"
+            if noop
+            else f"silence {args.describe()} for {format_duration(args.duration)}"
+        )
+        return StepPlan(
+            summary=summary,
+            before={"active_silences": [_brief(s) for s in active]},
+            after={"matchers": args.describe(), "ends_at": until.isoformat()},
+            noop=noop,
+            requests=[
+                f"POST {ctx.settings.alertmanager.url}/api/v2/silences "
+                f"matchers={args.describe()} endsAt=now+{format_duration(args.duration)}"
+            ],
+        )
+
+    def stale_fields(self, before: Any) -> Any:
+        return sorted(s["id"] for s in before["active_silences"])
+
+    async def apply(self, args: SilenceArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        now = datetime.now(UTC)
+        comment = f"{args.comment} (run {ctx.run_id})"
+        silence_id = await ctx.backends.alertmanager.create_silence(
+            args.matchers(), now, now + args.duration, ctx.operator, comment
+        )
+        return {
+            "silence_id": silence_id,
+            "matchers": args.describe(),
+            "ends_at": (now + args.duration).isoformat(),
+        }
+
+    async def compensate(
+        self, args: SilenceArgs, ctx: ActionContext, before: Any, after: Any
+    ) -> Any:
+        if after and after.get("silence_id"):
+            await ctx.backends.alertmanager.expire_silence(after["silence_id"])
+        return {"expired": after.get("silence_id") if after else None}
+
+
+class ExpireSilences(Action[MatchArgs]):
+    name = "alertmanager.expire_silence"
+    description = "Expire the active silences whose matchers are exactly these."
+    Args = MatchArgs
+
+    async def plan(self, args: MatchArgs, ctx: ActionContext) -> StepPlan:
+        active = await ctx.backends.alertmanager.active_silences(args.matchers())
+        return StepPlan(
+            summary=(
+                f"no active silence for {args.describe()}"
+                if not active
+                else f"expire {len(active)} silence(s) of {args.describe()}"
+            ),
+            before={"active_silences": [_brief(s) for s in active]},
+            after={"active_silences": []},
+            noop=not active,
+            requests=[
+                f"DELETE {ctx.settings.alertmanager.url}/api/v2/silence/{s.id}" for s in active
+            ],
+        )
+
+    def stale_fields(self, before: Any) -> Any:
+        return sorted(s["id"] for s in before["active_silences"])
+
+    async def apply(self, args: MatchArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        expired = []
+        for silence in plan.before["active_silences"]:
+            await ctx.backends.alertmanager.expire_silence(silence["id"])
+            expired.append(silence["id"])
+        return {"expired": expired}
+
+    async def compensate(self, args: MatchArgs, ctx: ActionContext, before: Any, after: Any) -> Any:
+        recreated = []
+        now = datetime.now(UTC)
+        for silence in before["active_silences"]:
+            ends = datetime.fromisoformat(silence["ends_at"])
+            if ends <= now:
+                continue
+            new_id = await ctx.backends.alertmanager.create_silence(
+                [Matcher.model_validate(m) for m in silence["matchers"]],
+                now,
+                ends,
+                ctx.operator,
+                f"{silence['comment']} (restored by run {ctx.run_id})",
+            )
+            recreated.append(new_id)
+        return {"recreated": recreated}

@@ -1,0 +1,141 @@
+"""Persisted run state, so a run killed mid-way can be seen, resumed or aborted."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from console.errors import RunNotFound, RunStateError
+
+StepStatus = Literal[
+    "pending",
+    "applying",
+    "applied",
+    "noop",
+    "failed",
+    "compensating",
+    "compensated",
+    "compensation-failed",
+    "not-compensated",
+]
+RunStatus = Literal["running", "succeeded", "compensated", "failed", "interrupted", "aborted"]
+UNFINISHED: tuple[RunStatus, ...] = ("running", "interrupted", "failed")
+
+
+class StepState(BaseModel):
+    id: str
+    action: str
+    status: StepStatus = "pending"
+    summary: str = ""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    before: Any = None
+    after: Any = None
+    error: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunState(BaseModel):
+    run_id: str
+    runbook: str
+    runbook_path: str
+    runbook_sha256: str
+    params: dict[str, Any]
+    """Parameters with secrets redacted."""
+    secret_params: list[str] = Field(default_factory=list)
+    operator: str
+    environment: str
+    target: str
+    status: RunStatus = "running"
+    pid: int = Field(default_factory=os.getpid)
+    host: str = Field(default_factory=socket.gethostname)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    steps: list[StepState] = Field(default_factory=list)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+    def step(self, step_id: str) -> StepState:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def applied_steps(self) -> list[StepState]:
+        return [s for s in self.steps if s.status in ("applied", "applying")]
+
+    def process_alive(self) -> bool:
+        if self.host != socket.gethostname():
+            return True  # cannot tell from here: assume it may still run
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    @property
+    def effective_status(self) -> RunStatus:
+        """A 'running' run whose process is gone was interrupted (crash, kill -9)."""
+        if self.status == "running" and not self.process_alive():
+            return "interrupted"
+        return self.status
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+class RunStore:
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = runs_dir
+
+    def folder(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith(".") or not run_id.isprintable():
+            raise RunNotFound(f"{run_id[:40]!r} is not a run id")
+        return self.runs_dir / run_id
+
+    def save(self, state: RunState) -> None:
+        state.updated_at = datetime.now(UTC)
+        folder = self.folder(state.run_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / "state.json.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(state.model_dump_json(indent=2))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, folder / "state.json")
+        except OSError as exc:
+            raise RunStateError(
+                f"cannot save the state of run {state.run_id} in {folder}: {exc.strerror}"
+            ) from None
+
+    def load(self, run_id: str) -> RunState:
+        path = self.folder(run_id) / "state.json"
+        try:
+            return RunState.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunNotFound(f"no run {run_id!r} in {self.runs_dir}") from None
+        except (OSError, ValidationError, ValueError) as exc:
+            raise RunStateError(f"state of run {run_id} is unreadable ({path}): {exc}") from None
+
+    def all(self) -> list[RunState]:
+        if not self.runs_dir.is_dir():
+            return []
+        runs = []
+        for folder in sorted(self.runs_dir.iterdir()):
+            if (folder / "state.json").is_file():
+                try:
+                    runs.append(self.load(folder.name))
+                except RunStateError:
+                    continue
+        return runs

@@ -1,0 +1,87 @@
+"""Session fixtures: the real lab services, started with the project's own launcher.
+
+``lab`` starts Redis, MLflow and Alertmanager on test ports (see ``support.TEST_PORTS``) with run
+dir ``.aml-test/``, shared by xdist workers (the launcher's flock makes ``up`` safe and
+idempotent). Services are left running at the end of the session so the next run starts fast;
+``.ci/run`` stops them, and locally ``aml-console --config .aml-test/config.toml lab down``.
+
+A service that cannot start skips the tests that need it, except under ``CI=true``, where they
+fail: CI never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pytest
+from support import (
+    REPO,
+    SESSION_SERVICES,
+    TEST_PORTS,
+    TEST_RUN_DIR,
+    LabHandle,
+    cli_env,
+    lab_config,
+    unavailable,
+    write_config,
+)
+
+from console.config import load_settings
+from console.errors import ConsoleError
+from console.lab.seed import SeededModel, seed_model
+
+
+@contextmanager
+def _without_console_env() -> Iterator[None]:
+    """Hide CONSOLE_* overrides from a developer's shell: the test lab is only its config file
+    (``env`` for subprocesses drops them too)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CONSOLE_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _start(handle: LabHandle, names: Sequence[str]) -> None:
+    from console.lab import services
+
+    try:
+        services.up(handle.settings, names, rules_dir=REPO / "configs" / "prometheus")
+    except ConsoleError as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def lab() -> LabHandle:
+    """Redis, MLflow (seeded with ``digits``) and Alertmanager, running on the test ports."""
+    config_path = TEST_RUN_DIR / "config.toml"
+    write_config(config_path, lab_config(TEST_RUN_DIR, TEST_PORTS, services=SESSION_SERVICES))
+    env = cli_env(config_path)
+    try:
+        with _without_console_env():
+            settings = load_settings(config_path)
+    except ConsoleError as exc:
+        pytest.fail(f"test lab config is invalid: {exc}", pytrace=False)
+    handle = LabHandle(settings=settings, config_path=config_path, run_dir=TEST_RUN_DIR, env=env)
+    _start(handle, SESSION_SERVICES)
+    return handle
+
+
+@pytest.fixture(scope="session")
+def lab_prometheus(lab: LabHandle) -> LabHandle:
+    """The session lab plus Prometheus (started on demand; about a second)."""
+    _start(lab, ["prometheus"])
+    return lab
+
+
+@pytest.fixture
+def seeded_model(lab: LabHandle) -> SeededModel:
+    """A freshly registered ``digits-<hex>`` model (2 versions, champion -> 2, previous -> 1),
+    so a test can move its aliases without disturbing any other test."""
+    try:
+        return seed_model(lab.settings.mlflow.url, f"digits-{uuid.uuid4().hex[:12]}")
+    except ConsoleError as exc:
+        unavailable(str(exc))

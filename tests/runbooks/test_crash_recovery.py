@@ -1,0 +1,173 @@
+"""kill -9 mid-run, then status / resume / abort; a lost lock stops the run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from runbook_support import REPO, Console
+from support import run_cli
+
+PAUSING_RUNBOOK = """\
+name: block-then-budget
+target: "client:{{ params.client }}"
+parameters:
+  client: {type: string, required: true, pattern: '^[a-z0-9-]+$'}
+steps:
+  - id: block
+    action: policy.block_client
+    with: {client: "{{ params.client }}", ttl: 1h, reason: drill}
+  - id: pause
+    action: control.wait
+    with: {duration: 3s, reason: let gateways pick up the block}
+  - id: budget
+    action: policy.set_budget
+    with: {client: "{{ params.client }}", qpm: 5}
+"""
+
+
+def _redis(console: Console) -> redis.Redis:
+    return redis.Redis.from_url(console.settings.redis.url, decode_responses=True)
+
+
+def _key(console: Console, kind: str, client: str) -> str:
+    return f"{console.settings.redis.key_prefix}:policy:{kind}:{client}"
+
+
+def _start(console: Console, runbook: Path, client: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "runbook",
+            "run",
+            str(runbook),
+            "-p",
+            f"client={client}",
+            "--yes",
+        ],
+        env=console.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_step(console: Console, step: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in (console.run_dir / "runs").glob("*/state.json"):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if any(s["id"] == step and s["status"] == status for s in state["steps"]):
+                return dict(state)
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} never reached {status}")
+
+
+def _killed_mid_run(console: Console, tmp_path: Path, client: str) -> str:
+    runbook = tmp_path / "block-then-budget.yaml"
+    runbook.write_text(PAUSING_RUNBOOK)
+    proc = _start(console, runbook, client)
+    state = _wait_for_step(console, "pause", "applying")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    return str(state["run_id"])
+
+
+def test_status_shows_the_interrupted_run_and_what_it_applied(
+    console: Console, tmp_path: Path
+) -> None:
+    run_id = _killed_mid_run(console, tmp_path, "k9-status")
+    result = run_cli(["runbook", "status", "--output", "json"], console.env)
+    assert result.returncode == 0, result.stderr
+    runs = {r["run_id"]: r for r in json.loads(result.stdout)}
+    assert runs[run_id]["status"] == "interrupted"
+    assert [(s["id"], s["status"]) for s in runs[run_id]["applied"]] == [
+        ("block", "applied"),
+        ("pause", "applying"),
+    ]
+    table = run_cli(["runbook", "status"], console.env)
+    assert run_id in table.stdout and "interrupted" in table.stdout
+    # The target stays locked for the dead run: nobody else acts on a half-done client.
+    other = run_cli(
+        ["runbook", "run", "unblock-client", "-p", "client=k9-status", "--yes"], console.env
+    )
+    assert other.returncode == 1 and f"run {run_id}" in other.stderr
+    verify = run_cli(["audit", "verify", "--output", "json"], console.env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    unknown = json.loads(verify.stdout)["outcome_unknown"]
+    assert any(u.get("run_id") == run_id and u.get("step") == "pause" for u in unknown)
+
+
+def test_resume_finishes_the_run(console: Console, tmp_path: Path) -> None:
+    run_id = _killed_mid_run(console, tmp_path, "k9-resume")
+    assert _redis(console).get(_key(console, "budget", "k9-resume")) is None
+    result = run_cli(["runbook", "resume", run_id, "--yes", "--output", "json"], console.env)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)["run"]
+    assert run["status"] == "succeeded"
+    assert [s["status"] for s in run["steps"]] == ["applied", "applied", "applied"]
+    assert json.loads(_redis(console).get(_key(console, "budget", "k9-resume")))["qpm"] == 5
+    assert _redis(console).get(_key(console, "block", "k9-resume")) is not None
+    again = run_cli(["runbook", "resume", run_id, "--yes"], console.env)
+    assert again.returncode == 1 and "succeeded: nothing to resume" in again.stderr
+
+
+def test_abort_compensates_what_was_applied(console: Console, tmp_path: Path) -> None:
+    run_id = _killed_mid_run(console, tmp_path, "k9-abort")
+    assert _redis(console).get(_key(console, "block", "k9-abort")) is not None
+    result = run_cli(["runbook", "abort", run_id, "--yes", "--output", "json"], console.env)
+    assert result.returncode == 1  # the run did not succeed: it was aborted
+    run = json.loads(result.stdout)["run"]
+    assert run["status"] == "aborted"
+    assert _redis(console).get(_key(console, "block", "k9-abort")) is None
+    assert _redis(console).get(_key(console, "budget", "k9-abort")) is None
+    records = [json.loads(x) for x in console.settings.audit_path.read_text().splitlines()]
+    comp = [
+        (r["kind"], r["step"], r["result"])
+        for r in records
+        if r["run_id"] == run_id and r["kind"].startswith("compensate")
+    ]
+    assert comp == [
+        ("compensate-intent", "pause", "planned"),
+        ("compensate-outcome", "pause", "ok"),
+        ("compensate-intent", "block", "planned"),
+        ("compensate-outcome", "block", "ok"),
+    ]
+    status = run_cli(["runbook", "status", "--output", "json"], console.env)
+    assert run_id not in {r["run_id"] for r in json.loads(status.stdout)}
+
+
+def test_lost_lock_stops_the_run(console: Console, tmp_path: Path) -> None:
+    runbook = tmp_path / "block-then-budget.yaml"
+    runbook.write_text(PAUSING_RUNBOOK)
+    proc = _start(console, runbook, "lost-lock")
+    _wait_for_step(console, "pause", "applying")
+    lock_key = f"{console.settings.redis.key_prefix}:lock:client:lost-lock"
+    _redis(console).set(
+        lock_key,
+        json.dumps(
+            {
+                "operator": "mallory",
+                "run_id": "other-run",
+                "token": "t",
+                "acquired_at": "2026-01-01T00:00:00Z",
+            }
+        ),
+        ex=60,
+    )
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "lost the lock on client:lost-lock (now held by mallory (run other-run))" in err
+    assert _redis(console).get(_key(console, "budget", "lost-lock")) is None

@@ -1,0 +1,74 @@
+"""Parameter values are checked before anything is read or written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from console.errors import ParameterError
+from console.runbooks.loader import load_runbook
+from console.runbooks.params import parse_assignments, resolve
+
+REPO = Path(__file__).resolve().parents[2]
+BLOCK = load_runbook(REPO / "runbooks" / "block-client.yaml").runbook
+BUDGET = load_runbook(REPO / "runbooks" / "lower-query-budget.yaml").runbook
+
+HOSTILE_CLIENT_IDS = [
+    "acme; rm -rf /",
+    "$(id)",
+    "`id`",
+    "../../etc/passwd",
+    "a/b",
+    "acme\nSET x y",
+    "acme\x1b[31mred",
+    "\x1b]52;c;ZXZpbA==\x07",
+    "x" * 10_000,
+    "",
+    "*",
+]
+
+
+@pytest.mark.parametrize("client", HOSTILE_CLIENT_IDS)
+def test_hostile_client_ids_are_refused(client: str) -> None:
+    with pytest.raises(ParameterError) as err:
+        resolve(BLOCK, {"client": client, "reason": "test"})
+    message = str(err.value)
+    assert "client" in message
+    assert "\n" not in message and "\x1b" not in message
+
+
+def test_typed_values_defaults_and_bounds() -> None:
+    values = resolve(BLOCK, {"client": "acme-7", "reason": "extraction"})
+    assert values["ttl"] == timedelta(hours=1)
+    with pytest.raises(ParameterError, match="shorter than the minimum"):
+        resolve(BLOCK, {"client": "acme-7", "reason": "x" * 5, "ttl": "10s"})
+    with pytest.raises(ParameterError, match="is not an integer"):
+        resolve(BUDGET, {"client": "acme-7", "qpm": "ten"})
+    with pytest.raises(ParameterError, match="above the maximum"):
+        resolve(BUDGET, {"client": "acme-7", "qpm": "100001"})
+
+
+def test_all_problems_at_once() -> None:
+    with pytest.raises(ParameterError) as err:
+        resolve(BLOCK, {"client": "ok", "colour": "red", "ttl": "soon"})
+    message = str(err.value)
+    assert "unknown parameter 'colour'" in message
+    assert "'reason' is required" in message
+    assert "not a duration" in message
+
+
+def test_reason_rejects_control_characters_and_long_text() -> None:
+    with pytest.raises(ParameterError, match="control characters"):
+        resolve(BLOCK, {"client": "ok", "reason": "line1\nline2"})
+    with pytest.raises(ParameterError, match="at most 200"):
+        resolve(BLOCK, {"client": "ok", "reason": "x" * 10_000})
+
+
+def test_assignments() -> None:
+    assert parse_assignments(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(ParameterError):
+        parse_assignments(["novalue"])
+    with pytest.raises(ParameterError, match="twice"):
+        parse_assignments(["a=1", "a=2"])
