@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from console.errors import ConfigError
@@ -20,7 +20,13 @@ from console.errors import ConfigError
 DEFAULT_CONFIG = Path("configs/lab.toml")
 
 
-class RedisSection(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RedisSection(Section):
     url: str = "redis://127.0.0.1:16379/0"
     """Policy store and lock service."""
     timeout_s: float = 2.0
@@ -29,33 +35,33 @@ class RedisSection(BaseModel):
     """Prefix of every key the console writes (policies, locks, audit mirror)."""
 
 
-class MlflowSection(BaseModel):
+class MlflowSection(Section):
     url: str = "http://127.0.0.1:15000"
     """MLflow tracking server (the model registry)."""
     timeout_s: float = 5.0
 
 
-class AlertmanagerSection(BaseModel):
+class AlertmanagerSection(Section):
     url: str = "http://127.0.0.1:19093"
     timeout_s: float = 5.0
 
 
-class PrometheusSection(BaseModel):
+class PrometheusSection(Section):
     url: str = "http://127.0.0.1:19090"
     timeout_s: float = 5.0
 
 
-class TracesSection(BaseModel):
+class TracesSection(Section):
     path: str = ".aml/traces"
     """OTLP JSON-lines files, or a Tempo/Jaeger URL."""
 
 
-class SamplesSection(BaseModel):
+class SamplesSection(Section):
     path: str = ".aml/samples"
     """Sample store: a directory of Parquet/JSONL files partitioned by day, or an fsspec URL."""
 
 
-class AuditSection(BaseModel):
+class AuditSection(Section):
     path: Path | None = None
     """Append-only JSONL log; default ``<run_dir>/audit/audit.jsonl``."""
     checkpoint_path: Path | None = None
@@ -71,22 +77,18 @@ class AuditSection(BaseModel):
     """A mirror that does not answer within this is a failed write: the action does not run."""
 
 
-class LockSection(BaseModel):
+class LockSection(Section):
     lease_s: float = Field(default=60.0, gt=0)
     """A run's lease on its target; renewed before every step."""
 
 
-class HttpActionSection(BaseModel):
+class HttpActionSection(Section):
     allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
     """Hosts the templated HTTP action may call. Anything else is refused at plan time."""
     timeout_s: float = 5.0
 
 
-class LabService(BaseModel):
-    port: int = Field(gt=0, lt=65536)
-
-
-class LabSection(BaseModel):
+class LabSection(Section):
     services: list[str] = Field(
         default_factory=lambda: ["redis", "mlflow", "alertmanager", "prometheus"]
     )

@@ -1,0 +1,47 @@
+"""Configuration errors are one clear line naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from console.cli.main import app
+from console.config import load_settings
+from console.errors import ConfigError
+
+
+def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('operator = "from-file"\n[redis]\nurl = "redis://10.0.0.1:6379/0"\n')
+    monkeypatch.setenv("CONSOLE_REDIS__URL", "redis://127.0.0.1:1/0")
+    settings = load_settings(config)
+    assert settings.operator == "from-file"
+    assert settings.redis.url == "redis://127.0.0.1:1/0"
+
+
+def test_bad_values_name_file_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[locks]\nlease_s = -5\n[audit]\nmirror = "kafka"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    message = str(err.value)
+    assert str(config) in message and "locks.lease_s" in message and "audit.mirror" in message
+
+
+def test_unknown_keys_and_broken_toml(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[redis]\nurll = 'x'\n")
+    with pytest.raises(ConfigError, match="redis.urll"):
+        load_settings(config)
+    config.write_text("[redis\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config)
+
+
+def test_cli_shows_config_errors_as_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    result = CliRunner().invoke(app, ["--config", str(missing), "runbook", "status"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: config file not found: {missing}"
