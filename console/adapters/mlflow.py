@@ -7,10 +7,11 @@ retries run for minutes, both wrong for an incident console.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from console.adapters.http import make_client, request_json
 from console.errors import BackendResponseError, ParameterError
@@ -34,6 +35,20 @@ def check_alias(alias: str) -> str:
     if not isinstance(alias, str) or not ALIAS.fullmatch(alias) or reserved:
         raise ParameterError(f"alias {str(alias)[:40]!r} is not acceptable")
     return alias
+
+
+def _as_value_error(check: Callable[[str], str]) -> Callable[[str], str]:
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except ParameterError as exc:  # pydantic reports ValueErrors with their field path
+            raise ValueError(str(exc)) from None
+
+    return validate
+
+
+ModelName = Annotated[str, AfterValidator(_as_value_error(check_model_name))]
+AliasName = Annotated[str, AfterValidator(_as_value_error(check_alias))]
 
 
 class ModelVersion(BaseModel):

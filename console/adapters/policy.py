@@ -15,10 +15,10 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from redis import exceptions as redis_errors
 
 from console.errors import BackendResponseError, BackendUnavailable, ParameterError
@@ -36,6 +36,17 @@ def check_client_id(client: str) -> str:
             else "client id must be a string"
         )
     return client
+
+
+def _client_id_value(value: str) -> str:
+    try:
+        return check_client_id(value)
+    except ParameterError as exc:  # pydantic reports ValueErrors with their field path
+        raise ValueError(str(exc)) from None
+
+
+ClientId = Annotated[str, AfterValidator(_client_id_value)]
+"""A client id checked before it is used in a key, a URL or a screen."""
 
 
 class Block(BaseModel):

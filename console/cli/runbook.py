@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -237,40 +237,43 @@ def status(
         emit(data, output, render)
 
 
+SecretParamOption = typer.Option(
+    [], "--param", "-p", help="Secret parameters again (they are never stored)."
+)
+
+
 @app.command("resume")
 def resume(
     ctx: typer.Context,
     run_id: str,
-    param: list[str] = typer.Option([], "--param", "-p", help="Secret parameters again."),
+    param: list[str] = SecretParamOption,
     yes: bool = YesOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Finish an interrupted run from where it stopped."""
-    from console.runbooks.engine import RunbookEngine
-    from console.runbooks.params import parse_assignments
-
-    with errors_as_exit():
-        engine = RunbookEngine(context(ctx).settings)
-        given = parse_assignments(param)
-        state = engine.store.load(run_id)
-        if output is OutputFormat.table:
-            _print_run(state)
-        confirmed = yes or _ask(f"Resume run {run_id} ({state.runbook} on {state.target})?", output)
-        if not confirmed:
-            raise ConfirmationRequired("not confirmed: pass --yes to resume")
-        result = asyncio.run(engine.resume(run_id, given, on_event=_progress(output)))
-        _report(result, output)
+    _finish(ctx, run_id, param, yes, output, "resume")
 
 
 @app.command("abort")
 def abort(
     ctx: typer.Context,
     run_id: str,
-    param: list[str] = typer.Option([], "--param", "-p", help="Secret parameters again."),
+    param: list[str] = SecretParamOption,
     yes: bool = YesOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Undo what an interrupted run applied (its compensations, in reverse)."""
+    _finish(ctx, run_id, param, yes, output, "abort")
+
+
+def _finish(
+    ctx: typer.Context,
+    run_id: str,
+    param: list[str],
+    yes: bool,
+    output: OutputFormat,
+    verb: Literal["resume", "abort"],
+) -> None:
     from console.runbooks.engine import RunbookEngine
     from console.runbooks.params import parse_assignments
 
@@ -280,10 +283,13 @@ def abort(
         state = engine.store.load(run_id)
         if output is OutputFormat.table:
             _print_run(state)
-        confirmed = yes or _ask(f"Undo run {run_id} ({state.runbook} on {state.target})?", output)
-        if not confirmed:
-            raise ConfirmationRequired("not confirmed: pass --yes to abort")
-        result = asyncio.run(engine.abort(run_id, given, on_event=_progress(output)))
+        question = "Resume" if verb == "resume" else "Undo"
+        if not (
+            yes or _ask(f"{question} run {run_id} ({state.runbook} on {state.target})?", output)
+        ):
+            raise ConfirmationRequired(f"not confirmed: pass --yes to {verb}")
+        call = engine.resume if verb == "resume" else engine.abort
+        result = asyncio.run(call(run_id, given, on_event=_progress(output)))
         _report(result, output)
 
 

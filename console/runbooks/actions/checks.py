@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
-from console.adapters.mlflow import check_alias, check_model_name
+from console.adapters.mlflow import AliasName, ModelName
 from console.runbooks.actions.base import ActionArgs, ActionContext, Check
 
 
 class ModelArgs(ActionArgs):
-    model: str
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        return check_model_name(value)
+    model: ModelName
 
 
 class AliasArgs(ModelArgs):
-    alias: str
-
-    @field_validator("alias")
-    @classmethod
-    def _alias(cls, value: str) -> str:
-        return check_alias(value)
+    alias: AliasName
 
 
 class ModelExists(Check[ModelArgs]):

@@ -9,17 +9,12 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.durations import format_duration, parse_duration
+from console.runbooks.durations import Duration, format_duration
 
 
 class WaitArgs(ActionArgs):
-    duration: timedelta
+    duration: Duration
     reason: str = Field(default="", max_length=200)
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("duration")
     @classmethod

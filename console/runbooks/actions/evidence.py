@@ -7,28 +7,18 @@ import json
 import os
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field
 
-from console.adapters.mlflow import check_model_name
-from console.adapters.policy import check_client_id
+from console.adapters.mlflow import ModelName
+from console.adapters.policy import ClientId
 from console.errors import AdapterError
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
 
 
 class EvidenceArgs(ActionArgs):
-    client: str | None = None
-    model: str | None = None
-    alertname: str | None = None
-
-    @field_validator("client")
-    @classmethod
-    def _client(cls, value: str | None) -> str | None:
-        return None if value is None else check_client_id(value)
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str | None) -> str | None:
-        return None if value is None else check_model_name(value)
+    client: ClientId | None = None
+    model: ModelName | None = None
+    alertname: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]{0,127}$")
 
 
 class CaptureEvidence(Action[EvidenceArgs]):

@@ -5,30 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from console.adapters.policy import Block, Budget, check_client_id
+from console.adapters.policy import Block, Budget, ClientId
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.durations import format_duration, parse_duration
+from console.runbooks.durations import Duration, format_duration
 
 
 class ClientArgs(ActionArgs):
-    client: str
-
-    @field_validator("client")
-    @classmethod
-    def _client(cls, value: str) -> str:
-        return check_client_id(value)
+    client: ClientId
 
 
 class BlockArgs(ClientArgs):
-    ttl: timedelta
+    ttl: Duration
     reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("ttl", mode="before")
-    @classmethod
-    def _ttl(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
 
 
 class BudgetArgs(ClientArgs):

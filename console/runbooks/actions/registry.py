@@ -6,25 +6,15 @@ from typing import Any
 
 from pydantic import field_validator
 
-from console.adapters.mlflow import API, check_alias, check_model_name
+from console.adapters.mlflow import API, AliasName, ModelName
 from console.errors import ParameterError, PreconditionFailed
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
 
 
 class SetAliasArgs(ActionArgs):
-    model: str
-    alias: str = "champion"
+    model: ModelName
+    alias: AliasName = "champion"
     version: str
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        return check_model_name(value)
-
-    @field_validator("alias")
-    @classmethod
-    def _alias(cls, value: str) -> str:
-        return check_alias(value)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -36,19 +26,9 @@ class SetAliasArgs(ActionArgs):
 
 
 class RollbackArgs(ActionArgs):
-    model: str
-    alias: str = "champion"
-    to_alias: str = "previous"
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        return check_model_name(value)
-
-    @field_validator("alias", "to_alias")
-    @classmethod
-    def _alias(cls, value: str) -> str:
-        return check_alias(value)
+    model: ModelName
+    alias: AliasName = "champion"
+    to_alias: AliasName = "previous"
 
 
 def _alias_state(model: str, alias: str, version: str | None) -> dict[str, Any]:

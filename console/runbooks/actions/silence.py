@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from console.adapters.alertmanager import Matcher, Silence
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.durations import format_duration, parse_duration
+from console.runbooks.durations import Duration, format_duration
 
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 
@@ -39,13 +39,8 @@ class MatchArgs(ActionArgs):
 
 
 class SilenceArgs(MatchArgs):
-    duration: timedelta
+    duration: Duration
     comment: str = Field(default="silenced by aml-console", max_length=500)
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
 
 
 def _brief(silence: Silence) -> dict[str, Any]:
