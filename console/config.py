@@ -88,6 +88,30 @@ class HttpActionSection(Section):
     timeout_s: float = 5.0
 
 
+class GatewaySection(Section):
+    """The lab's guarded inference gateway (Open Inference / V2 protocol)."""
+
+    url: str = "http://127.0.0.1:18080"
+    models: list[str] = Field(default_factory=lambda: ["digits"])
+    """Registry models served: each one's ``champion`` alias."""
+    alias_poll_s: float = Field(default=2.0, gt=0)
+    """How often the gateway re-reads the aliases (a rollback applies within this)."""
+    policy_cache_s: float = Field(default=0.5, ge=0, le=1.0)
+    """Policy (block, budget) cache; changes also arrive by pub/sub. At most 1 s."""
+    redis_failure_mode: Literal["open", "closed"] = "open"
+    """When Redis is down: serve (open) or refuse with 503 (closed)."""
+    flag_threshold: float = Field(default=0.5, ge=0, le=1)
+    """Detector score at or above which a request is flagged and its input sampled."""
+    sample_fraction: float = Field(default=0.01, ge=0, le=1)
+    """Fraction of unflagged requests sampled too."""
+    hash_only: bool = False
+    """Store only the sha256 of inputs, never the inputs (personal data)."""
+    retention_days: int = Field(default=7, ge=1)
+    """Sample-store partitions older than this are deleted."""
+    default_qpm: int | None = None
+    """Budget for clients without one in the policy store (None: unlimited)."""
+
+
 class LabSection(Section):
     services: list[str] = Field(
         default_factory=lambda: ["redis", "mlflow", "alertmanager", "prometheus"]
@@ -124,6 +148,7 @@ class Settings(BaseSettings):
     audit: AuditSection = Field(default_factory=AuditSection)
     locks: LockSection = Field(default_factory=LockSection)
     http_action: HttpActionSection = Field(default_factory=HttpActionSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
     lab: LabSection = Field(default_factory=LabSection)
 
     @field_validator("operator")
