@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from console.adapters.http import make_client, request_json
 from console.errors import BackendResponseError
@@ -74,14 +74,17 @@ class AlertmanagerClient:
                 continue
             status = raw.get("status") or {}
             out.append(
-                Alert(
-                    fingerprint=str(raw.get("fingerprint", "")),
-                    labels=raw.get("labels") or {},
-                    annotations=raw.get("annotations") or {},
-                    startsAt=raw.get("startsAt"),
-                    endsAt=raw.get("endsAt"),
-                    state=str(status.get("state", "")),
-                    silencedBy=status.get("silencedBy") or [],
+                _parse(
+                    Alert,
+                    {
+                        "fingerprint": str(raw.get("fingerprint", "")),
+                        "labels": raw.get("labels") or {},
+                        "annotations": raw.get("annotations") or {},
+                        "startsAt": raw.get("startsAt"),
+                        "endsAt": raw.get("endsAt"),
+                        "state": str(status.get("state", "")),
+                        "silencedBy": status.get("silencedBy") or [],
+                    },
                 )
             )
         return out
@@ -99,9 +102,7 @@ class AlertmanagerClient:
         for raw in body:
             if isinstance(raw, dict):
                 out.append(
-                    Silence.model_validate(
-                        {**raw, "state": (raw.get("status") or {}).get("state", "")}
-                    )
+                    _parse(Silence, {**raw, "state": (raw.get("status") or {}).get("state", "")})
                 )
         return out
 
@@ -109,7 +110,9 @@ class AlertmanagerClient:
         body = await self._call("GET", f"/silence/{silence_id}", allow_404=True)
         if body is None:
             return None
-        return Silence.model_validate({**body, "state": (body.get("status") or {}).get("state")})
+        if not isinstance(body, dict):
+            raise BackendResponseError("alertmanager: a silence is not an object", self.backend)
+        return _parse(Silence, {**body, "state": (body.get("status") or {}).get("state", "")})
 
     async def active_silences(self, matchers: list[Matcher]) -> list[Silence]:
         return [s for s in await self.silences() if s.state == "active" and s.matches(matchers)]
@@ -139,3 +142,17 @@ class AlertmanagerClient:
 
     async def expire_silence(self, silence_id: str) -> None:
         await self._call("DELETE", f"/silence/{silence_id}")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BackendResponseError(
+            f"alertmanager: unexpected {model.__name__} ({where}: {first['msg']})", "alertmanager"
+        ) from None

@@ -92,7 +92,7 @@ def errors_as_exit() -> Iterator[None]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=True) + "\n")
 
 
 def emit(data: Any, output: OutputFormat, render: Callable[[], None]) -> None:

@@ -290,7 +290,7 @@ def _finish(
             raise ConfirmationRequired(f"not confirmed: pass --yes to {verb}")
         call = engine.resume if verb == "resume" else engine.abort
         result = asyncio.run(call(run_id, given, on_event=_progress(output)))
-        _report(result, output)
+        _report(result, output, expected="succeeded" if verb == "resume" else "aborted")
 
 
 # Rendering ----------------------------------------------------------------------------------
@@ -343,7 +343,12 @@ def _progress(output: OutputFormat) -> Any:
     return show
 
 
-def _report(state: RunState, output: OutputFormat, plan: RunPlan | None = None) -> None:
+def _report(
+    state: RunState,
+    output: OutputFormat,
+    plan: RunPlan | None = None,
+    expected: str = "succeeded",
+) -> None:
     data = {"run": _run_dict(state)}
     if plan is not None:
         data["plan"] = plan.to_dict()
@@ -353,7 +358,7 @@ def _report(state: RunState, output: OutputFormat, plan: RunPlan | None = None) 
         stdout.print(f"run {state.run_id}: {_status_style(state.status)}")
         for key, value in state.outputs.items():
             stdout.print(f"  {safe(key)} = {safe(value)}")
-    if state.status != "succeeded":
+    if state.status != expected:
         fail(f"run {state.run_id} {state.status}: {state.error or 'see audit show'}")
 
 

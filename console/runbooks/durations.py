@@ -10,6 +10,7 @@ from pydantic import BeforeValidator
 
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w))+$")
+MAX_SECONDS = 100 * 365 * 86400
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -19,6 +20,8 @@ def parse_duration(text: str) -> timedelta:
     if len(raw) > 32 or not _WHOLE.fullmatch(raw):
         raise ValueError(f"{str(text)[:40]!r} is not a duration such as 90s, 30m, 1h30m or 7d")
     seconds = sum(int(n) * _UNIT_S[unit] for n, unit in _PART.findall(raw))
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{str(text)[:40]!r} is longer than 100 years")
     return timedelta(seconds=seconds)
 
 

@@ -10,101 +10,54 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from console.adapters.locks import Lease, LockService
 from console.adapters.retry import with_retries
 from console.audit.log import AuditLog
 from console.audit.records import AuditEvent, RecordKind
 from console.config import Settings
 from console.errors import (
-    AdapterError,
     AuditError,
+    BackendResponseError,
     BackendUnavailable,
     ConfirmationRequired,
     ConsoleError,
     ParameterError,
-    PreconditionFailed,
     ReadOnlyError,
+    RunbookError,
     RunStateError,
     StalePlanError,
 )
-from console.runbooks.actions import ACTIONS, CHECKS, Action, ActionContext, StepPlan
+from console.lab.process import start_ticks
+from console.runbooks.actions import ACTIONS, Action, ActionContext, StepPlan
 from console.runbooks.backends import Backends
 from console.runbooks.durations import parse_duration
+from console.runbooks.lease import LeaseKeeper
 from console.runbooks.loader import LoadedRunbook, load_runbook
 from console.runbooks.model import StepSpec
-from console.runbooks.params import jsonable, public_params, redact, resolve, secret_values
+from console.runbooks.params import Redactor, jsonable, resolve, secret_values
+from console.runbooks.planning import (
+    RunPlan,
+    make_plan,
+    redact_plan,
+    render_checked,
+    scope,
+    validate_args,
+)
 from console.runbooks.state import RunState, RunStore, StepState, new_run_id
-from console.runbooks.template import TemplateError, references, render
+from console.runbooks.template import TemplateError, render
 
-
-@dataclass
-class PlannedStep:
-    spec: StepSpec
-    arguments: dict[str, Any]
-    """Rendered and redacted: what the screen and the audit log may show."""
-    plan: StepPlan | None
-    """None when the step's arguments come from an earlier step's result."""
-    depends_on: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        plan = self.plan
-        return {
-            "id": self.spec.id,
-            "action": self.spec.action,
-            "arguments": self.arguments,
-            "summary": plan.summary if plan else f"planned when it runs (uses {self.depends_on})",
-            "before": plan.before if plan else None,
-            "after": plan.after if plan else None,
-            "noop": plan.noop if plan else False,
-            "requests": plan.requests if plan else [],
-            "timeout": self.spec.timeout,
-            "retries": self.spec.retries,
-            "compensate": self.spec.compensate
-            if isinstance(self.spec.compensate, str)
-            else self.spec.compensate.action,
-        }
-
-
-@dataclass
-class RunPlan:
-    run_id: str
-    loaded: LoadedRunbook
-    values: dict[str, Any]
-    secrets: list[str]
-    target: str
-    steps: list[PlannedStep]
-    operator: str
-    environment: str
-
-    @property
-    def public_params(self) -> dict[str, Any]:
-        public: dict[str, Any] = jsonable(public_params(self.loaded.runbook, self.values))
-        return public
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "runbook": self.loaded.runbook.name,
-            "target": self.target,
-            "operator": self.operator,
-            "environment": self.environment,
-            "params": self.public_params,
-            "steps": [s.to_dict() for s in self.steps],
-        }
+__all__ = ["RunEvent", "RunPlan", "RunbookEngine"]
 
 
 @dataclass
 class RunEvent:
     kind: str
-    """planned, locked, step-started, step-finished, compensation-started,
-    compensation-finished, run-finished."""
+    """locked, step-started, step-finished, compensation-started, compensation-finished,
+    run-finished."""
     run_id: str
     step: str | None = None
     status: str | None = None
@@ -119,43 +72,17 @@ def _ignore(event: RunEvent) -> None:
     return None
 
 
-class _LeaseKeeper:
-    """Renews the run's lease in the background; remembers if it was lost."""
+@dataclass
+class _Run:
+    """Everything one execution needs, so the step functions take one argument."""
 
-    def __init__(self, locks: LockService, lease: Lease) -> None:
-        self._locks = locks
-        self.lease = lease
-        self.lost: str | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
-
-    async def _loop(self) -> None:
-        interval = max(0.05, self.lease.lease_ms / 3000)
-        while self.lost is None:
-            await asyncio.sleep(interval)
-            await self.check()
-
-    async def check(self) -> None:
-        try:
-            if not await self._locks.renew(self.lease):
-                holder = await self._locks.holder(self.lease.target)
-                who = (
-                    f"now held by {holder.operator} (run {holder.run_id})" if holder else "expired"
-                )
-                self.lost = f"lost the lock on {self.lease.target} ({who})"
-        except AdapterError as exc:
-            self.lost = f"cannot renew the lock on {self.lease.target}: {exc}"
-
-    async def stop(self, release: bool) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if release and self.lost is None:
-            with contextlib.suppress(AdapterError):
-                await self._locks.release(self.lease)
+    state: RunState
+    loaded: LoadedRunbook
+    values: dict[str, Any]
+    redactor: Redactor
+    ctx: ActionContext
+    keeper: LeaseKeeper
+    on_event: EventSink
 
 
 class RunbookEngine:
@@ -187,64 +114,10 @@ class RunbookEngine:
     # Plan -----------------------------------------------------------------------------------
     async def plan(self, loaded: LoadedRunbook, given: dict[str, Any]) -> RunPlan:
         """Resolve parameters, check preconditions and read the real state of every step."""
-        runbook = loaded.runbook
-        values = resolve(runbook, given)
-        run_id = new_run_id()
-        async with self._context(run_id) as ctx:
-            return await self._plan(loaded, values, run_id, ctx)
-
-    async def _plan(
-        self, loaded: LoadedRunbook, values: dict[str, Any], run_id: str, ctx: ActionContext
-    ) -> RunPlan:
-        runbook = loaded.runbook
-        secrets = secret_values(runbook, values)
-        scope = self._scope(values, run_id, {})
-        target = str(render(runbook.target, scope))
-        for pre in runbook.preconditions:
-            check = CHECKS[pre.check]
-            args = _validate(check.Args, render(pre.with_, scope), f"precondition {pre.check}")
-            problem = await check.check(args, ctx)
-            if problem:
-                raise PreconditionFailed(
-                    f"precondition {pre.check} failed: {pre.message or problem}"
-                )
-        steps = []
-        for spec in runbook.steps:
-            depends = sorted(
-                {r.split(".")[1] for r in references(spec.with_) if r.startswith("steps.")}
-            )
-            if depends:
-                steps.append(PlannedStep(spec, redact(spec.with_, secrets), None, depends))
-                continue
-            action = ACTIONS[spec.action]
-            rendered = render(spec.with_, scope)
-            args = _validate(action.Args, rendered, f"step {spec.id}")
-            plan = await action.plan(args, ctx)
-            plan.requests = redact(plan.requests, secrets)
-            steps.append(PlannedStep(spec, _public(rendered, secrets), plan))
-        return RunPlan(
-            run_id=run_id,
-            loaded=loaded,
-            values=values,
-            secrets=secrets,
-            target=target,
-            steps=steps,
-            operator=self.settings.operator,
-            environment=self.settings.environment,
-        )
-
-    def _scope(
-        self, values: dict[str, Any], run_id: str, steps: dict[str, dict[str, Any]]
-    ) -> dict[str, Any]:
-        return {
-            "params": values,
-            "steps": steps,
-            "run": {
-                "id": run_id,
-                "operator": self.settings.operator,
-                "environment": self.settings.environment,
-            },
-        }
+        values = resolve(loaded.runbook, given)
+        redactor = Redactor(secret_values(loaded.runbook, values))
+        async with self._context(new_run_id()) as ctx:
+            return await make_plan(loaded, values, redactor, ctx)
 
     # Run ------------------------------------------------------------------------------------
     async def run(
@@ -269,19 +142,24 @@ class RunbookEngine:
             operator=plan.operator,
             environment=plan.environment,
             target=plan.target,
-            steps=[StepState(id=s.spec.id, action=s.spec.action) for s in plan.steps],
+            steps=[
+                StepState(id=s.spec.id, action=s.spec.action, fingerprint=s.fingerprint)
+                for s in plan.steps
+            ],
         )
         async with self._context(plan.run_id) as ctx:
             locks = ctx.backends.locks
             lease = await locks.acquire(
                 plan.target, plan.operator, plan.run_id, self.settings.locks.lease_s
             )
-            keeper = _LeaseKeeper(locks, lease)
+            keeper = LeaseKeeper(locks, lease)
+            state.lease_token = keeper.token
+            run = _Run(state, plan.loaded, plan.values, plan.redactor, ctx, keeper, on_event)
             try:
-                await self._recheck(plan, ctx)
+                await self._recheck(run)
                 on_event(RunEvent("locked", plan.run_id, summary=f"locked {plan.target}"))
                 self._record(
-                    state,
+                    run,
                     "run-intent",
                     result="planned",
                     arguments=state.params,
@@ -289,127 +167,141 @@ class RunbookEngine:
                 )
                 self.store.save(state)
                 keeper.start()
-                await self._drive(
-                    state, plan.loaded, plan.values, plan.secrets, ctx, keeper, on_event
-                )
+                await self._guarded(run, self._drive)
             finally:
-                await keeper.stop(release=_keeps_no_lease(state))
+                await keeper.stop(release=state.status != "interrupted")
         return state
 
-    async def _recheck(self, plan: RunPlan, ctx: ActionContext) -> None:
-        """Terraform-style: refuse to apply a plan whose 'before' no longer holds."""
-        for planned in plan.steps:
-            if planned.plan is None:
-                continue
-            action = ACTIONS[planned.spec.action]
-            scope = self._scope(plan.values, plan.run_id, {})
-            args = _validate(action.Args, render(planned.spec.with_, scope), planned.spec.id)
-            now = await action.plan(args, ctx)
-            was = action.stale_fields(planned.plan.before)
-            is_ = action.stale_fields(now.before)
-            if jsonable(was) != jsonable(is_):
-                raise StalePlanError(
-                    f"step {planned.spec.id}: {plan.target} changed since the plan "
-                    f"(was {_short(was)}, now {_short(is_)}); nothing was applied, plan again"
-                )
+    async def _recheck(self, run: _Run) -> None:
+        """Terraform's rule: refuse a plan whose state or intended change no longer holds."""
+        for step in run.state.steps:
+            await self._check_fingerprint(run, run.loaded.runbook.step(step.id), step, None)
 
-    async def _drive(
-        self,
-        state: RunState,
-        loaded: LoadedRunbook,
-        values: dict[str, Any],
-        secrets: list[str],
-        ctx: ActionContext,
-        keeper: _LeaseKeeper,
-        on_event: EventSink,
+    async def _check_fingerprint(
+        self, run: _Run, spec: StepSpec, step: StepState, fresh: StepPlan | None
     ) -> None:
+        if step.fingerprint is None:
+            return
+        action = ACTIONS[spec.action]
+        if fresh is None:
+            fresh = await self._plan_now(run, spec)
+        now = jsonable(action.fingerprint(fresh))
+        if now != step.fingerprint:
+            raise StalePlanError(
+                run.redactor.text(
+                    f"step {spec.id}: {run.state.target} changed since the plan was confirmed "
+                    f"(was {_short(step.fingerprint)}, now {_short(now)}); "
+                    "nothing more was applied, plan again"
+                )
+            )
+
+    async def _plan_now(self, run: _Run, spec: StepSpec) -> StepPlan:
+        action = ACTIONS[spec.action]
+        args = self._args(run, spec)
+        return redact_plan(await action.plan(args, run.ctx), run.redactor)
+
+    def _args(self, run: _Run, spec: StepSpec) -> Any:
+        where = f"step {spec.id}"
+        variables = scope(run.values, run.ctx, _step_scope(run.state))
+        rendered = render_checked(spec.with_, where, variables, run.redactor)
+        return validate_args(ACTIONS[spec.action].Args, rendered, where, run.redactor)
+
+    async def _guarded(self, run: _Run, body: Callable[[_Run], Any]) -> None:
+        """Run ``body``; a crash-like exit (Ctrl-C, cancel) leaves the run interrupted, keeping
+        its lease, so nobody acts on a half-done target before someone looks at it."""
+        try:
+            await body(run)
+        except BaseException as exc:
+            self._interrupt(run, f"stopped: {type(exc).__name__}")
+            raise
+
+    async def _drive(self, run: _Run) -> None:
         """Apply the pending steps in order; on failure compensate what was applied."""
-        runbook = loaded.runbook
+        state = run.state
         failure: str | None = None
-        for spec in runbook.steps:
+        for spec in run.loaded.runbook.steps:
             step = state.step(spec.id)
             if step.status in ("applied", "noop"):
                 continue
-            await keeper.check()
-            if keeper.lost:
-                self._interrupt(state, f"{keeper.lost}: stopped before step {spec.id}", on_event)
+            await run.keeper.check()
+            if run.keeper.lost:
+                self._interrupt(run, f"{run.keeper.lost}: stopped before step {spec.id}")
                 return
             try:
-                await self._apply_step(state, spec, values, secrets, ctx, on_event)
+                await self._apply_step(run, spec, step)
             except AuditError as exc:
-                self._interrupt(state, f"audit log: {exc}: stopped before step {spec.id}", on_event)
+                self._interrupt(run, f"audit log: {exc}: stopped at step {spec.id}")
                 return
             except ConsoleError as exc:
-                failure = f"step {spec.id} failed: {exc}"
+                failure = run.redactor.text(f"step {spec.id} failed: {exc}")
                 break
         if failure is None:
-            scope = self._scope(values, state.run_id, self._step_scope(state))
-            try:
-                state.outputs = jsonable(render(runbook.outputs, scope))
-            except TemplateError as exc:
-                state.outputs = {"error": str(exc)}
+            state.outputs = self._outputs(run)
             state.status = "succeeded"
         else:
             state.error = failure
-            await self._compensate_all(state, loaded, values, secrets, ctx, on_event)
-            if state.status == "interrupted":
+            if not await self._compensate_all(run):
                 return
-        self._finish(state, on_event)
+        self._finish(run)
 
-    async def _apply_step(
-        self,
-        state: RunState,
-        spec: StepSpec,
-        values: dict[str, Any],
-        secrets: list[str],
-        ctx: ActionContext,
-        on_event: EventSink,
-    ) -> None:
-        step = state.step(spec.id)
+    def _outputs(self, run: _Run) -> dict[str, Any]:
+        variables = scope(run.values, run.ctx, _step_scope(run.state))
+        outputs: dict[str, Any] = {}
+        for name, template in run.loaded.runbook.outputs.items():
+            try:
+                outputs[name] = run.redactor(jsonable(render(template, variables)))
+            except TemplateError:
+                outputs[name] = None  # e.g. a field a no-op step had nothing to report for
+        return outputs
+
+    async def _apply_step(self, run: _Run, spec: StepSpec, step: StepState) -> None:
+        state, redactor = run.state, run.redactor
         action = ACTIONS[spec.action]
-        scope = self._scope(values, state.run_id, self._step_scope(state))
-        try:
-            rendered = render(spec.with_, scope)
-        except TemplateError as exc:
-            raise ParameterError(f"step {spec.id}: {exc}") from None
-        args = _validate(action.Args, rendered, f"step {spec.id}")
-        step.arguments = _public(rendered, secrets)
-        plan = await action.plan(args, ctx)  # fresh: the before-state compensation restores
+        args = self._args(run, spec)
+        step.arguments = redactor(jsonable(args.model_dump(by_alias=True)))
         resumed_unknown = step.status == "applying"
-        step.summary = redact(plan.summary, secrets)
+        plan = redact_plan(await action.plan(args, run.ctx), redactor)
         if not resumed_unknown:
-            step.before = jsonable(plan.before)
-        on_event(RunEvent("step-started", state.run_id, spec.id, summary=step.summary))
-        self._record(state, "step-intent", step=step, result="planned", after=jsonable(plan.after))
+            await self._check_fingerprint(run, spec, step, plan)
+            step.before = redactor(jsonable(plan.before))  # what compensation restores
+        step.summary = plan.summary
+        run.on_event(RunEvent("step-started", state.run_id, spec.id, summary=step.summary))
+        self._record(
+            run, "step-intent", step=step, result="planned", after=redactor(jsonable(plan.after))
+        )
         step.status = "applying"
         step.started_at = datetime.now(UTC)
         self.store.save(state)
         if plan.noop:
+            # On resume, an effect found in place is this run's own: it stays compensable.
             step.status = "applied" if resumed_unknown else "noop"
-            step.after = jsonable(plan.after)
-            result = "ok" if resumed_unknown else "noop"
+            step.after = redactor(jsonable(plan.after))
         else:
             try:
-                step.after = jsonable(
-                    await self._apply_with_policy(action, args, ctx, plan, spec, step)
-                )
-            except ConsoleError as exc:
-                step.status = "failed"
-                step.error = redact(str(exc), secrets)
-                step.finished_at = datetime.now(UTC)
-                self._record(state, "step-outcome", step=step, result="failed", error=step.error)
-                self.store.save(state)
-                on_event(
-                    RunEvent("step-finished", state.run_id, spec.id, "failed", error=step.error)
-                )
-                raise
+                after = await self._apply_with_policy(action, args, run.ctx, plan, spec, step)
+            except Exception as exc:  # noqa: BLE001 - any failure is the step's outcome
+                self._fail_step(run, step, exc)
+                raise _as_console_error(exc) from None
+            step.after = redactor(jsonable(after))
             step.status = "applied"
-            result = "ok"
         step.finished_at = datetime.now(UTC)
-        self._record(state, "step-outcome", step=step, result=result, after=step.after)
+        result = "noop" if step.status == "noop" else "ok"
+        self._record(run, "step-outcome", step=step, result=result, after=step.after)
         self.store.save(state)
-        on_event(
+        run.on_event(
             RunEvent("step-finished", state.run_id, spec.id, step.status, summary=step.summary)
+        )
+
+    def _fail_step(self, run: _Run, step: StepState, exc: Exception) -> None:
+        step.status = "failed"
+        step.uncertain = _may_have_landed(exc)
+        step.error = run.redactor.text(_as_console_error(exc))
+        step.finished_at = datetime.now(UTC)
+        result = "unknown" if step.uncertain else "failed"
+        self._record(run, "step-outcome", step=step, result=result, error=step.error)
+        self.store.save(run.state)
+        run.on_event(
+            RunEvent("step-finished", run.state.run_id, step.id, "failed", error=step.error)
         )
 
     async def _apply_with_policy(
@@ -434,77 +326,75 @@ class RunbookEngine:
         return await with_retries(attempt, retries)
 
     # Compensation ---------------------------------------------------------------------------
-    async def _compensate_all(
-        self,
-        state: RunState,
-        loaded: LoadedRunbook,
-        values: dict[str, Any],
-        secrets: list[str],
-        ctx: ActionContext,
-        on_event: EventSink,
-    ) -> None:
-        """Undo applied steps in reverse order. Sets state.status to compensated or failed."""
-        complete = True
-        for step in reversed(state.steps):
-            if step.status not in ("applied", "applying", "compensation-failed"):
-                continue
-            spec = loaded.runbook.step(step.id)
-            try:
-                done = await self._compensate_step(
-                    state, spec, step, values, secrets, ctx, on_event
-                )
-            except AuditError as exc:
-                self._interrupt(
-                    state, f"audit log: {exc}: compensation of {step.id} not run", on_event
-                )
-                return
-            complete = complete and done
-        state.status = "compensated" if complete else "failed"
+    async def _compensate_all(self, run: _Run) -> bool:
+        """Undo, in reverse order, every step whose change is (or may be) in place.
 
-    async def _compensate_step(
-        self,
-        state: RunState,
-        spec: StepSpec,
-        step: StepState,
-        values: dict[str, Any],
-        secrets: list[str],
-        ctx: ActionContext,
-        on_event: EventSink,
-    ) -> bool:
+        Sets the status to compensated or failed; returns False if the run was interrupted.
+        """
+        complete = True
+        for step in reversed(run.state.steps):
+            in_place = step.status in (
+                "applied",
+                "applying",
+                "compensating",
+                "compensation-failed",
+            ) or (step.status == "failed" and step.uncertain)
+            if not in_place:
+                continue
+            spec = run.loaded.runbook.step(step.id)
+            try:
+                done = await self._compensate_step(run, spec, step)
+            except AuditError as exc:
+                self._interrupt(run, f"audit log: {exc}: compensation of {step.id} not run")
+                return False
+            complete = complete and done
+        run.state.status = "compensated" if complete else "failed"
+        return True
+
+    async def _compensate_step(self, run: _Run, spec: StepSpec, step: StepState) -> bool:
+        state, redactor = run.state, run.redactor
         if spec.compensate == "none":
             step.status = "not-compensated"
             self.store.save(state)
             return True
-        scope = self._scope(values, state.run_id, self._step_scope(state))
-        on_event(RunEvent("compensation-started", state.run_id, step.id))
-        self._record(state, "compensate-intent", step=step, result="planned", after=step.before)
+        run.on_event(RunEvent("compensation-started", state.run_id, step.id))
+        self._record(run, "compensate-intent", step=step, result="planned", after=step.before)
         step.status = "compensating"
         self.store.save(state)
         try:
-            if spec.compensate == "auto":
-                action = ACTIONS[spec.action]
-                args = _validate(action.Args, render(spec.with_, scope), f"step {spec.id}")
-                restored = await action.compensate(args, ctx, step.before, step.after)
-            else:
-                comp = spec.compensate
-                action = ACTIONS[comp.action]
-                args = _validate(action.Args, render(comp.with_, scope), f"compensation {spec.id}")
-                plan = await action.plan(args, ctx)
-                restored = plan.after if plan.noop else await action.apply(args, ctx, plan)
-        except (ConsoleError, TemplateError) as exc:
+            restored = await self._undo(run, spec, step)
+        except Exception as exc:  # noqa: BLE001 - reported, then the next step is undone
             step.status = "compensation-failed"
-            step.error = redact(str(exc), secrets)
-            self._record(state, "compensate-outcome", step=step, result="failed", error=step.error)
+            step.error = redactor.text(_as_console_error(exc))
+            self._record(run, "compensate-outcome", step=step, result="failed", error=step.error)
             self.store.save(state)
-            on_event(
+            run.on_event(
                 RunEvent("compensation-finished", state.run_id, step.id, "failed", error=step.error)
             )
             return False
         step.status = "compensated"
-        self._record(state, "compensate-outcome", step=step, result="ok", after=jsonable(restored))
+        self._record(
+            run, "compensate-outcome", step=step, result="ok", after=redactor(jsonable(restored))
+        )
         self.store.save(state)
-        on_event(RunEvent("compensation-finished", state.run_id, step.id, "compensated"))
+        run.on_event(RunEvent("compensation-finished", state.run_id, step.id, "compensated"))
         return True
+
+    async def _undo(self, run: _Run, spec: StepSpec, step: StepState) -> Any:
+        variables = scope(run.values, run.ctx, _step_scope(run.state))
+        where = f"compensation of {spec.id}"
+        if spec.compensate == "auto":
+            action = ACTIONS[spec.action]
+            rendered = render_checked(spec.with_, where, variables, run.redactor)
+            args = validate_args(action.Args, rendered, where, run.redactor)
+            return await action.compensate(args, run.ctx, step.before, step.after)
+        assert not isinstance(spec.compensate, str)
+        comp = spec.compensate
+        action = ACTIONS[comp.action]
+        rendered = render_checked(comp.with_, where, variables, run.redactor)
+        args = validate_args(action.Args, rendered, where, run.redactor)
+        plan = await action.plan(args, run.ctx)
+        return plan.after if plan.noop else await action.apply(args, run.ctx, plan)
 
     # Crash recovery -------------------------------------------------------------------------
     def unfinished(self) -> list[RunState]:
@@ -517,40 +407,70 @@ class RunbookEngine:
     async def resume(
         self, run_id: str, given_secrets: dict[str, Any], *, on_event: EventSink = _ignore
     ) -> RunState:
-        state, loaded, values, secrets = self._reload(run_id, given_secrets, "resume")
-        async with self._context(run_id) as ctx:
-            keeper = await self._retake(state, ctx)
-            try:
-                self._record(state, "run-intent", result="resume", arguments=state.params)
-                state.status = "running"
-                state.error = None
-                self.store.save(state)
-                keeper.start()
-                await self._drive(state, loaded, values, secrets, ctx, keeper, on_event)
-            finally:
-                await keeper.stop(release=_keeps_no_lease(state))
+        """Finish an interrupted run: steps already applied are skipped, a step whose outcome
+        is unknown is re-planned (kept if its effect is in place, else applied again)."""
+        state, loaded, values = self._reload(run_id, given_secrets, "resume")
+        undone = [s.id for s in state.steps if s.status.startswith("compensat")]
+        if state.status == "failed" or undone:
+            raise RunStateError(
+                f"run {run_id} was being undone ({', '.join(undone) or 'compensation failed'}); "
+                f"finish undoing it with `runbook abort {run_id}`"
+            )
+        async with self._recovery(state, loaded, values, on_event) as run:
+            self._record(run, "run-intent", result="resume", arguments=state.params)
+            state.status, state.error = "running", None
+            self.store.save(state)
+            run.keeper.start()
+            await self._guarded(run, self._drive)
         return state
 
     async def abort(
         self, run_id: str, given_secrets: dict[str, Any], *, on_event: EventSink = _ignore
     ) -> RunState:
-        state, loaded, values, secrets = self._reload(run_id, given_secrets, "abort")
-        async with self._context(run_id) as ctx:
-            keeper = await self._retake(state, ctx)
-            try:
-                self._record(state, "run-intent", result="abort", arguments=state.params)
-                state.error = "aborted by operator"
-                await self._compensate_all(state, loaded, values, secrets, ctx, on_event)
-                if state.status != "interrupted":
-                    state.status = "aborted" if state.status == "compensated" else "failed"
-                    self._finish(state, on_event)
-            finally:
-                await keeper.stop(release=_keeps_no_lease(state))
+        """Undo what an interrupted (or partly compensated) run applied."""
+        state, loaded, values = self._reload(run_id, given_secrets, "abort")
+        async with self._recovery(state, loaded, values, on_event) as run:
+            self._record(run, "run-intent", result="abort", arguments=state.params)
+            state.error = "aborted by operator"
+            state.status = "running"
+            self.store.save(state)
+
+            async def undo(run: _Run) -> None:
+                if await self._compensate_all(run):
+                    run.state.status = "aborted" if run.state.status == "compensated" else "failed"
+                    self._finish(run)
+
+            await self._guarded(run, undo)
         return state
+
+    @contextlib.asynccontextmanager
+    async def _recovery(
+        self,
+        state: RunState,
+        loaded: LoadedRunbook,
+        values: dict[str, Any],
+        on_event: EventSink,
+    ) -> AsyncIterator[_Run]:
+        redactor = Redactor(secret_values(loaded.runbook, values))
+        async with self._context(state.run_id) as ctx:
+            locks = ctx.backends.locks
+            lease = await locks.take_back(
+                state.target,
+                self.settings.operator,
+                state.run_id,
+                self.settings.locks.lease_s,
+                state.lease_token,
+            )
+            keeper = LeaseKeeper(locks, lease)
+            state.pid, state.pid_start, state.lease_token = os.getpid(), _own_start(), keeper.token
+            try:
+                yield _Run(state, loaded, values, redactor, ctx, keeper, on_event)
+            finally:
+                await keeper.stop(release=state.status != "interrupted")
 
     def _reload(
         self, run_id: str, given: dict[str, Any], verb: str
-    ) -> tuple[RunState, LoadedRunbook, dict[str, Any], list[str]]:
+    ) -> tuple[RunState, LoadedRunbook, dict[str, Any]]:
         self._refuse_read_only(f"{verb} {run_id}")
         state = self.store.load(run_id)
         status = state.effective_status
@@ -561,6 +481,12 @@ class RunbookEngine:
             )
         if status not in ("interrupted", "failed"):
             raise RunStateError(f"run {run_id} is {status}: nothing to {verb}")
+        not_secret = sorted(set(given) - set(state.secret_params))
+        if not_secret:
+            raise ParameterError(
+                f"{verb} takes only the run's secret parameters again; "
+                f"{', '.join(not_secret)} cannot change in the middle of a run"
+            )
         self.audit.check_writable()
         loaded = load_runbook(Path(state.runbook_path))
         if loaded.sha256 != state.runbook_sha256:
@@ -578,16 +504,7 @@ class RunbookEngine:
             k: v for k, v in state.params.items() if v is not None and k not in state.secret_params
         }
         merged.update(given)
-        values = resolve(loaded.runbook, merged)
-        return state, loaded, values, secret_values(loaded.runbook, values)
-
-    async def _retake(self, state: RunState, ctx: ActionContext) -> _LeaseKeeper:
-        locks = ctx.backends.locks
-        lease = await locks.acquire(
-            state.target, self.settings.operator, state.run_id, self.settings.locks.lease_s
-        )
-        state.pid = os.getpid()
-        return _LeaseKeeper(locks, lease)
+        return state, loaded, resolve(loaded.runbook, merged)
 
     # Shared ---------------------------------------------------------------------------------
     def _refuse_read_only(self, what: str) -> None:
@@ -599,7 +516,7 @@ class RunbookEngine:
 
     def _record(
         self,
-        state: RunState,
+        run: _Run,
         kind: RecordKind,
         *,
         step: StepState | None = None,
@@ -608,6 +525,7 @@ class RunbookEngine:
         after: Any = None,
         error: str | None = None,
     ) -> None:
+        state = run.state
         self.audit.append(
             AuditEvent(
                 kind=kind,
@@ -620,60 +538,60 @@ class RunbookEngine:
                 target=state.target,
                 arguments=arguments if arguments is not None else (step.arguments if step else {}),
                 before=step.before if step else None,
-                after=after,
+                after=run.redactor(after),
                 result=result,
-                error=error,
+                error=run.redactor.text(error) if error else None,
             )
         )
 
-    def _interrupt(self, state: RunState, reason: str, on_event: EventSink) -> None:
+    def _interrupt(self, run: _Run, reason: str) -> None:
+        state = run.state
+        if state.status == "interrupted":
+            return
         state.status = "interrupted"
-        state.error = reason
+        state.error = run.redactor.text(reason)
         with contextlib.suppress(ConsoleError):
             self.store.save(state)
         with contextlib.suppress(AuditError):
-            self._record(state, "run-outcome", result="interrupted", error=reason)
-        on_event(RunEvent("run-finished", state.run_id, status="interrupted", error=reason))
+            self._record(run, "run-outcome", result="interrupted", error=state.error)
+        run.on_event(
+            RunEvent("run-finished", state.run_id, status="interrupted", error=state.error)
+        )
 
-    def _finish(self, state: RunState, on_event: EventSink) -> None:
+    def _finish(self, run: _Run) -> None:
+        state = run.state
         self.store.save(state)
         self._record(
-            state,
-            "run-outcome",
-            result=state.status,
-            error=state.error,
-            after=state.outputs or None,
+            run, "run-outcome", result=state.status, error=state.error, after=state.outputs or None
         )
-        on_event(RunEvent("run-finished", state.run_id, status=state.status, error=state.error))
-
-    @staticmethod
-    def _step_scope(state: RunState) -> dict[str, dict[str, Any]]:
-        return {s.id: {"before": s.before, "after": s.after} for s in state.steps}
+        run.on_event(RunEvent("run-finished", state.run_id, status=state.status, error=state.error))
 
 
-def _keeps_no_lease(state: RunState) -> bool:
-    """An interrupted run keeps its lease until it expires, so nobody acts on a half-done
-    target before someone looks at it (resume or abort take it back by run id)."""
-    return state.status != "interrupted"
+def _step_scope(state: RunState) -> dict[str, dict[str, Any]]:
+    return {s.id: {"before": s.before, "after": s.after} for s in state.steps}
 
 
-def _validate(model: Any, data: Any, where: str) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(args)'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise ParameterError(f"{where}: " + "; ".join(problems)) from None
-    except ConsoleError:
-        raise
+def _own_start() -> int | None:
+    return start_ticks(os.getpid())
 
 
-def _public(rendered: Any, secrets: list[str]) -> dict[str, Any]:
-    value = redact(jsonable(rendered), secrets)
-    return value if isinstance(value, dict) else {"value": value}
+def _may_have_landed(exc: BaseException) -> bool:
+    """A timeout, a dropped connection, a 5xx or an unexpected error may come after the
+    change was made; a 4xx or a validation error means the backend refused it."""
+    if isinstance(exc, BackendUnavailable):
+        return True
+    if isinstance(exc, BackendResponseError):
+        return exc.status is None or exc.status >= 500
+    return not isinstance(exc, ConsoleError)
+
+
+def _as_console_error(exc: BaseException) -> ConsoleError:
+    if isinstance(exc, ConsoleError):
+        return exc
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return RunbookError(f"unexpected {type(exc).__name__}{': ' + text if text else ''}")
 
 
 def _short(value: Any) -> str:
     text = str(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -35,8 +35,20 @@ class _BoundedSafeLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.aliases = 0
+        self.depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        # The composer recurses once per nesting level: stop before Python's stack does.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _LimitExceeded(f"nested deeper than {MAX_DEPTH} levels", mark.line + 1)
+            return self._compose_counted(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _compose_counted(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
@@ -107,6 +119,8 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
         raise RunbookValidationError([f"{path}:{line}: invalid YAML: {reason}"]) from None
     except yaml.YAMLError as exc:
         raise RunbookValidationError([f"{path}: invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise RunbookValidationError([f"{path}: rejected: nested too deeply"]) from None
     finally:
         loader.dispose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from console.errors import ParameterError
 from console.runbooks.durations import format_duration, parse_duration
@@ -127,19 +128,36 @@ def secret_values(runbook: Runbook, values: dict[str, Any]) -> list[str]:
     ]
 
 
+class Redactor:
+    """Replaces secrets, in every form a template can write them, inside (nested) values."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        forms = set()
+        for secret in secrets:
+            forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+        # Longest first, so an encoded form is not half-replaced by a shorter one.
+        self._forms = sorted((f for f in forms if f), key=len, reverse=True)
+
+    def __call__(self, value: Any) -> Any:
+        if not self._forms:
+            return value
+        if isinstance(value, str):
+            for form in self._forms:
+                value = value.replace(form, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {key: self(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self(item) for item in value]
+        return value
+
+    def text(self, value: object) -> str:
+        return str(self(str(value)))
+
+
 def redact(value: Any, secrets: list[str]) -> Any:
     """Replace every occurrence of a secret inside (nested) values."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {key: redact(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(item, secrets) for item in value]
-    return value
+    return Redactor(secrets)(value)
 
 
 def public_params(runbook: Runbook, values: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from console.errors import RunNotFound, RunStateError
+from console.lab.process import start_ticks
 
 StepStatus = Literal[
     "pending",
@@ -37,6 +38,11 @@ class StepState(BaseModel):
     before: Any = None
     after: Any = None
     error: str | None = None
+    uncertain: bool = False
+    """The step failed in a way that may have left its change in place (timeout, transport
+    error, 5xx, crash): compensation covers it too."""
+    fingerprint: Any = None
+    """What the operator confirmed (see Action.fingerprint); apply refuses if it changed."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -55,7 +61,11 @@ class RunState(BaseModel):
     target: str
     status: RunStatus = "running"
     pid: int = Field(default_factory=os.getpid)
+    pid_start: int | None = Field(default_factory=lambda: start_ticks(os.getpid()))
+    """Start time of the process, so a pid reused after a crash is not taken for the run."""
     host: str = Field(default_factory=socket.gethostname)
+    lease_token: str | None = None
+    """Token of the lease this run holds; resume/abort take back only this one."""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     steps: list[StepState] = Field(default_factory=list)
@@ -74,13 +84,8 @@ class RunState(BaseModel):
     def process_alive(self) -> bool:
         if self.host != socket.gethostname():
             return True  # cannot tell from here: assume it may still run
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        started = start_ticks(self.pid)
+        return started is not None and (self.pid_start is None or started == self.pid_start)
 
     @property
     def effective_status(self) -> RunStatus:

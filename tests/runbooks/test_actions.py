@@ -134,7 +134,7 @@ def test_silence_and_expire(console: Console) -> None:
             assert plan.before == {"active_silences": []}
             silence = await am.get_silence(after["silence_id"])
             assert silence is not None and silence.state == "expired"
-            assert restored == {"expired": after["silence_id"]}
+            assert restored == {"expired": [after["silence_id"]]}
             # expire_silence: expire the active one, compensation recreates it.
             silence_action = ACTIONS["alertmanager.silence"]
             args = silence_action.Args.model_validate(raw)

@@ -66,9 +66,10 @@ class Action(ABC, Generic[ArgsT]):
         """Whether apply may be retried after an error that may pass."""
         return self.idempotent
 
-    def stale_fields(self, before: Any) -> Any:
-        """The part of ``before`` that must not change between plan and apply."""
-        return before
+    def fingerprint(self, plan: StepPlan) -> Any:
+        """What must not change between the confirmed plan and apply: the state it read and
+        the change it will make (without values derived from the clock)."""
+        return {"before": plan.before, "after": plan.after}
 
 
 class Check(ABC, Generic[ArgsT]):

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from console.adapters.mlflow import ModelName
 from console.adapters.policy import ClientId
-from console.errors import AdapterError
+from console.errors import AdapterError, RunbookError
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
 
 
@@ -48,7 +48,6 @@ class CaptureEvidence(Action[EvidenceArgs]):
 
     async def apply(self, args: EvidenceArgs, ctx: ActionContext, plan: StepPlan) -> Any:
         folder = ctx.run_dir / "evidence"
-        folder.mkdir(parents=True, exist_ok=True)
         collected: dict[str, Any] = {}
         errors: dict[str, str] = {}
         try:
@@ -81,12 +80,16 @@ class CaptureEvidence(Action[EvidenceArgs]):
             except AdapterError as exc:
                 errors["registry"] = str(exc)
         manifest: dict[str, Any] = {"run_id": ctx.run_id, "files": {}, "errors": errors}
-        for name, content in collected.items():
-            data = json.dumps(content, indent=2, sort_keys=True).encode()
-            path = folder / f"{name}.json"
-            _write_durably(path, data)
-            manifest["files"][path.name] = hashlib.sha256(data).hexdigest()
-        _write_durably(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, content in collected.items():
+                data = json.dumps(content, indent=2, sort_keys=True).encode()
+                path = folder / f"{name}.json"
+                _write_durably(path, data)
+                manifest["files"][path.name] = hashlib.sha256(data).hexdigest()
+            _write_durably(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+        except OSError as exc:
+            raise RunbookError(f"cannot write evidence to {folder}: {exc.strerror}") from None
         return {"folder": str(folder), "files": manifest["files"], "errors": errors}
 
     async def compensate(

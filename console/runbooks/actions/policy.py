@@ -57,13 +57,18 @@ class BlockClient(Action[BlockArgs]):
         return StepPlan(
             summary=summary,
             before=_dump(current),
-            after={"client": args.client, "blocked": True, "expires_at": until.isoformat()},
+            after=_dump(current)
+            if noop
+            else {"client": args.client, "blocked": True, "expires_at": until.isoformat()},
             noop=noop,
             requests=[
                 f"SET {store.block_key(args.client)} <block json> PX {millis}",
                 f"PUBLISH {store.changes_channel} block {args.client}",
             ],
         )
+
+    def fingerprint(self, plan: StepPlan) -> Any:
+        return {"before": plan.before}  # the new expiry is now + ttl: it moves by itself
 
     async def apply(self, args: BlockArgs, ctx: ActionContext, plan: StepPlan) -> Any:
         block = await ctx.backends.policy.block(
@@ -134,7 +139,7 @@ class SetBudget(Action[BudgetArgs]):
                 else f"set the budget of {args.client} to {args.qpm} qpm (now {now})"
             ),
             before=_dump(current),
-            after={"client": args.client, "qpm": args.qpm},
+            after=_dump(current) if noop else {"client": args.client, "qpm": args.qpm},
             noop=noop,
             requests=[
                 f"SET {store.budget_key(args.client)} <budget json qpm={args.qpm}>",

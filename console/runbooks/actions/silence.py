@@ -73,7 +73,13 @@ class SilenceAlert(Action[SilenceArgs]):
         return StepPlan(
             summary=summary,
             before={"active_silences": [_brief(s) for s in active]},
-            after={"matchers": args.describe(), "ends_at": until.isoformat()},
+            after={
+                "silence_id": covering[0].id,
+                "matchers": args.describe(),
+                "ends_at": covering[0].endsAt.isoformat(),
+            }
+            if noop
+            else {"matchers": args.describe(), "ends_at": until.isoformat()},
             noop=noop,
             requests=[
                 f"POST {ctx.settings.alertmanager.url}/api/v2/silences "
@@ -81,12 +87,12 @@ class SilenceAlert(Action[SilenceArgs]):
             ],
         )
 
-    def stale_fields(self, before: Any) -> Any:
-        return sorted(s["id"] for s in before["active_silences"])
+    def fingerprint(self, plan: StepPlan) -> Any:
+        return sorted(s["id"] for s in plan.before["active_silences"])
 
     async def apply(self, args: SilenceArgs, ctx: ActionContext, plan: StepPlan) -> Any:
         now = datetime.now(UTC)
-        comment = f"{args.comment} (run {ctx.run_id})"
+        comment = f"{args.comment} {_marker(ctx)}"
         silence_id = await ctx.backends.alertmanager.create_silence(
             args.matchers(), now, now + args.duration, ctx.operator, comment
         )
@@ -99,9 +105,20 @@ class SilenceAlert(Action[SilenceArgs]):
     async def compensate(
         self, args: SilenceArgs, ctx: ActionContext, before: Any, after: Any
     ) -> Any:
-        if after and after.get("silence_id"):
-            await ctx.backends.alertmanager.expire_silence(after["silence_id"])
-        return {"expired": after.get("silence_id") if after else None}
+        # Only silences this run made (its marker is in their comment): after a crash the
+        # outcome is unknown and ``after`` may lack the id, and a silence someone else made
+        # must never be expired by our undo.
+        am = ctx.backends.alertmanager
+        ours = [
+            s.id for s in await am.active_silences(args.matchers()) if _marker(ctx) in s.comment
+        ]
+        for silence_id in ours:
+            await am.expire_silence(silence_id)
+        return {"expired": ours}
+
+
+def _marker(ctx: ActionContext) -> str:
+    return f"(run {ctx.run_id})"
 
 
 class ExpireSilences(Action[MatchArgs]):
@@ -125,8 +142,8 @@ class ExpireSilences(Action[MatchArgs]):
             ],
         )
 
-    def stale_fields(self, before: Any) -> Any:
-        return sorted(s["id"] for s in before["active_silences"])
+    def fingerprint(self, plan: StepPlan) -> Any:
+        return sorted(s["id"] for s in plan.before["active_silences"])
 
     async def apply(self, args: MatchArgs, ctx: ActionContext, plan: StepPlan) -> Any:
         expired = []
