@@ -48,6 +48,18 @@ class AlertmanagerSection(Section):
 
 class PrometheusSection(Section):
     url: str = "http://127.0.0.1:19090"
+    """PromQL endpoint the console queries: Prometheus, or any compatible engine (point it at
+    ``victoria_metrics.url`` when the lab runs VictoriaMetrics)."""
+    timeout_s: float = 5.0
+
+
+class VictoriaMetricsSection(Section):
+    """The lab's alternative query engine (``lab up --metrics victoria-metrics``)."""
+
+    url: str = "http://127.0.0.1:18428"
+    """VictoriaMetrics single node: scrapes the lab's targets and answers PromQL."""
+    vmalert_url: str = "http://127.0.0.1:18880"
+    """vmalert: evaluates ``configs/prometheus/*.yml`` against it, alerts to Alertmanager."""
     timeout_s: float = 5.0
 
 
@@ -88,6 +100,9 @@ class HttpActionSection(Section):
     timeout_s: float = 5.0
 
 
+SqueezerName = Literal["bits2", "median2", "median3"]
+
+
 class GatewaySection(Section):
     """The lab's guarded inference gateway (Open Inference / V2 protocol)."""
 
@@ -100,6 +115,10 @@ class GatewaySection(Section):
     """Policy (block, budget) cache; changes also arrive by pub/sub. At most 1 s."""
     redis_failure_mode: Literal["open", "closed"] = "open"
     """When Redis is down: serve (open) or refuse with 503 (closed)."""
+    squeezers: list[SqueezerName] = Field(default_factory=lambda: list[SqueezerName](["bits2"]))
+    """Feature-squeezing transforms. Median smoothing erases strokes on 8x8 digits and flags
+    about half of clean inputs, so the lab uses bit-depth reduction alone (measured in
+    docs/architecture.md); add medians for larger images."""
     flag_threshold: float = Field(default=0.5, ge=0, le=1)
     """Detector score at or above which a request is flagged and its input sampled."""
     sample_fraction: float = Field(default=0.01, ge=0, le=1)
@@ -114,7 +133,7 @@ class GatewaySection(Section):
 
 class LabSection(Section):
     services: list[str] = Field(
-        default_factory=lambda: ["redis", "mlflow", "alertmanager", "prometheus"]
+        default_factory=lambda: ["redis", "mlflow", "alertmanager", "prometheus", "gateway"]
     )
     """Services ``lab up`` starts when ``--services`` is not given."""
     seed_model: str = "digits"
@@ -143,6 +162,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
     alertmanager: AlertmanagerSection = Field(default_factory=AlertmanagerSection)
     prometheus: PrometheusSection = Field(default_factory=PrometheusSection)
+    victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)
     traces: TracesSection = Field(default_factory=TracesSection)
     samples: SamplesSection = Field(default_factory=SamplesSection)
     audit: AuditSection = Field(default_factory=AuditSection)

@@ -205,6 +205,52 @@ def download_artifact(
         return reg.download(uri)
 
 
+def export_onnx(model: Any) -> bytes:
+    """A fitted scikit-learn classifier (or pipeline) as ONNX bytes of the digits contract."""
+    return _to_onnx(model)
+
+
+def register_onnx_version(
+    mlflow_url: str,
+    name: str,
+    onnx: bytes,
+    *,
+    kind: str,
+    accuracy: float,
+    description: str,
+    tags: dict[str, str] | None = None,
+    experiment: str = "aml-lab-attacks",
+    timeout_s: float = 30.0,
+) -> SeededVersion:
+    """Log ``onnx`` to a new run of ``experiment`` and register it as a new version of the
+    existing model ``name``, tagged like the seed's versions (``onnx_sha256``, ``framework``,
+    ``accuracy``, ``artifact_path``, ``model_kind``) plus ``tags``. Aliases are not touched."""
+    with _Registry(mlflow_url, timeout_s) as reg:
+        if reg.get_if_exists("registered-models/get", {"name": name}) is None:
+            raise LabError(f"registered model {name!r} does not exist")
+        src = _log_run(reg, _experiment(reg, experiment), _Trained(kind, onnx, accuracy))
+        version_tags = {**_version_tags(src), **(tags or {})}
+        body = reg.post(
+            "model-versions/create",
+            {
+                "name": name,
+                "source": src.source,
+                "run_id": src.run_id,
+                "description": description,
+                "tags": [{"key": k, "value": v} for k, v in version_tags.items()],
+            },
+        )
+    return SeededVersion(
+        version=str(body["model_version"]["version"]),
+        kind=kind,
+        run_id=src.run_id,
+        source=src.source,
+        artifact_path=ARTIFACT_PATH,
+        sha256=src.sha256,
+        accuracy=accuracy,
+    )
+
+
 # Internals -------------------------------------------------------------------------------------
 
 
@@ -232,15 +278,15 @@ def _seed_sources(reg: _Registry) -> list[_Source]:
         return sources
 
 
-def _experiment(reg: _Registry) -> str:
+def _experiment(reg: _Registry, name: str = SEED_EXPERIMENT) -> str:
     for _ in range(2):
-        got = reg.get_if_exists("experiments/get-by-name", {"experiment_name": SEED_EXPERIMENT})
+        got = reg.get_if_exists("experiments/get-by-name", {"experiment_name": name})
         if got is not None:
             return str(got["experiment"]["experiment_id"])
-        created = reg.post_unless_exists("experiments/create", {"name": SEED_EXPERIMENT})
+        created = reg.post_unless_exists("experiments/create", {"name": name})
         if created is not None:  # None: another process created it meanwhile
             return str(created["experiment_id"])
-    raise LabError(f"cannot create MLflow experiment {SEED_EXPERIMENT!r}")
+    raise LabError(f"cannot create MLflow experiment {name!r}")
 
 
 def _find_run(reg: _Registry, experiment_id: str, kind: str) -> _Source | None:
@@ -463,5 +509,7 @@ __all__ = [
     "describe_model",
     "download_artifact",
     "ensure_seed_model",
+    "export_onnx",
+    "register_onnx_version",
     "seed_model",
 ]

@@ -1,5 +1,6 @@
-"""The lab's service launcher: ``up``, ``down`` and ``status`` of Redis, MLflow, Alertmanager and
-Prometheus on loopback, with data, logs and pid files under ``<run_dir>/lab/<service>/``.
+"""The lab's service launcher: ``up``, ``down`` and ``status`` of Redis, MLflow, Alertmanager,
+Prometheus and the gateway on loopback, with data, logs and pid files under
+``<run_dir>/lab/<service>/``.
 
 ``up`` is idempotent (a live service that answers is reused) and safe to call from several
 processes at once (an ``flock`` on ``<lab_dir>/.lock``). Services outlive the caller: stop them
@@ -63,6 +64,15 @@ def resolve_names(names: Iterable[str] | None, default: Iterable[str]) -> list[s
     return [n for n in SERVICE_NAMES if n in wanted]
 
 
+def with_metrics_engine(names: Iterable[str], engine: str) -> list[str]:
+    """``names`` with the query engine's services swapped for ``engine``'s (``--metrics``)."""
+    if engine not in specs.METRICS_ENGINES:
+        known = ", ".join(specs.METRICS_ENGINES)
+        raise LabError(f"unknown metrics engine {engine!r} (known: {known})")
+    engines = {n for group in specs.METRICS_ENGINES.values() for n in group}
+    return [n for n in names if n not in engines] + list(specs.METRICS_ENGINES[engine])
+
+
 @contextmanager
 def lab_lock(settings: Settings) -> Iterator[None]:
     """Exclusive lock on the lab directory (flock: released if the holder dies)."""
@@ -118,12 +128,10 @@ def up(
                     for s in busy
                 )
             )
-        pids = {s.name: _start(s) for s in to_start}
-        with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
-            problems = [p for p in pool.map(lambda s: _wait_ready(s, pids[s.name]), to_start) if p]
-        if problems:
-            raise LabError("; ".join(problems))
+        # The gateway is ready once it serves the seed model: start it after seeding.
+        _start_all([s for s in to_start if s.name != "gateway"])
         seeded = ensure_seed_model(settings) if seed and "mlflow" in wanted else None
+        _start_all([s for s in to_start if s.name == "gateway"])
     return LabUp(status(settings, wanted), seeded)
 
 
@@ -143,6 +151,14 @@ def status(settings: Settings, names: Iterable[str] | None = None) -> list[Servi
     service_specs = [specs.build(settings, n, check=False) for n in wanted]
     with ThreadPoolExecutor(max_workers=max(1, len(service_specs))) as pool:
         return list(pool.map(_status, service_specs))
+
+
+def _start_all(service_specs: list[ServiceSpec]) -> None:
+    pids = {s.name: _start(s) for s in service_specs}
+    with ThreadPoolExecutor(max_workers=max(1, len(service_specs))) as pool:
+        problems = [p for p in pool.map(lambda s: _wait_ready(s, pids[s.name]), service_specs) if p]
+    if problems:
+        raise LabError("; ".join(problems))
 
 
 def _build_all(settings: Settings, names: list[str], rules_dir: Path | None) -> list[ServiceSpec]:
@@ -181,6 +197,7 @@ def _reusable(spec: ServiceSpec) -> bool:
 def _start(spec: ServiceSpec) -> int:
     spec.data_dir.mkdir(parents=True, exist_ok=True)
     for path, text in spec.files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)  # e.g. a scrape target file
         path.write_text(text, encoding="utf-8")
     try:
         pid = process.spawn(
@@ -227,4 +244,5 @@ __all__ = [
     "resolve_names",
     "status",
     "up",
+    "with_metrics_engine",
 ]

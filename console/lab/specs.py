@@ -19,15 +19,25 @@ from urllib.parse import urlsplit
 
 from console.config import Settings
 from console.errors import LabError
-from console.lab import probes
+from console.lab import probes, scrape
 
-SERVICE_NAMES: tuple[str, ...] = ("redis", "mlflow", "alertmanager", "prometheus")
-"""Every service the launcher knows, in start order."""
+SERVICE_NAMES: tuple[str, ...] = (
+    "redis",
+    "mlflow",
+    "alertmanager",
+    "prometheus",
+    "victoria-metrics",
+    "vmalert",
+    "gateway",
+)
+"""Every service the launcher knows, in start order (the gateway after the seed exists)."""
 
 BINARIES: dict[str, str] = {
     "redis": "redis-server",
     "alertmanager": "prometheus-alertmanager",
     "prometheus": "prometheus",
+    "victoria-metrics": "victoria-metrics",
+    "vmalert": "vmalert",
 }
 """Executable looked up on PATH for each Debian-packaged service."""
 
@@ -35,12 +45,22 @@ APT_PACKAGES: dict[str, str] = {
     "redis": "redis-server",
     "alertmanager": "prometheus-alertmanager",
     "prometheus": "prometheus",
+    "victoria-metrics": "victoria-metrics",
+    "vmalert": "victoria-metrics",
 }
+
+METRICS_ENGINES: dict[str, tuple[str, ...]] = {
+    "prometheus": ("prometheus",),
+    "victoria-metrics": ("victoria-metrics", "vmalert"),
+}
+"""``lab up --metrics``: the services that scrape, store and evaluate the rules."""
 
 MLFLOW_MODULE = "mlflow"
 """Python module run as ``python -m <module> server``."""
 
 DEFAULT_START_TIMEOUT_S = 15.0
+GATEWAY_START_TIMEOUT_S = 60.0
+"""Ready means every served model is loaded: imports, artifact download, hash check."""
 DEFAULT_RULES_DIR = Path("configs/prometheus")
 """Prometheus loads ``*.yml`` rule files from here (relative to the working directory)."""
 
@@ -78,6 +98,9 @@ def service_url(settings: Settings, name: str) -> str:
         "mlflow": settings.mlflow.url,
         "alertmanager": settings.alertmanager.url,
         "prometheus": settings.prometheus.url,
+        "victoria-metrics": settings.victoria_metrics.url,
+        "vmalert": settings.victoria_metrics.vmalert_url,
+        "gateway": settings.gateway.url,
     }
     if name not in sections:
         raise LabError(f"unknown service {name!r} (known: {', '.join(SERVICE_NAMES)})")
@@ -136,6 +159,9 @@ def build(
         "mlflow": _mlflow,
         "alertmanager": _alertmanager,
         "prometheus": _prometheus,
+        "victoria-metrics": _victoria_metrics,
+        "vmalert": _vmalert,
+        "gateway": _gateway,
     }
     return builders[name](settings, url, port, home, rules_dir or DEFAULT_RULES_DIR, check)
 
@@ -248,6 +274,7 @@ def _prometheus(
         f"--config.file={config}",
         f"--storage.tsdb.path={home / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.external-url={url}",  # alerts' links (generatorURL); default: the host name
         "--web.enable-lifecycle",
         # The default resend delay (1 m) makes a firing alert reach Alertmanager late.
         "--rules.alert.resend-delay=5s",
@@ -259,7 +286,10 @@ def _prometheus(
         argv,
         home,
         lambda t: probes.http_ok(port, "/-/ready", t),
-        files={config: prometheus_config(settings, port, rules_dir)},
+        files={
+            config: prometheus_config(settings, port, rules_dir),
+            **scrape.targets_readme(settings),
+        },
     )
 
 
@@ -269,8 +299,8 @@ def prometheus_config(settings: Settings, port: int, rules_dir: Path) -> str:
     lines = [
         "# Written by aml-console lab up; rewritten on every start.",
         "global:",
-        "  scrape_interval: 5s",
-        "  evaluation_interval: 5s",
+        f"  scrape_interval: {scrape.SCRAPE_INTERVAL}",
+        f"  evaluation_interval: {scrape.EVALUATION_INTERVAL}",
     ]
     if rules_dir.is_dir():
         lines += ["rule_files:", f"  - {json.dumps(str(rules_dir.resolve() / '*.yml'))}"]
@@ -281,13 +311,111 @@ def prometheus_config(settings: Settings, port: int, rules_dir: Path) -> str:
             "    - static_configs:",
             f"        - targets: ['{am.hostname}:{am.port}']",
         ]
-    lines += [
-        "scrape_configs:",
-        "  - job_name: prometheus",
-        "    static_configs:",
-        f"      - targets: ['127.0.0.1:{port}']",
+    lines += scrape.scrape_configs(settings, "prometheus", port, file_refresh=True)
+    return "\n".join(lines) + "\n"
+
+
+def _victoria_metrics(
+    settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
+) -> ServiceSpec:
+    binary = _binary("victoria-metrics") if check else BINARIES["victoria-metrics"]
+    config = home / "scrape.yml"
+    argv = [
+        binary,
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-storageDataPath={home / 'data'}",
+        f"-promscrape.config={config}",
+        f"-promscrape.fileSDCheckInterval={scrape.SCRAPE_INTERVAL}",  # default 5 m
+        # Default 30 s: a sample would be invisible to queries (and rules) for half a minute.
+        "-search.latencyOffset=0s",
+    ]
+    return ServiceSpec(
+        "victoria-metrics",
+        url,
+        port,
+        argv,
+        home,
+        lambda t: probes.http_ok(port, "/health", t),
+        files={
+            config: victoria_metrics_config(settings, port),
+            **scrape.targets_readme(settings),
+        },
+    )
+
+
+def victoria_metrics_config(settings: Settings, port: int) -> str:
+    """Prometheus' scrape config (same interval and jobs); rules are vmalert's."""
+    lines = [
+        "# Written by aml-console lab up; rewritten on every start.",
+        "global:",
+        f"  scrape_interval: {scrape.SCRAPE_INTERVAL}",
+        *scrape.scrape_configs(settings, "victoria-metrics", port, file_refresh=False),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _vmalert(
+    settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
+) -> ServiceSpec:
+    binary = _binary("vmalert") if check else BINARIES["vmalert"]
+    if check and not any(rules_dir.glob("*.yml")):
+        raise LabError(f"vmalert: no rule files {rules_dir.resolve() / '*.yml'}")
+    vm = settings.victoria_metrics.url
+    argv = [
+        binary,
+        f"-rule={rules_dir.resolve() / '*.yml'}",
+        f"-datasource.url={vm}",
+        f"-remoteWrite.url={vm}",  # recorded series (and alert state) go back into VictoriaMetrics
+        "-remoteWrite.flushInterval=1s",
+        f"-notifier.url={settings.alertmanager.url}",
+        f"-evaluationInterval={scrape.EVALUATION_INTERVAL}",
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-external.url={url}",
+        # Otherwise every alert and recorded series gains an `alertgroup` label (not in Prometheus).
+        "-disableAlertgroupLabel",
+    ]
+    return ServiceSpec(
+        "vmalert", url, port, argv, home, lambda t: probes.http_ok(port, "/-/ready", t)
+    )
+
+
+def _gateway(
+    settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
+) -> ServiceSpec:
+    config = home / "gateway-settings.json"
+    argv = [sys.executable, "-m", "console.lab.gateway", "--settings-json", str(config)]
+    return ServiceSpec(
+        "gateway",
+        url,
+        port,
+        argv,
+        home,
+        lambda t: probes.http_ok(port, "/v2/health/ready", t),
+        start_timeout_s=GATEWAY_START_TIMEOUT_S,
+        env={"PYTHONUNBUFFERED": "1"},
+        files={
+            config: gateway_settings(settings),
+            # Prometheus/VictoriaMetrics discover the gateway through file_sd.
+            scrape.target_file(settings, "gateway"): scrape.target_json(
+                f"127.0.0.1:{port}", {"service": "gateway"}
+            ),
+        },
+    )
+
+
+def gateway_settings(settings: Settings) -> str:
+    """The settings the gateway runs with, resolved here: it starts in its own directory, so
+    relative paths are made absolute, and the environment it inherits is already applied."""
+    data = settings.model_dump(
+        mode="json",
+        include={"environment", "run_dir", "redis", "mlflow", "traces", "samples", "gateway"},
+    )
+    data["run_dir"] = str(settings.run_dir.resolve())
+    for section in ("traces", "samples"):
+        location = data[section]["path"]
+        if "://" not in location:
+            data[section]["path"] = str(Path(location).resolve())
+    return json.dumps(data, indent=2) + "\n"
 
 
 def child_env(spec: ServiceSpec) -> dict[str, str]:

@@ -228,6 +228,6 @@ def test_prometheus_loads_rule_files_and_knows_alertmanager(
 def test_unknown_service_is_one_line(iso_lab: LabHandle) -> None:
     code, out, err = cli(iso_lab, "status", "--services", "redis,postgres")
     assert code == 1
-    assert err.strip() == (
-        "error: unknown service postgres (known: redis, mlflow, alertmanager, prometheus)"
-    )
+    known = ", ".join(specs.SERVICE_NAMES)
+    assert err.strip() == f"error: unknown service postgres (known: {known})"
+    assert known.startswith("redis, mlflow, alertmanager, prometheus, victoria-metrics, vmalert")

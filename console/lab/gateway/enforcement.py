@@ -1,0 +1,238 @@
+"""Policy enforcement from the Redis policy store the runbooks write (console.adapters.policy).
+
+Per client, the block and budget are read with one MGET and cached for ``cache_s`` (at most
+1 s); a message on ``<prefix>:policy:changes`` drops the client's entry at once. Budgets are
+counted per gateway process in fixed one-minute windows (the Envoy rate-limit service's unit):
+the request that takes the count over ``qpm`` gets 429 with Retry-After up to the next minute.
+
+When Redis fails, the last known policy of a client still applies (stale-if-error: a block
+read before the outage stays enforced until it expires); a client with no known policy is
+served (``open``) or refused with 503 (``closed``). Redis is not asked again for ``backoff_s``
+after a failure, so an outage costs requests nothing but a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis import exceptions as redis_errors
+
+from console.adapters.policy import Block, Budget, PolicyStore
+from console.errors import AdapterError
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", Block, Budget)
+Verdict = Literal["allow", "blocked", "throttled", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    message: str = ""
+    retry_after_s: int = 0
+    fail_open: bool = False
+
+
+ALLOW = Decision("allow")
+
+
+@dataclass
+class _Entry:
+    block: Block | None
+    qpm: int | None
+    fetched_at: float
+    window: int = -1
+    count: int = 0
+    known: bool = True
+    """False: the store was down when this client first came; its policy is unknown."""
+
+
+class PolicyEnforcer:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        *,
+        cache_s: float,
+        failure_mode: Literal["open", "closed"],
+        default_qpm: int | None,
+        timeout_s: float = 0.25,
+        backoff_s: float = 1.0,
+        max_clients: int = 50_000,
+        on_store_state: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(
+            redis_url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            decode_responses=True,
+        )
+        self.store = PolicyStore(self._redis, prefix)
+        self._redis_url = redis_url
+        self._cache_s = cache_s
+        self._failure_mode = failure_mode
+        self._default_qpm = default_qpm
+        self._backoff_s = backoff_s
+        self._max_clients = max_clients
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._down_until = 0.0
+        self._on_store_state = on_store_state
+        self._clock = clock
+        self.closing = False
+        """Set at shutdown: the change feed stops even if a cancellation is swallowed."""
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    async def decide(self, client: str) -> Decision:
+        now = time.monotonic()
+        entry = self._entries.get(client)
+        if entry is None or now - entry.fetched_at >= self._cache_s:
+            fresh = await self._fetch(client, now)
+            if fresh is not None:
+                if entry is not None:
+                    fresh.window, fresh.count = entry.window, entry.count
+                entry = fresh
+                self._remember(client, entry)
+            elif entry is None:
+                entry = _Entry(None, None, fetched_at=-math.inf, known=False)
+                self._remember(client, entry)
+        fail_open = not entry.known
+        if fail_open and self._failure_mode == "closed":
+            return Decision("unavailable", "policy store unavailable; refusing (fail-closed)")
+        self._entries.move_to_end(client)
+        block = entry.block
+        if block is not None and block.expires_at > datetime.now(UTC):
+            until = block.expires_at.isoformat(timespec="seconds")
+            return Decision("blocked", f"client {client} is blocked until {until}: {block.reason}")
+        qpm = entry.qpm if entry.qpm is not None else self._default_qpm
+        wall = self._clock()
+        window = int(wall // 60)
+        if entry.window != window:
+            entry.window, entry.count = window, 0
+        entry.count += 1
+        if qpm is not None and entry.count > qpm:
+            retry = max(1, math.ceil((window + 1) * 60 - wall))
+            return Decision(
+                "throttled",
+                f"client {client} is over its budget of {qpm} queries per minute",
+                retry_after_s=retry,
+            )
+        return Decision("allow", fail_open=fail_open)
+
+    def invalidate(self, client: str | None = None) -> None:
+        """Forget the cached policy of ``client`` (all clients when None); counts are kept."""
+        targets = [client] if client is not None else list(self._entries)
+        for name in targets:
+            entry = self._entries.get(name)
+            if entry is not None:
+                entry.fetched_at = -math.inf
+
+    async def _fetch(self, client: str, now: float) -> _Entry | None:
+        if now < self._down_until:
+            return None
+        keys = [self.store.block_key(client), self.store.budget_key(client)]
+        try:
+            raw_block, raw_budget = await self._redis.mget(keys)
+        except (redis_errors.RedisError, OSError) as exc:
+            self._store_down(now, exc)
+            return None
+        self._store_up()
+        return _Entry(
+            _parse(Block, raw_block, keys[0]),
+            getattr(_parse(Budget, raw_budget, keys[1]), "qpm", None),
+            fetched_at=now,
+        )
+
+    def _remember(self, client: str, entry: _Entry) -> None:
+        self._entries[client] = entry
+        self._entries.move_to_end(client)
+        while len(self._entries) > self._max_clients:
+            self._entries.popitem(last=False)
+
+    def _store_down(self, now: float, exc: BaseException) -> None:
+        if self._down_until <= now:
+            log.warning(
+                "policy store unavailable (%s); %s for %.1f s",
+                _line(exc),
+                f"fail-{self._failure_mode}",
+                self._backoff_s,
+            )
+        self._down_until = now + self._backoff_s
+        if self._on_store_state is not None:
+            self._on_store_state(False)
+
+    def _store_up(self) -> None:
+        if self._on_store_state is not None:
+            self._on_store_state(True)
+
+    # Background tasks ---------------------------------------------------------------------
+
+    async def follow_changes(self) -> None:
+        """Drop cached policies as the runbooks announce changes; reconnect with backoff."""
+        while not self.closing:
+            listener = aioredis.Redis.from_url(self._redis_url, decode_responses=True)
+            pubsub = listener.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.store.changes_channel)
+                # Changes may have been missed while we were not subscribed.
+                self.invalidate()
+                while not self.closing:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._on_change(message.get("data"))
+            except (redis_errors.RedisError, OSError) as exc:
+                log.debug("policy change feed lost (%s); reconnecting", _line(exc))
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await listener.aclose()
+            await asyncio.sleep(1.0)
+
+    def _on_change(self, data: object) -> None:
+        try:
+            client = json.loads(str(data)).get("client")
+        except (ValueError, AttributeError):
+            client = None
+        self.invalidate(client if isinstance(client, str) else None)
+
+    async def snapshot(self) -> tuple[dict[str, float], dict[str, int]] | None:
+        """Blocked clients (seconds left) and budgets, for the policy gauges; None if down."""
+        try:
+            blocks = await self.store.list_blocks()
+            budgets = await self.store.list_budgets()
+        except AdapterError as exc:
+            self._store_down(time.monotonic(), exc)
+            return None
+        self._store_up()
+        now = datetime.now(UTC)
+        blocked = {
+            b.client: (b.expires_at - now).total_seconds() for b in blocks if b.expires_at > now
+        }
+        return blocked, {b.client: b.qpm for b in budgets}
+
+
+def _parse(model: type[P], raw: str | bytes | None, key: str) -> P | None:
+    if raw is None:
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        log.error("%s holds something that is not a valid %s; ignored", key, model.__name__)
+        return None
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

@@ -1,0 +1,289 @@
+"""The model store: each configured model's ``champion`` version, loaded from its ONNX artifact
+after checking the artifact's sha256 against the version's ``onnx_sha256`` tag.
+
+A version that fails (hash mismatch, missing tag, download error, not a valid ONNX model, wrong
+input/output contract) is refused: the store keeps serving the version it had, records why, and
+tries that version again only after ``retry_s``. Artifacts are never unpickled: onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+
+from console.adapters.http import make_client, request_json
+from console.adapters.mlflow import MlflowRegistry
+from console.errors import AdapterError
+
+log = logging.getLogger(__name__)
+
+ALIAS = "champion"
+INPUT_NAME, INPUT_WIDTH = "input", 64
+OUTPUTS = ("label", "probabilities")
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+
+
+class LoadRefused(Exception):
+    """A version was not loaded; ``reason`` is a short metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    sha256: str
+    loaded_at: datetime
+    session: Any
+    """An ``onnxruntime.InferenceSession`` (untyped library)."""
+
+    def run(self, x: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        labels, probabilities = self.session.run(list(OUTPUTS), {INPUT_NAME: x})
+        return np.asarray(labels, dtype=np.int64), np.asarray(probabilities, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    version: str
+    reason: str
+    message: str
+    at: datetime
+    retry_at: float
+    """``time.monotonic()`` after which this version may be tried again."""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "version": self.version,
+            "reason": self.reason,
+            "message": self.message,
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass
+class ModelSlot:
+    name: str
+    current: LoadedModel | None = None
+    champion: str | None = None
+    """The version the alias pointed at on the last successful registry read."""
+    failure: LoadFailure | None = None
+    registry_error: str | None = None
+
+
+def make_session(onnx: bytes) -> Any:
+    """An onnxruntime session for ``onnx``, checked against the digits contract."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # Requests are a few rows: one thread each avoids the pool's spin-up cost on 2 cores.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        session = onnxruntime.InferenceSession(
+            onnx, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped exceptions
+        raise LoadRefused("invalid_onnx", f"not a loadable ONNX model: {_short(exc)}") from None
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if INPUT_NAME not in inputs or set(OUTPUTS) - outputs:
+        raise LoadRefused(
+            "contract_mismatch",
+            f"expected input {INPUT_NAME!r} and outputs {list(OUTPUTS)}, "
+            f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}",
+        )
+    try:
+        labels, probabilities = session.run(
+            list(OUTPUTS), {INPUT_NAME: np.zeros((2, INPUT_WIDTH), np.float32)}
+        )
+    except Exception as exc:  # shape or type mismatch inside the graph
+        raise LoadRefused("contract_mismatch", f"test run failed: {_short(exc)}") from None
+    if np.shape(labels) != (2,) or np.shape(probabilities)[0] != 2:
+        raise LoadRefused(
+            "contract_mismatch",
+            f"test run gave shapes {np.shape(labels)} and {np.shape(probabilities)}",
+        )
+    return session
+
+
+def verify_and_load(name: str, version: str, expected_sha: str, onnx: bytes) -> LoadedModel:
+    """Check the hash, then build the session (CPU work: run it in a thread)."""
+    actual = hashlib.sha256(onnx).hexdigest()
+    if not expected_sha:
+        raise LoadRefused("missing_sha256", f"version {version} has no onnx_sha256 tag")
+    if actual != expected_sha.strip().lower():
+        raise LoadRefused(
+            "sha256_mismatch",
+            f"artifact sha256 {actual} does not match the onnx_sha256 tag {expected_sha}",
+        )
+    return LoadedModel(name, version, actual, datetime.now(UTC), make_session(onnx))
+
+
+class ModelStore:
+    """Follows each model's champion alias; ``get(name)`` is what requests use (lock-free: a
+    swap is one attribute assignment)."""
+
+    def __init__(
+        self,
+        names: list[str],
+        mlflow_url: str,
+        timeout_s: float,
+        *,
+        on_failure: Callable[[str, str], None] | None = None,
+        on_loaded: Callable[[LoadedModel, LoadedModel | None], None] | None = None,
+        retry_s: float = 30.0,
+    ) -> None:
+        self.slots = {name: ModelSlot(name) for name in names}
+        self._http = make_client(mlflow_url, timeout_s, trust_env=False)
+        self._registry = MlflowRegistry(self._http)
+        self._on_failure = on_failure
+        self._on_loaded = on_loaded
+        self._retry_s = retry_s
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def get(self, name: str) -> LoadedModel | None:
+        slot = self.slots.get(name)
+        return None if slot is None else slot.current
+
+    @property
+    def ready(self) -> bool:
+        return all(slot.current is not None for slot in self.slots.values())
+
+    async def refresh(self) -> None:
+        """Read every champion alias and load any version that changed."""
+        await asyncio.gather(*(self._refresh(slot) for slot in self.slots.values()))
+
+    async def poll(self, interval_s: float) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(interval_s)
+
+    async def _refresh(self, slot: ModelSlot) -> None:
+        try:
+            model = await self._registry.get_model(slot.name)
+        except AdapterError as exc:
+            self._registry_problem(slot, f"registry unreachable: {exc}")
+            return
+        version = model.aliases.get(ALIAS) if model else None
+        if version is None:
+            what = "not in the registry" if model is None else f"has no {ALIAS!r} alias"
+            self._registry_problem(slot, f"model {slot.name!r} {what}")
+            return
+        slot.registry_error = None
+        slot.champion = version
+        if slot.current is not None and slot.current.version == version:
+            if slot.failure is not None and slot.failure.version != version:
+                slot.failure = None  # the alias moved back to what we serve
+            return
+        failure = slot.failure
+        if failure and failure.version == version and time.monotonic() < failure.retry_at:
+            return
+        await self._load(slot, version)
+
+    async def _load(self, slot: ModelSlot, version: str) -> None:
+        try:
+            found = await self._registry.get_version(slot.name, version)
+            if found is None:
+                raise LoadRefused("not_found", f"version {version} is not in the registry")
+            onnx = await self._download(slot.name, version)
+            loaded = await asyncio.to_thread(
+                verify_and_load, slot.name, version, found.tags.get("onnx_sha256", ""), onnx
+            )
+        except LoadRefused as exc:
+            self._refuse(slot, version, exc.reason, str(exc))
+            return
+        except AdapterError as exc:
+            self._refuse(slot, version, "download_failed", str(exc))
+            return
+        previous, slot.current, slot.failure = slot.current, loaded, None
+        log.info(
+            "model %s: serving version %s (sha256 %s)%s",
+            slot.name,
+            version,
+            loaded.sha256[:12],
+            f", was {previous.version}" if previous else "",
+        )
+        if self._on_loaded is not None:
+            self._on_loaded(loaded, previous)
+
+    async def _download(self, name: str, version: str) -> bytes:
+        body = await request_json(
+            self._http,
+            "mlflow",
+            "GET",
+            "/api/2.0/mlflow/model-versions/get-download-uri",
+            params={"name": name, "version": version},
+        )
+        uri = str(body.get("artifact_uri", "")) if isinstance(body, dict) else ""
+        parts = urlsplit(uri)
+        if parts.scheme != "mlflow-artifacts":
+            raise LoadRefused(
+                "download_failed",
+                f"artifact {uri!r} is not served by the tracking server's artifact proxy",
+            )
+        path = f"/api/2.0/mlflow-artifacts/artifacts/{parts.path.lstrip('/')}"
+        try:
+            async with self._http.stream("GET", path) as response:
+                if response.status_code != 200:
+                    raise LoadRefused(
+                        "download_failed", f"artifact {uri}: HTTP {response.status_code}"
+                    )
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ARTIFACT_BYTES:
+                        raise LoadRefused(
+                            "too_large", f"artifact {uri} is over {MAX_ARTIFACT_BYTES} bytes"
+                        )
+                    chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise LoadRefused("download_failed", f"artifact {uri}: {_short(exc)}") from None
+        return b"".join(chunks)
+
+    def _refuse(self, slot: ModelSlot, version: str, reason: str, message: str) -> None:
+        serving = slot.current.version if slot.current else "nothing"
+        log.error(
+            "model %s: refused version %s (%s): %s; still serving %s",
+            slot.name,
+            version,
+            reason,
+            message,
+            serving,
+        )
+        slot.failure = LoadFailure(
+            version, reason, message, datetime.now(UTC), time.monotonic() + self._retry_s
+        )
+        if self._on_failure is not None:
+            self._on_failure(slot.name, reason)
+
+    @staticmethod
+    def _registry_problem(slot: ModelSlot, message: str) -> None:
+        if slot.registry_error != message:
+            log.warning(
+                "model %s: %s; still serving %s",
+                slot.name,
+                message,
+                slot.current.version if slot.current else "nothing",
+            )
+        slot.registry_error = message
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
