@@ -1,7 +1,10 @@
 """Run every benchmark and print its figures: ``python benchmarks/run.py``.
 
-Each benchmark measures its own baseline in the same run (a raw Redis SET, ``sha256sum``), so
-the ratios are comparable across noisy machines; the absolute times are not.
+Each benchmark measures its own baseline in the same run (a raw Redis SET, ``sha256sum``,
+onnxruntime on the same rows, one request's round trip), so the ratios are comparable across
+noisy machines; the absolute times are not. The gateway benchmarks use the lab of
+``configs/lab.toml`` (started if it is not). ``bench_detection.py`` runs on its own: it takes
+ten minutes of benign traffic.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_audit_verify  # noqa: E402
 import bench_block_client  # noqa: E402
+import bench_enforcement  # noqa: E402
+import bench_gateway  # noqa: E402
+
+LAB_CONFIG = Path("configs/lab.toml")
 
 
 def main() -> None:
     results = {
         "block_client_vs_raw_set": bench_block_client.run(),
         "audit_verify_vs_sha256sum": bench_audit_verify.run(),
+        "gateway_vs_onnxruntime": bench_gateway.run(LAB_CONFIG),
+        "enforcement_lag": bench_enforcement.run(LAB_CONFIG),
     }
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
 

@@ -131,9 +131,32 @@ class GatewaySection(Section):
     """Budget for clients without one in the policy store (None: unlimited)."""
 
 
+class TrafficSection(Section):
+    """Benign clients ``lab up`` runs against the gateway (service ``traffic``)."""
+
+    url: str = "http://127.0.0.1:18081"
+    """Where the generator serves ``/metrics``: what the benign clients saw (requests by
+    outcome, latency), scraped beside the gateway's own view."""
+    clients: int = Field(default=6, ge=1, le=200)
+    rate: float = Field(default=1.0, gt=0, le=100)
+    """Mean requests per second of each client (spread log-normally between clients)."""
+    seed: int = 7
+    duration_s: float = Field(default=86_400.0, gt=0)
+    """The generator stops by itself after this; ``lab up`` starts it again."""
+    model: str | None = None
+    """Model the clients query (default: the gateway's first)."""
+
+
 class LabSection(Section):
     services: list[str] = Field(
-        default_factory=lambda: ["redis", "mlflow", "alertmanager", "prometheus", "gateway"]
+        default_factory=lambda: [
+            "redis",
+            "mlflow",
+            "alertmanager",
+            "prometheus",
+            "gateway",
+            "traffic",
+        ]
     )
     """Services ``lab up`` starts when ``--services`` is not given."""
     seed_model: str = "digits"
@@ -169,6 +192,7 @@ class Settings(BaseSettings):
     locks: LockSection = Field(default_factory=LockSection)
     http_action: HttpActionSection = Field(default_factory=HttpActionSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    traffic: TrafficSection = Field(default_factory=TrafficSection)
     lab: LabSection = Field(default_factory=LabSection)
 
     @field_validator("operator")

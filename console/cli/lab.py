@@ -28,7 +28,7 @@ ServicesOption = typer.Option(
     "--services",
     "-s",
     help="Comma-separated subset of redis,mlflow,alertmanager,prometheus,victoria-metrics,"
-    "vmalert,gateway (up: default lab.services; down/status: default all).",
+    "vmalert,gateway,traffic (up: default lab.services; down/status: default all).",
 )
 
 

@@ -1,6 +1,6 @@
 """The lab's service launcher: ``up``, ``down`` and ``status`` of Redis, MLflow, Alertmanager,
-Prometheus and the gateway on loopback, with data, logs and pid files under
-``<run_dir>/lab/<service>/``.
+Prometheus (or VictoriaMetrics and vmalert), the gateway and its benign traffic on loopback,
+with data, logs and pid files under ``<run_dir>/lab/<service>/``.
 
 ``up`` is idempotent (a live service that answers is reused) and safe to call from several
 processes at once (an ``flock`` on ``<lab_dir>/.lock``). Services outlive the caller: stop them
@@ -27,6 +27,8 @@ from console.lab.seed import SeededModel, ensure_seed_model
 from console.lab.specs import SERVICE_NAMES, ServiceSpec
 
 State = Literal["running", "stopped", "dead"]
+LATE_SERVICES = ("gateway", "traffic")
+"""Started one after the other, after seeding, each once the previous one answers."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,12 @@ def up(
                     for s in busy
                 )
             )
-        # The gateway is ready once it serves the seed model: start it after seeding.
-        _start_all([s for s in to_start if s.name != "gateway"])
+        # The gateway is ready once it serves the seed model: start it after seeding, and the
+        # benign traffic once the gateway answers.
+        _start_all([s for s in to_start if s.name not in LATE_SERVICES])
         seeded = ensure_seed_model(settings) if seed and "mlflow" in wanted else None
-        _start_all([s for s in to_start if s.name == "gateway"])
+        for late in LATE_SERVICES:
+            _start_all([s for s in to_start if s.name == late])
     return LabUp(status(settings, wanted), seeded)
 
 

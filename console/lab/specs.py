@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from console.config import Settings
 from console.errors import LabError
-from console.lab import probes, scrape
+from console.lab import probes, resolved, scrape
 
 SERVICE_NAMES: tuple[str, ...] = (
     "redis",
@@ -29,8 +29,10 @@ SERVICE_NAMES: tuple[str, ...] = (
     "victoria-metrics",
     "vmalert",
     "gateway",
+    "traffic",
 )
-"""Every service the launcher knows, in start order (the gateway after the seed exists)."""
+"""Every service the launcher knows, in start order (the gateway after the seed exists, benign
+traffic once the gateway serves)."""
 
 BINARIES: dict[str, str] = {
     "redis": "redis-server",
@@ -101,6 +103,7 @@ def service_url(settings: Settings, name: str) -> str:
         "victoria-metrics": settings.victoria_metrics.url,
         "vmalert": settings.victoria_metrics.vmalert_url,
         "gateway": settings.gateway.url,
+        "traffic": settings.traffic.url,
     }
     if name not in sections:
         raise LabError(f"unknown service {name!r} (known: {', '.join(SERVICE_NAMES)})")
@@ -162,6 +165,7 @@ def build(
         "victoria-metrics": _victoria_metrics,
         "vmalert": _vmalert,
         "gateway": _gateway,
+        "traffic": _traffic,
     }
     return builders[name](settings, url, port, home, rules_dir or DEFAULT_RULES_DIR, check)
 
@@ -379,43 +383,59 @@ def _vmalert(
     )
 
 
-def _gateway(
-    settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
+def _python_service(
+    settings: Settings,
+    name: str,
+    module: str,
+    port: int,
+    url: str,
+    home: Path,
+    ready_path: str,
+    sections: tuple[str, ...],
 ) -> ServiceSpec:
-    config = home / "gateway-settings.json"
-    argv = [sys.executable, "-m", "console.lab.gateway", "--settings-json", str(config)]
+    """A service of this package (``python -m module --settings-json FILE``), scraped by the
+    query engine (a file_sd target named after it) and ready once ``ready_path`` answers."""
+    config = home / f"{name}-settings.json"
+    argv = [sys.executable, "-m", module, "--settings-json", str(config)]
     return ServiceSpec(
-        "gateway",
+        name,
         url,
         port,
         argv,
         home,
-        lambda t: probes.http_ok(port, "/v2/health/ready", t),
+        lambda t: probes.http_ok(port, ready_path, t),
+        # Imports (onnxruntime, scikit-learn) and, for the gateway, loading every model.
         start_timeout_s=GATEWAY_START_TIMEOUT_S,
         env={"PYTHONUNBUFFERED": "1"},
         files={
-            config: gateway_settings(settings),
-            # Prometheus/VictoriaMetrics discover the gateway through file_sd.
-            scrape.target_file(settings, "gateway"): scrape.target_json(
-                f"127.0.0.1:{port}", {"service": "gateway"}
+            config: resolved.dump(settings, sections),
+            scrape.target_file(settings, name): scrape.target_json(
+                f"127.0.0.1:{port}", {"service": name}
             ),
         },
     )
 
 
-def gateway_settings(settings: Settings) -> str:
-    """The settings the gateway runs with, resolved here: it starts in its own directory, so
-    relative paths are made absolute, and the environment it inherits is already applied."""
-    data = settings.model_dump(
-        mode="json",
-        include={"environment", "run_dir", "redis", "mlflow", "traces", "samples", "gateway"},
-    )
-    data["run_dir"] = str(settings.run_dir.resolve())
-    for section in ("traces", "samples"):
-        location = data[section]["path"]
-        if "://" not in location:
-            data[section]["path"] = str(Path(location).resolve())
-    return json.dumps(data, indent=2) + "\n"
+def _gateway(
+    settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
+) -> ServiceSpec:
+    return _python_service(
+        settings, "gateway", "console.lab.gateway", port, url, home, "/v2/health/ready",
+        GATEWAY_SECTIONS,
+    )  # fmt: skip
+
+
+GATEWAY_SECTIONS = ("redis", "mlflow", "traces", "samples", "gateway")
+"""The settings the gateway runs with (``console.lab.resolved``)."""
+
+
+def _traffic(
+    settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
+) -> ServiceSpec:
+    return _python_service(
+        settings, "traffic", "console.lab.traffic_service", port, url, home, "/metrics",
+        ("gateway", "traffic"),
+    )  # fmt: skip
 
 
 def child_env(spec: ServiceSpec) -> dict[str, str]:

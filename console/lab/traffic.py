@@ -7,6 +7,7 @@ rate (Poisson arrivals around a per-client mean), seeded and bounded.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,11 @@ import numpy as np
 
 from console.config import Settings
 from console.errors import LabError
-from console.lab.attacks.client import Pacer, V2Client
+from console.lab.attacks.client import InferResult, Pacer, V2Client
 from console.lab.attacks.common import (
     Bounds,
     Clock,
+    Rows,
     RunInfo,
     clip_pixels,
     digits_split,
@@ -74,10 +76,12 @@ async def run_benign(
     *,
     max_requests: int | None = None,
     model: str | None = None,
+    observe: Callable[[str, InferResult], None] | None = None,
 ) -> TrafficReport:
     """Run ``clients`` benign clients for ``duration`` seconds at ``rate`` requests per second
     each on average; stop early after ``max_requests`` requests in all (default: 3x the
-    expected count). Only a loopback ``settings.gateway.url`` is accepted."""
+    expected count). ``observe(client, result)`` is called after each answer (the traffic
+    service's metrics). Only a loopback ``settings.gateway.url`` is accepted."""
     names = client_names(clients)
     if rate <= 0:
         raise LabError("the rate must be above 0 requests per second")
@@ -94,6 +98,11 @@ async def run_benign(
         sent = 0
         stopped = "duration"
 
+        async def send(name: str, rows: Rows) -> None:
+            result = await v2.infer(name, rows)
+            if observe is not None:
+                observe(name, result)
+
         async def one_client(name: str, mean: float, crng: np.random.Generator) -> None:
             nonlocal sent, stopped
             pacer = Pacer(clock, mean, concurrency=2, rng=crng)
@@ -105,7 +114,7 @@ async def run_benign(
                 sent += 1
                 row = pool[crng.integers(len(pool))]
                 noisy = clip_pixels(row + crng.normal(0.0, NOISE_SIGMA, row.shape))
-                pacer.launch(v2.infer(name, noisy[None, :]))
+                pacer.launch(send(name, noisy[None, :]))
             await pacer.drain()
 
         # One generator per client, spawned from the run's: adding a client does not change

@@ -16,7 +16,7 @@ import pytest
 from gateway_support import body, digits, metric_lines, read_jsonl, spans
 from support import free_port
 
-from console.lab.gateway.detectors import FeatureSqueezer
+from console.lab.gateway.detectors import ExtractionMonitor, FeatureSqueezer
 from console.lab.seed import SeededModel, download_artifact
 
 pytestmark = pytest.mark.asyncio
@@ -115,7 +115,7 @@ async def test_unexpected_errors_answer_500_and_count_as_error(
     def broken(*args: Any) -> Any:
         raise RuntimeError("detector bug")
 
-    monkeypatch.setattr(FeatureSqueezer, "scores", broken)
+    monkeypatch.setattr(ExtractionMonitor, "observe", broken)
     response = await post(gw, seeded_model.name, body(digits(1)), who="zed")
     assert response.status_code == 500
     assert response.json() == {"error": "internal error; see the gateway log"}

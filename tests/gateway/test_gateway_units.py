@@ -66,8 +66,49 @@ def test_extraction_score_separates_probing_from_natural_queries() -> None:
     assert monitor.observe("fresh", x[:5]) == 0.0  # fewer than 20 distances: no verdict
 
 
+def _brute_force_distances(queries: np.ndarray, window: int) -> np.ndarray:
+    """Each query's minimum L2 distance to the ``window`` queries before it (not the first's)."""
+    return np.array(
+        [
+            np.sqrt(((queries[max(0, t - window) : t] - queries[t]) ** 2).sum(axis=1)).min()
+            for t in range(1, len(queries))
+        ]
+    )
+
+
+def test_extraction_distances_match_a_brute_force_reference() -> None:
+    rng = np.random.default_rng(5)
+    walk = np.cumsum(rng.normal(0, 1.0, (90, 64)), axis=0) + rng.uniform(0, 16, 64)
+    queries = walk.astype(np.float32)
+    monitor = ExtractionMonitor(window=30, min_samples=10, score_every=1)
+    for row in queries:
+        score = monitor.observe("walker", row[None, :])
+    want = _brute_force_distances(queries.astype(np.float64), 30)[-30:]
+    state = monitor._clients["walker"]
+    np.testing.assert_allclose(np.sort(state.distances), np.sort(want), rtol=1e-9, atol=1e-9)
+    assert score == pytest.approx(1.0 - shapiro_francia(want), abs=1e-12)
+
+
+def test_batched_scoring_follows_the_per_query_score() -> None:
+    """Measured in batches of 16 (the gateway's default), a client's score is the per-query
+    score of at most 15 queries before, and a whole request is measured at once."""
+    x = _digits()
+    rng = np.random.default_rng(1)
+    queries = np.clip(x[rng.permutation(len(x))[:160]] + rng.normal(0, 0.5, (160, 64)), 0, 16)
+    queries = queries.astype(np.float32)
+    exact, batched = ExtractionMonitor(score_every=1), ExtractionMonitor()
+    exact_scores = [exact.observe("c", row[None, :]) for row in queries]
+    batched_scores = [batched.observe("c", row[None, :]) for row in queries]
+    for t, score in enumerate(batched_scores):
+        recent = exact_scores[max(0, t - 15) : t + 1]
+        assert any(score == pytest.approx(s, abs=0.02) for s in recent)
+    assert batched.observe("whole", queries[:40]) == pytest.approx(
+        ExtractionMonitor(score_every=1).observe("whole", queries[:40]), abs=1e-9
+    )
+
+
 def test_extraction_monitor_memory_is_bounded() -> None:
-    monitor = ExtractionMonitor(window=10, max_clients=3)
+    monitor = ExtractionMonitor(window=10, max_clients=3, score_every=4)
     for client in ("a", "b", "c", "d"):
         for _ in range(15):
             monitor.observe(
@@ -76,6 +117,7 @@ def test_extraction_monitor_memory_is_bounded() -> None:
     assert len(monitor) == 3 and monitor.score("a") == 0.0
     state = monitor._clients["d"]
     assert state.queries.shape == (10, 64) and len(state.distances) == 10
+    assert state.pending.shape == (4, 64)
 
 
 def test_client_labels_are_bounded_and_idle_ones_give_way() -> None:

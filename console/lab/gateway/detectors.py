@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -22,12 +22,26 @@ Squeezer = Callable[[Array], Array]
 def bit_depth(bits: int) -> Squeezer:
     """Quantise the 0..16 pixel values to ``2**bits`` levels."""
     levels = float(2**bits - 1)
+    scale, step = np.float32(levels / PIXEL_MAX), np.float32(PIXEL_MAX / levels)
 
     def squeeze(x: Array) -> Array:
-        squeezed = np.round(x * (levels / PIXEL_MAX)) * (PIXEL_MAX / levels)
-        return np.asarray(squeezed, dtype=np.float32)
+        # In place on one new array: on a 64-pixel row, numpy's per-call cost is the cost.
+        squeezed = np.multiply(x, scale, dtype=np.float32)
+        np.rint(squeezed, out=squeezed)
+        squeezed *= step
+        return squeezed
 
     return squeeze
+
+
+def median_window_index(size: int) -> NDArray[np.intp]:
+    """For each pixel of an 8x8 image, the indices (into the flat image) of its ``size`` x
+    ``size`` window, the border reflected: shape [64, size * size]. The padding is folded into
+    the gather (np.pad per call would cost more than the filter)."""
+    before, after = (size - 1) // 2, size // 2
+    pixels = np.arange(SIDE * SIDE).reshape(SIDE, SIDE)
+    padded = np.pad(pixels, ((before, after), (before, after)), mode="reflect")
+    return np.asarray(sliding_window_view(padded, (size, size)).reshape(SIDE * SIDE, size * size))
 
 
 def median_smoothing(size: int) -> Squeezer:
@@ -35,12 +49,7 @@ def median_smoothing(size: int) -> Squeezer:
 
     A precomputed gather + sort: ``np.median`` over sliding windows costs ~20x more at this size.
     """
-    before, after = (size - 1) // 2, size // 2
-    # The padding is folded into the gather: each output pixel's window, as indices of the
-    # unpadded image (np.pad per call would cost more than the filter).
-    pixels = np.arange(SIDE * SIDE).reshape(SIDE, SIDE)
-    padded = np.pad(pixels, ((before, after), (before, after)), mode="reflect")
-    index = sliding_window_view(padded, (size, size)).reshape(SIDE * SIDE, size * size)
+    index = median_window_index(size)
     mid = size * size // 2
     even = size * size % 2 == 0
 
@@ -74,18 +83,55 @@ class FeatureSqueezer:
 
     def scores(self, probabilities: Array, rows: int) -> Array:
         """Per-row scores from the model's probabilities on ``batch(x)``."""
-        parts = probabilities.reshape(len(self.squeezers) + 1, rows, -1)
-        distances = np.abs(parts[1:] - parts[0]).sum(axis=2)
-        return np.asarray(np.clip(distances.max(axis=0) / 2.0, 0.0, 1.0), dtype=np.float32)
+        probabilities = probabilities.astype(np.float32, copy=False)
+        if len(self.squeezers) == 1:
+            difference = probabilities[rows:] - probabilities[:rows]
+            distances = np.abs(difference, out=difference).sum(axis=1)
+        else:
+            parts = probabilities.reshape(len(self.squeezers) + 1, rows, -1)
+            distances = np.abs(parts[1:] - parts[0]).sum(axis=2).max(axis=0)
+        # The L1 distance of two probability vectors is at most 2. minimum, not clip: np.clip
+        # costs more than the rest of this method on a few rows.
+        distances *= 0.5
+        np.minimum(distances, 1.0, out=distances)
+        return np.asarray(distances, dtype=np.float32)
 
 
 @dataclass
 class _ClientWindow:
-    queries: Array
-    """Ring buffer of the client's last ``window`` inputs."""
+    queries: NDArray[np.float64]
+    """Ring buffer of the client's last ``window`` inputs times -2 (float64: the distances
+    come from norms and dot products, where float32 would cancel away small distances)."""
+    norms: NDArray[np.float64]
+    """Their squared L2 norms."""
+    distances: NDArray[np.float64]
+    """Ring buffer of the minimum distances of its last ``window`` queries (order does not
+    matter to the statistic)."""
+    pending: NDArray[np.float64]
+    """Queries received but not yet measured (up to ``score_every``)."""
+    waiting: int = 0
+    """How many rows of ``pending`` are in use."""
     count: int = 0
-    distances: list[float] = field(default_factory=list)
+    """Queries measured and added to the window."""
+    measured: int = 0
+    """Distances measured (every query but the client's first)."""
     score: float = 0.0
+
+
+@lru_cache(maxsize=64)
+def _not_before(n: int) -> NDArray[np.bool_]:
+    """[i, j] is True unless query j came before query i (the diagonal included)."""
+    return np.triu(np.ones((n, n), dtype=bool))
+
+
+def _ring_put(ring: NDArray[np.float64], start: int, values: NDArray[np.float64]) -> None:
+    """Write ``values`` into ``ring`` from position ``start`` (modulo its length) on."""
+    size = len(ring)
+    first = start % size
+    if first + len(values) <= size:
+        ring[first : first + len(values)] = values
+    else:
+        ring[(first + np.arange(len(values))) % size] = values
 
 
 @lru_cache(maxsize=512)
@@ -118,47 +164,106 @@ class ExtractionMonitor:
     roughly normal distances (W' near 1); synthetic probing (grid walks, small perturbations of
     a few seeds) does not. Memory: ``window`` rows per client, ``max_clients`` clients (the
     least recent dropped).
+
+    Queries are measured in batches of ``score_every`` (every query while a client has fewer
+    than ``min_samples`` distances), and the score recomputed after each batch: it summarises
+    ``window`` queries and is scraped every few seconds, so a score at most
+    ``score_every - 1`` queries old changes no alert, while a batch costs about what one query
+    did (numpy's fixed cost per call dominates at this size). A query is compared with the
+    window plus the queries of its batch before it.
     """
 
-    def __init__(self, window: int = 100, min_samples: int = 20, max_clients: int = 4096) -> None:
+    def __init__(
+        self,
+        window: int = 100,
+        min_samples: int = 20,
+        max_clients: int = 4096,
+        score_every: int = 16,
+    ) -> None:
         self.window = window
         self.min_samples = min_samples
         self.max_clients = max_clients
+        if not 1 <= score_every <= window:
+            raise ValueError("score_every must be between 1 and window")
+        self.score_every = score_every
         self._clients: OrderedDict[str, _ClientWindow] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._clients)
 
     def observe(self, client: str, rows: Array) -> float:
-        """Add the rows of one request; return the client's score after them."""
+        """Add the rows of one request; return the client's score after the last flush."""
         state = self._clients.get(client)
         if state is None:
-            state = _ClientWindow(np.empty((self.window, rows.shape[1]), dtype=np.float32))
+            width = rows.shape[1]
+            state = _ClientWindow(
+                np.empty((self.window, width), dtype=np.float64),
+                np.empty(self.window, dtype=np.float64),
+                np.empty(self.window, dtype=np.float64),
+                np.empty((self.score_every, width), dtype=np.float64),
+            )
             self._clients[client] = state
             if len(self._clients) > self.max_clients:
                 self._clients.popitem(last=False)
         else:
             self._clients.move_to_end(client)
-        for row in rows:
-            held = min(state.count, self.window)
-            if held:
-                diff = state.queries[:held] - row
-                state.distances.append(float(np.sqrt(np.min(np.einsum("ij,ij->i", diff, diff)))))
-                if len(state.distances) > self.window:
-                    del state.distances[0]
-            state.queries[state.count % self.window] = row
-            state.count += 1
-        state.score = self._score(state.distances)
+            if (  # the common case, kept short: one row that does not complete a batch
+                rows.shape[0] == 1
+                and state.waiting < self.score_every - 1
+                and state.count > self.min_samples
+            ):
+                state.pending[state.waiting] = rows[0]
+                state.waiting += 1
+                return state.score
+        taken = 0
+        while taken < rows.shape[0]:
+            room = min(self.score_every - state.waiting, rows.shape[0] - taken)
+            state.pending[state.waiting : state.waiting + room] = rows[taken : taken + room]
+            state.waiting += room
+            taken += room
+            # While warming up (too few distances for a score) every request is measured, so a
+            # client is scored as soon as it has min_samples distances.
+            if state.waiting == self.score_every or state.count < self.min_samples + 1:
+                self._flush(state)
+        if rows.shape[0] > 1 and state.waiting:
+            self._flush(state)  # a request of many rows is scored on all of them
         return state.score
+
+    def _flush(self, state: _ClientWindow) -> None:
+        """Measure the pending queries' minimum distances (to the window and to the pending
+        queries before them) in a few matrix operations, add them, re-score."""
+        new = state.pending[: state.waiting]
+        new_norms = np.einsum("ij,ij->i", new, new)
+        held = min(state.count, self.window)
+        # |q - r|^2 = |q|^2 - 2 q.r + |r|^2, against the window (stored as -2q) ...
+        nearest = np.full(len(new), np.inf)
+        if held:
+            to_window = new @ state.queries[:held].T
+            to_window += state.norms[:held]
+            nearest = to_window.min(axis=1)
+        # ... and against the pending queries sent before each one.
+        if len(new) > 1:
+            among = new_norms[None, :] - 2.0 * (new @ new.T)
+            among[_not_before(len(new))] = np.inf
+            nearest = np.minimum(nearest, among.min(axis=1))
+        nearest += new_norms
+        if state.count == 0:  # the client's very first query has nothing to be near
+            nearest = nearest[1:]
+        found = np.sqrt(np.maximum(nearest, 0.0))
+        _ring_put(state.distances, state.measured, found)
+        state.measured += len(found)
+        _ring_put(state.queries, state.count, -2.0 * new)
+        _ring_put(state.norms, state.count, new_norms)
+        state.count += len(new)
+        state.waiting = 0
+        if state.measured >= self.min_samples:
+            state.score = self._score(state.distances[: min(state.measured, self.window)])
 
     def score(self, client: str) -> float:
         state = self._clients.get(client)
         return 0.0 if state is None else state.score
 
-    def _score(self, distances: list[float]) -> float:
-        if len(distances) < self.min_samples:
-            return 0.0
-        values = np.asarray(distances)
-        if float(np.ptp(values)) == 0.0:
+    def _score(self, distances: NDArray[np.float64]) -> float:
+        if distances.max() == distances.min():
             return 1.0  # identical distances: as far from natural traffic as it gets
-        return float(np.clip(1.0 - shapiro_francia(values), 0.0, 1.0))
+        return min(max(1.0 - shapiro_francia(distances), 0.0), 1.0)

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,12 +25,19 @@ from numpy.typing import NDArray
 from console.adapters.http import make_client, request_json
 from console.adapters.mlflow import MlflowRegistry
 from console.errors import AdapterError
+from console.lab.gateway.guard_graph import (
+    LABEL_ALL_OUTPUT,
+    SCORE_OUTPUT,
+    GraphError,
+    with_squeeze_score,
+)
 
 log = logging.getLogger(__name__)
 
 ALIAS = "champion"
 INPUT_NAME, INPUT_WIDTH = "input", 64
 OUTPUTS = ("label", "probabilities")
+GUARDED_OUTPUTS = [LABEL_ALL_OUTPUT, "probabilities", SCORE_OUTPUT]
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 
 
@@ -50,10 +57,26 @@ class LoadedModel:
     loaded_at: datetime
     session: Any
     """An ``onnxruntime.InferenceSession`` (untyped library)."""
+    guarded: bool = False
+    """The session's graph computes the squeeze score too (``guard_graph``)."""
 
-    def run(self, x: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def run(
+        self, x: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]:
+        """Labels, probabilities and feature-squeezing scores (zeros if not guarded) of ``x``."""
+        if self.guarded:
+            labels, probabilities, scores = self.session.run(GUARDED_OUTPUTS, {INPUT_NAME: x})
+            return (
+                np.asarray(labels[: x.shape[0]], dtype=np.int64),
+                np.asarray(probabilities, dtype=np.float32),
+                np.asarray(scores, dtype=np.float32),
+            )
         labels, probabilities = self.session.run(list(OUTPUTS), {INPUT_NAME: x})
-        return np.asarray(labels, dtype=np.int64), np.asarray(probabilities, dtype=np.float32)
+        return (
+            np.asarray(labels, dtype=np.int64),
+            np.asarray(probabilities, dtype=np.float32),
+            np.zeros(x.shape[0], dtype=np.float32),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,17 +107,40 @@ class ModelSlot:
     registry_error: str | None = None
 
 
-def make_session(onnx: bytes) -> Any:
-    """An onnxruntime session for ``onnx``, checked against the digits contract."""
+def make_session(onnx: bytes, squeezers: Sequence[str] = ()) -> Any:
+    """An onnxruntime session for ``onnx``, checked against the digits contract; with
+    ``squeezers``, of the graph wrapped by ``guard_graph`` (outputs ``GUARDED_OUTPUTS``)."""
+    import onnxruntime
+
+    plain = make_plain_session(onnx)
+    if not squeezers:
+        return plain
+    try:
+        guarded = with_squeeze_score(onnx, squeezers)
+    except GraphError as exc:
+        raise LoadRefused("contract_mismatch", f"cannot add the squeeze score: {exc}") from None
+    return onnxruntime.InferenceSession(
+        guarded, sess_options=_options(), providers=["CPUExecutionProvider"]
+    )
+
+
+def _options() -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     # Requests are a few rows: one thread each avoids the pool's spin-up cost on 2 cores.
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    return options
+
+
+def make_plain_session(onnx: bytes) -> Any:
+    """An onnxruntime session of the model as it is, checked against the digits contract."""
+    import onnxruntime
+
     try:
         session = onnxruntime.InferenceSession(
-            onnx, sess_options=options, providers=["CPUExecutionProvider"]
+            onnx, sess_options=_options(), providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime raises its own untyped exceptions
         raise LoadRefused("invalid_onnx", f"not a loadable ONNX model: {_short(exc)}") from None
@@ -120,8 +166,11 @@ def make_session(onnx: bytes) -> Any:
     return session
 
 
-def verify_and_load(name: str, version: str, expected_sha: str, onnx: bytes) -> LoadedModel:
-    """Check the hash, then build the session (CPU work: run it in a thread)."""
+def verify_and_load(
+    name: str, version: str, expected_sha: str, onnx: bytes, squeezers: Sequence[str] = ()
+) -> LoadedModel:
+    """Check the hash, then build the session, guarded by ``squeezers`` (CPU work: run it in a
+    thread)."""
     actual = hashlib.sha256(onnx).hexdigest()
     if not expected_sha:
         raise LoadRefused("missing_sha256", f"version {version} has no onnx_sha256 tag")
@@ -130,7 +179,8 @@ def verify_and_load(name: str, version: str, expected_sha: str, onnx: bytes) -> 
             "sha256_mismatch",
             f"artifact sha256 {actual} does not match the onnx_sha256 tag {expected_sha}",
         )
-    return LoadedModel(name, version, actual, datetime.now(UTC), make_session(onnx))
+    session = make_session(onnx, squeezers)
+    return LoadedModel(name, version, actual, datetime.now(UTC), session, bool(squeezers))
 
 
 class ModelStore:
@@ -146,6 +196,7 @@ class ModelStore:
         on_failure: Callable[[str, str], None] | None = None,
         on_loaded: Callable[[LoadedModel, LoadedModel | None], None] | None = None,
         retry_s: float = 30.0,
+        squeezers: Sequence[str] = (),
     ) -> None:
         self.slots = {name: ModelSlot(name) for name in names}
         self._http = make_client(mlflow_url, timeout_s, trust_env=False)
@@ -153,6 +204,7 @@ class ModelStore:
         self._on_failure = on_failure
         self._on_loaded = on_loaded
         self._retry_s = retry_s
+        self._squeezers = tuple(squeezers)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -203,7 +255,12 @@ class ModelStore:
                 raise LoadRefused("not_found", f"version {version} is not in the registry")
             onnx = await self._download(slot.name, version)
             loaded = await asyncio.to_thread(
-                verify_and_load, slot.name, version, found.tags.get("onnx_sha256", ""), onnx
+                verify_and_load,
+                slot.name,
+                version,
+                found.tags.get("onnx_sha256", ""),
+                onnx,
+                self._squeezers,
             )
         except LoadRefused as exc:
             self._refuse(slot, version, exc.reason, str(exc))

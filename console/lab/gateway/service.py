@@ -16,7 +16,7 @@ import numpy as np
 
 from console.adapters.policy import CLIENT_ID
 from console.config import Settings
-from console.lab.gateway.detectors import SQUEEZERS, ExtractionMonitor, FeatureSqueezer
+from console.lab.gateway.detectors import ExtractionMonitor
 from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
 from console.lab.gateway.protocol import RequestError, infer_response, parse_infer
@@ -93,6 +93,7 @@ class Gateway:
             settings.mlflow.timeout_s,
             on_failure=lambda name, reason: self.metrics.load_failures.labels(name, reason).inc(),
             on_loaded=self._model_loaded,
+            squeezers=cfg.squeezers,
         )
         self.policy = PolicyEnforcer(
             settings.redis.url,
@@ -103,7 +104,6 @@ class Gateway:
             timeout_s=min(settings.redis.timeout_s, 0.25),
             on_store_state=lambda up: self.metrics.policy_up.set(1 if up else 0),
         )
-        self.squeezer = FeatureSqueezer(tuple((n, SQUEEZERS[n]) for n in cfg.squeezers))
         self.extraction = {name: ExtractionMonitor() for name in cfg.models}
         self._span_sink = JsonlSink("traces", on_drop=self.metrics.dropped.labels("traces").inc)
         traces_dir = _local_path(settings.traces.path)
@@ -314,9 +314,8 @@ class Gateway:
         request = parse_infer(await read_body())
         x = request.x
         rows = x.shape[0]
-        labels, probabilities = loaded.run(self.squeezer.batch(x))
-        scores = self.squeezer.scores(probabilities, rows)
-        labels, probabilities = labels[:rows], probabilities[:rows]
+        # One graph call: the model on the input and its squeezed copies, and the scores.
+        labels, probabilities, scores = loaded.run(x)
         extraction = self.extraction[name].observe(client, x)
         sample_ids = self._observe(
             loaded,
