@@ -102,12 +102,17 @@ def extraction(
     give_up_after: int = typer.Option(
         25, "--give-up-after", min=0, help="Stop after this many 403s in a row (0: never)."
     ),
+    start_after: float = typer.Option(
+        0.0, "--start-after", min=0, max=3600, help="Seconds to wait before the first query."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Query with synthetic inputs, train a surrogate, report its agreement with the model."""
 
     async def attack(settings: Settings, model_name: str) -> Any:
         from console.lab.attacks.extraction import run_extraction
+
+        await asyncio.sleep(start_after)  # a scripted attack (demo, drills) starts later
 
         return await run_extraction(
             settings,

@@ -42,11 +42,13 @@ def main(
 
 
 def _register() -> None:
-    from console.cli import audit, lab, runbook
+    from console.cli import audit, demo, lab, runbook, tui
 
     app.add_typer(lab.app, name="lab")
     app.add_typer(runbook.app, name="runbook")
     app.add_typer(audit.app, name="audit")
+    app.command("tui")(tui.tui)
+    app.command("demo")(demo.demo)
 
 
 _register()

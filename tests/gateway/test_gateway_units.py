@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.ndimage import median_filter
@@ -134,3 +136,20 @@ def test_traceparent_parsing() -> None:
     assert parse_traceparent(f"00-{trace}-{parent}-01") == (trace, parent)
     for bad in (None, "", "00-xyz-abc-01", f"00-{'0' * 32}-{parent}-01", f"00-{trace}-zz-01"):
         assert parse_traceparent(bad) is None
+
+
+def test_sink_batch_across_two_files_writes_both_and_keeps_running(tmp_path: Path) -> None:
+    """At midnight one batch holds lines of two days (two files): both are written and the
+    writer thread lives on (it used to die on a KeyError, dropping everything after)."""
+    from console.lab.gateway.sinks import JsonlSink
+
+    drops: list[int] = []
+    sink = JsonlSink("test", on_drop=lambda: drops.append(1))
+    day1, day2 = tmp_path / "traces-2026-11-24.jsonl", tmp_path / "traces-2026-11-25.jsonl"
+    sink._write([(day1, '{"a": 1}'), (day2, '{"b": 2}')])
+    sink.start()
+    sink.put(day2, '{"c": 3}')
+    sink.close()
+    assert day1.read_text() == '{"a": 1}\n'
+    assert day2.read_text() == '{"b": 2}\n{"c": 3}\n'
+    assert drops == []

@@ -9,23 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from metrics_support import RULES_DIR, alert_bound_s, wait_for_alert, wait_for_result
-from support import REPO, LabHandle, free_port, unavailable
+from lab_stack import LabStack, lab_stack
+from metrics_support import alert_bound_s, wait_for_alert, wait_for_result
+from support import REPO, LabHandle
 
-from console.config import Settings, load_settings
-from console.errors import ConsoleError
-from console.lab import services
 from console.lab.gateway.detectors import ExtractionMonitor
 from console.lab.seed import SeededModel
 
@@ -35,55 +31,16 @@ ALERT = "AMLExtractionSuspected"
 ATTACKER = "mallory-e2e"
 ATTACK_RATE = 30.0
 BENIGN_CLIENTS = 4
-SERVICES = ("alertmanager", "prometheus", "gateway", "traffic")
 # From the attacker's first answered query: the gateway needs min_samples distances before it
 # scores a client, then the alert takes what alert_bound_s derives from the intervals.
 BOUND_S = ExtractionMonitor().min_samples / ATTACK_RATE + alert_bound_s(ALERT)
 
 
-@dataclass(frozen=True)
-class FullLab:
-    settings: Settings
-    env: dict[str, str]
-    model: str
-
-
 @pytest.fixture
-def full_lab(lab: LabHandle, seeded_model: SeededModel, tmp_path: Path) -> Iterator[FullLab]:
+def full_lab(lab: LabHandle, seeded_model: SeededModel, tmp_path: Path) -> Iterator[LabStack]:
     """The session lab's Redis and MLflow; everything else of its own on free ports."""
-    run_dir = tmp_path / "run"
-    env = {
-        **lab.env,
-        "CONSOLE_RUN_DIR": str(run_dir),
-        "CONSOLE_REDIS__KEY_PREFIX": f"e2e{secrets.token_hex(4)}",
-        "CONSOLE_AUDIT__PATH": str(run_dir / "audit" / "audit.jsonl"),
-        "CONSOLE_AUDIT__HMAC_KEY": "e2e-test-audit-key-" + "x" * 16,
-        "CONSOLE_OPERATOR": "e2e-tester",
-        "CONSOLE_RUNBOOK_DIRS": json.dumps([str(REPO / "runbooks")]),
-        "CONSOLE_ALERTMANAGER__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_PROMETHEUS__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_TRACES__PATH": str(run_dir / "traces"),
-        "CONSOLE_SAMPLES__PATH": str(run_dir / "samples"),
-        "CONSOLE_GATEWAY__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_GATEWAY__MODELS": json.dumps([seeded_model.name]),
-        "CONSOLE_GATEWAY__SAMPLE_FRACTION": "0",
-        "CONSOLE_TRAFFIC__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_TRAFFIC__CLIENTS": str(BENIGN_CLIENTS),
-        "CONSOLE_TRAFFIC__RATE": "2",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        settings = load_settings()
-    try:
-        services.up(settings, SERVICES, seed=False, rules_dir=RULES_DIR)
-    except ConsoleError as exc:
-        services.down(settings, SERVICES)
-        unavailable(str(exc))
-    try:
-        yield FullLab(settings, env, seeded_model.name)
-    finally:
-        services.down(settings, SERVICES)
+    with lab_stack(lab, seeded_model.name, tmp_path / "run", BENIGN_CLIENTS) as stack:
+        yield stack
 
 
 def _gateway_answered(url: str, client: str) -> bool:
@@ -99,8 +56,9 @@ def _query(url: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
+@pytest.mark.timeout(420)
 def test_live_extraction_alerts_for_the_attacker_only_and_the_runbook_stops_it(
-    full_lab: FullLab,
+    full_lab: LabStack,
 ) -> None:
     settings, model = full_lab.settings, full_lab.model
     prometheus, alertmanager = settings.prometheus.url, settings.alertmanager.url

@@ -1,0 +1,165 @@
+"""The console app: a thin router between the on-call views (k9s-style `:` commands, number
+keys, the command palette) and the runbook dialog. Data comes from ``console.views`` through
+the ``Sources`` given to the constructor, so tests and recorded harnesses can inject their own.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from console.config import Settings
+from console.errors import ConsoleError
+from console.tui.screens.alerts import AlertsScreen
+from console.tui.screens.audit import AuditScreen
+from console.tui.screens.base import ViewScreen
+from console.tui.screens.clients import ClientsScreen
+from console.tui.screens.dialogs import HelpScreen, PromptScreen
+from console.tui.screens.mitigations import MitigationsScreen
+from console.tui.screens.models import ModelsScreen
+from console.tui.screens.runbook import RunbookScreen, params_from_words
+from console.tui.screens.samples import SamplesScreen
+from console.views.sources import Sources
+
+VIEWS: dict[str, type[ViewScreen[object]]] = {
+    "alerts": AlertsScreen,  # type: ignore[dict-item]
+    "clients": ClientsScreen,  # type: ignore[dict-item]
+    "models": ModelsScreen,  # type: ignore[dict-item]
+    "mitigations": MitigationsScreen,  # type: ignore[dict-item]
+    "audit": AuditScreen,  # type: ignore[dict-item]
+    "samples": SamplesScreen,  # type: ignore[dict-item]
+}
+COMMANDS = [*VIEWS, "help", "quit", "run "]
+
+
+class ConsoleApp(App[None]):
+    TITLE = "aml-console"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("1", "view('alerts')", "Alerts", show=False),
+        Binding("2", "view('clients')", "Clients", show=False),
+        Binding("3", "view('models')", "Models", show=False),
+        Binding("4", "view('mitigations')", "Mitigations", show=False),
+        Binding("5", "view('audit')", "Audit", show=False),
+        Binding("6", "view('samples')", "Samples", show=False),
+        Binding("colon", "command_line", ":cmd"),
+        Binding("slash", "filter", "/filter"),
+        Binding("question_mark", "help", "?help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        sources: Sources,
+        *,
+        start: str = "alerts",
+        refresh_s: float = 2.0,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__()
+        if start not in VIEWS:
+            raise ConsoleError(f"unknown view {start!r} (views: {', '.join(VIEWS)})")
+        self.settings = settings
+        self.sources = sources
+        self.start = start
+        self.refresh_s = refresh_s
+        self.hint = hint
+        self.current = start
+
+    def on_mount(self) -> None:
+        for name, screen in VIEWS.items():
+            self.install_screen(screen(), name)
+        self.push_screen(self.start)
+        if self.hint:
+            self.notify(self.hint, timeout=15)
+
+    async def on_unmount(self) -> None:
+        await self.sources.aclose()
+
+    def view(self, name: str) -> ViewScreen[object]:
+        screen = self.get_screen(name)
+        assert isinstance(screen, ViewScreen)
+        return screen
+
+    def action_view(self, name: str) -> None:
+        if name not in VIEWS:
+            self.notify(f"unknown view {name!r}", severity="error")
+            return
+        if isinstance(self.screen, ViewScreen):
+            self.switch_screen(name)
+        else:
+            self.push_screen(name)
+        self.current = name
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_command_line(self) -> None:
+        self.push_screen(PromptScreen(":command", suggestions=COMMANDS), self._run_command)
+
+    def action_filter(self) -> None:
+        screen = self.screen
+        if not isinstance(screen, ViewScreen):
+            return
+        self.push_screen(PromptScreen("/filter (empty clears)"), screen.apply_filter_or_none)
+
+    def _run_command(self, line: str | None) -> None:
+        words = shlex.split((line or "").strip().lstrip(":")) if line else []
+        if not words:
+            return
+        head, rest = words[0].lower(), words[1:]
+        if head == "samples" and rest:
+            try:
+                params = params_from_words(rest)
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.show_samples(params.get("client"), params.get("model"))
+        elif head in VIEWS:
+            self.action_view(head)
+        elif head in ("help", "h", "?"):
+            self.action_help()
+        elif head in ("quit", "q"):
+            self.exit()
+        elif head == "run" and rest:
+            try:
+                params = params_from_words(rest[1:])
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.open_runbook(rest[0], params)
+        else:
+            self.notify(f"unknown command {head!r}; try :help", severity="error")
+
+    def open_runbook(self, name: str, params: dict[str, str]) -> None:
+        from console.runbooks.loader import find_runbook
+
+        try:
+            loaded = find_runbook(name, self.settings.runbook_dirs)
+        except ConsoleError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.push_screen(RunbookScreen(loaded, params))
+
+    def show_samples(self, client: str | None, model: str | None = None) -> None:
+        screen = self.get_screen("samples")
+        assert isinstance(screen, SamplesScreen)
+        screen.scope(client, model)
+        self.action_view("samples")
+
+    def refresh_views(self) -> None:
+        for name in VIEWS:
+            self.view(name).action_refresh_now()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name in VIEWS:
+            yield SystemCommand(f"{name.title()} view", f"Show the {name} view",
+                                lambda n=name: self.action_view(n))  # fmt: skip
+        yield SystemCommand("Keys", "Every key of the console", self.action_help)

@@ -1,0 +1,135 @@
+"""Alerts: firing alerts grouped by name and severity, their age, labels and silences; the
+selected alert's details. Runbooks one key away, filled from the alert's labels."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from console.tui.screens.base import ViewScreen
+from console.tui.text import age, plain, printable
+from console.views.alerts import AlertRow, AlertsSnapshot, fetch_alerts
+
+SEVERITY_STYLE = {"critical": "bold red", "page": "bold red", "warning": "yellow"}
+
+
+class AlertsScreen(ViewScreen[AlertsSnapshot]):
+    VIEW = "alerts"
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *ViewScreen.BINDINGS,
+        Binding("b", "block", "Block client"),
+        Binding("c", "contain", "Contain extraction"),
+        Binding("s", "silence", "Silence"),
+        Binding("enter", "samples", "Samples"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("severity", "alert", "client", "model", "state", "age", "summary")
+        yield table
+        yield Static("", id="alert-detail")
+
+    async def fetch(self) -> AlertsSnapshot:
+        return await fetch_alerts(self.console_app.sources)
+
+    def has_no_data(self, snapshot: AlertsSnapshot) -> bool:
+        return not snapshot.alerts
+
+    def show_snapshot(self, snapshot: AlertsSnapshot) -> None:
+        table = self.query_one("#alerts-table", DataTable)
+        selected = self.selected()
+        table.clear()
+        now = datetime.now(UTC)
+        for group in snapshot.groups:
+            for alert in group.alerts:
+                if not self.keep(alert.alertname, alert.client, alert.model, alert.severity,
+                                 *alert.labels.values()):  # fmt: skip
+                    continue
+                started = age((now - alert.starts_at).total_seconds()) if alert.starts_at else "?"
+                state = "silenced" if alert.silenced_by else alert.state
+                table.add_row(
+                    plain(alert.severity, SEVERITY_STYLE.get(alert.severity, "")),
+                    plain(alert.alertname, "bold"),
+                    plain(alert.client or ""),
+                    plain(alert.model or ""),
+                    plain(state, "dim" if alert.silenced_by else ""),
+                    Text(started),
+                    plain(alert.annotations.get("summary", ""), limit=120),
+                    key=alert.fingerprint,
+                )
+        if selected is not None and selected.fingerprint in table.rows:
+            table.move_cursor(row=table.get_row_index(selected.fingerprint))
+        self._show_detail()
+
+    def selected(self) -> AlertRow | None:
+        if self.snapshot is None:
+            return None
+        table = self.query_one("#alerts-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((a for a in self.snapshot.alerts if a.fingerprint == key), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_samples()  # enter on a row
+
+    def _show_detail(self) -> None:
+        alert = self.selected()
+        detail = self.query_one("#alert-detail", Static)
+        if alert is None:
+            detail.update(Text("no alert selected", style="dim"))
+            return
+        text = Text()
+        text.append("labels  ", style="bold")
+        text.append(printable(", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))))
+        for key in ("description", "runbook"):
+            if key in alert.annotations:
+                text.append(f"\n{key}  ", style="bold")
+                text.append(printable(alert.annotations[key]))
+        if alert.silenced_by:
+            text.append("\nsilenced by  ", style="bold")
+            text.append(printable(", ".join(alert.silenced_by)))
+        detail.update(text)
+
+    def _run(self, runbook: str, **params: str) -> None:
+        self.console_app.open_runbook(runbook, params)
+
+    def action_block(self) -> None:
+        alert = self.selected()
+        if alert is None or not alert.client:
+            self.notify("select an alert with a client label", severity="warning")
+            return
+        self._run("block-client", client=alert.client, reason=f"{alert.alertname} firing")
+
+    def action_contain(self) -> None:
+        alert = self.selected()
+        if alert is None or not alert.client:
+            self.notify("select an alert with a client label", severity="warning")
+            return
+        params = {"client": alert.client}
+        if alert.model:
+            params["model"] = alert.model
+        self._run("contain-extraction", **params)
+
+    def action_samples(self) -> None:
+        """The selected alert's client's sampled inputs and their traces."""
+        alert = self.selected()
+        if alert is None or not alert.client:
+            self.notify("select an alert with a client label", severity="warning")
+            return
+        self.console_app.show_samples(alert.client, alert.model)
+
+    def action_silence(self) -> None:
+        alert = self.selected()
+        if alert is None:
+            self.notify("select an alert", severity="warning")
+            return
+        self._run("silence-alert", alertname=alert.alertname)

@@ -1,0 +1,151 @@
+"""What every on-call view shares: the top bar (environment, view, read-only banner), the data
+status badge, a refresh loop in a worker that never overlaps itself, the PromQL inspector and
+the `/` filter."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from console.errors import ConsoleError
+from console.tui.text import printable
+from console.tui.widgets.status import StatusBadge
+from console.views.queries import PanelQuery
+
+if TYPE_CHECKING:
+    from console.tui.app import ConsoleApp
+
+log = logging.getLogger(__name__)
+S = TypeVar("S")
+
+
+class TopBar(Static):
+    """Environment label (coloured per environment, as k9s colours a context), the view, and
+    the read-only banner."""
+
+    def __init__(self, view: str, environment: str, read_only: bool) -> None:
+        super().__init__(id="topbar")
+        text = Text()
+        prod = environment.lower() in ("prod", "production")
+        text.append(f" {printable(environment, 40)} ", style="bold white on red" if prod
+                    else "bold black on green")  # fmt: skip
+        text.append(f"  aml-console › {view}", style="bold")
+        if read_only:
+            text.append("   READ-ONLY: actions disabled ", style="bold black on yellow")
+        text.append("   ? help  : command  / filter  i PromQL", style="dim")
+        self.update(text)
+
+
+class ViewScreen(Screen[None], Generic[S]):
+    """A view whose data comes from ``fetch`` every ``refresh_s`` seconds."""
+
+    VIEW: ClassVar[str] = ""
+    QUERIES: ClassVar[tuple[PanelQuery, ...]] = ()
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("r", "refresh_now", "Refresh"),
+        Binding("i", "inspect", "PromQL", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(name=self.VIEW)
+        self.snapshot: S | None = None
+        self.filter_text = ""
+        self.refreshes = 0
+        """Completed refreshes (successful or not): tests wait on it."""
+
+    @property
+    def console_app(self) -> ConsoleApp:
+        from console.tui.app import ConsoleApp
+
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        return app
+
+    def compose(self) -> ComposeResult:
+        cfg = self.console_app.settings
+        yield TopBar(self.VIEW, cfg.environment, cfg.read_only)
+        yield StatusBadge(id="badge")
+        with Vertical(id="body"):
+            yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        raise NotImplementedError
+
+    @property
+    def badge(self) -> StatusBadge:
+        return self.query_one("#badge", StatusBadge)
+
+    def on_mount(self) -> None:
+        self.action_refresh_now()
+
+    def action_refresh_now(self) -> None:
+        # exclusive: a manual refresh cancels the running one; the loop re-arms after each run,
+        # so two refreshes of one view never overlap.
+        self.run_worker(
+            self._refresh,  # type: ignore[arg-type]  # Textual's overloads miss async methods
+            group=f"refresh-{self.VIEW}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _refresh(self) -> None:
+        panel = self.badge.panel
+        try:
+            snapshot = await self.fetch()
+        except ConsoleError as exc:
+            panel.failed(str(exc))
+        except Exception as exc:  # a bug in a view must not take the console down
+            log.exception("refresh of %s failed", self.VIEW)
+            panel.failed(f"{type(exc).__name__}: {exc}")
+        else:
+            self.snapshot = snapshot
+            with self.app.batch_update():
+                self.show_snapshot(snapshot)
+            panel.succeeded(self.has_no_data(snapshot), tuple(self.warnings(snapshot)))
+        finally:
+            self.refreshes += 1
+            self.badge.show()
+            self.set_timer(self.console_app.refresh_s, self.action_refresh_now)
+
+    async def fetch(self) -> S:
+        raise NotImplementedError
+
+    def show_snapshot(self, snapshot: S) -> None:
+        raise NotImplementedError
+
+    def has_no_data(self, snapshot: S) -> bool:
+        return False
+
+    def warnings(self, snapshot: S) -> list[str]:
+        return []
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip().lower()
+        if self.snapshot is not None:
+            self.show_snapshot(self.snapshot)
+
+    def apply_filter_or_none(self, text: str | None) -> None:
+        if text is not None:
+            self.apply_filter(text)
+
+    def keep(self, *values: object) -> bool:
+        """Whether a row with these values passes the `/` filter (substring, any column)."""
+        if not self.filter_text:
+            return True
+        return any(self.filter_text in str(v).lower() for v in values if v is not None)
+
+    def action_inspect(self) -> None:
+        from console.tui.screens.dialogs import InspectScreen
+
+        if not self.QUERIES:
+            self.notify("this view is not drawn from PromQL", severity="information")
+            return
+        self.app.push_screen(InspectScreen(self.QUERIES))

@@ -1,0 +1,91 @@
+"""Mitigations: blocks and budgets in force (with expiry) and the registry changes the console
+made; revert a block or a budget with one key (through the runbooks, so it is audited)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from console.tui.screens.base import ViewScreen
+from console.tui.text import age, plain, printable
+from console.views.mitigations import MitigationsSnapshot, fetch_mitigations
+
+
+class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
+    VIEW = "mitigations"
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *ViewScreen.BINDINGS,
+        Binding("u", "unblock", "Unblock"),
+        Binding("x", "restore_budget", "Restore budget"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(Text("blocks", style="bold"))
+        blocks: DataTable[Text] = DataTable(id="blocks-table", cursor_type="row")
+        blocks.add_columns("client", "expires in", "reason", "operator", "run")
+        yield blocks
+        yield Static(Text("query budgets", style="bold"))
+        budgets: DataTable[Text] = DataTable(id="budgets-table", cursor_type="row")
+        budgets.add_columns("client", "qpm", "was", "operator", "set", "run")
+        yield budgets
+        yield Static("", id="registry-changes-title")
+        changes: DataTable[Text] = DataTable(id="registry-table", cursor_type="row")
+        changes.add_columns("when", "runbook", "target", "before", "after", "operator")
+        yield changes
+
+    async def fetch(self) -> MitigationsSnapshot:
+        return await fetch_mitigations(self.console_app.sources)
+
+    def has_no_data(self, snapshot: MitigationsSnapshot) -> bool:
+        return not (snapshot.blocks or snapshot.budgets or snapshot.registry_changes)
+
+    def warnings(self, snapshot: MitigationsSnapshot) -> list[str]:
+        return [snapshot.audit_error] if snapshot.audit_error else []
+
+    def show_snapshot(self, snapshot: MitigationsSnapshot) -> None:
+        now = datetime.now(UTC)
+        blocks = self.query_one("#blocks-table", DataTable)
+        blocks.clear()
+        for b in snapshot.blocks:
+            if self.keep(b.client, b.reason, b.operator):
+                left = age(max(0.0, (b.expires_at - now).total_seconds()))
+                blocks.add_row(plain(b.client, "bold red"), Text(left), plain(b.reason),
+                               plain(b.operator), plain(b.run_id), key=b.client)  # fmt: skip
+        budgets = self.query_one("#budgets-table", DataTable)
+        budgets.clear()
+        for g in snapshot.budgets:
+            if self.keep(g.client, g.operator):
+                was = "default" if g.previous_qpm is None else str(g.previous_qpm)
+                set_ago = age(max(0.0, (now - g.set_at).total_seconds())) + " ago"
+                budgets.add_row(plain(g.client, "bold yellow"), Text(str(g.qpm)), Text(was),
+                                plain(g.operator), Text(set_ago), plain(g.run_id),
+                                key=g.client)  # fmt: skip
+        changes = self.query_one("#registry-table", DataTable)
+        changes.clear()
+        for c in snapshot.registry_changes:
+            changes.add_row(Text(f"{c.time:%H:%M:%S}"), plain(c.runbook), plain(c.target),
+                            plain(c.before), plain(c.after), plain(c.operator))  # fmt: skip
+        title = Text("registry changes made by the console (audit log)", style="bold")
+        if snapshot.audit_error:
+            title.append("  ✖ " + printable(snapshot.audit_error, 160), style="red")
+        self.query_one("#registry-changes-title", Static).update(title)
+
+    def _selected(self, table_id: str) -> str | None:
+        table = self.query_one(table_id, DataTable)
+        if table.row_count == 0:
+            self.notify("nothing selected", severity="warning")
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_unblock(self) -> None:
+        if client := self._selected("#blocks-table"):
+            self.console_app.open_runbook("unblock-client", {"client": client})
+
+    def action_restore_budget(self) -> None:
+        if client := self._selected("#budgets-table"):
+            self.console_app.open_runbook("restore-query-budget", {"client": client})

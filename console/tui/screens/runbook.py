@@ -1,0 +1,211 @@
+"""A runbook from the TUI: parameters prefilled from the selection, the plan read from the real
+systems, a confirmation, and the steps as they run. The same engine as `runbook run`, so the
+audit records are the same."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RichLog, Static
+
+from console.errors import ConsoleError
+from console.tui.text import printable
+
+if TYPE_CHECKING:
+    from console.runbooks.engine import RunEvent
+    from console.runbooks.loader import LoadedRunbook
+    from console.runbooks.planning import RunPlan
+    from console.runbooks.state import RunState
+
+
+class RunbookScreen(ModalScreen[str | None]):
+    """Returns the run's final status (None if nothing was applied)."""
+
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("escape", "close", "Close"),
+        Binding("p", "plan", "Plan", show=True),
+        Binding("y", "apply", "Apply", show=True),
+    ]
+
+    def __init__(self, loaded: LoadedRunbook, params: dict[str, str]) -> None:
+        super().__init__()
+        self.loaded = loaded
+        self.given = params
+        self.plan: RunPlan | None = None
+        self.state: RunState | None = None
+        self.running = False
+
+    @property
+    def read_only(self) -> bool:
+        from console.tui.app import ConsoleApp
+
+        app = self.app
+        return isinstance(app, ConsoleApp) and app.settings.read_only
+
+    def compose(self) -> ComposeResult:
+        rb = self.loaded.runbook
+        with Vertical(classes="dialog", id="runbook-dialog"):
+            yield Static(Text(f"runbook {printable(rb.name)}", style="bold underline"))
+            yield Static(Text(printable(rb.description, 400), style="dim"))
+            with VerticalScroll(id="params"):
+                for name, spec in rb.parameters.items():
+                    value = self.given.get(name)
+                    if value is None and spec.default is not None:
+                        value = str(spec.default)
+                    with Horizontal(classes="param"):
+                        mark = "*" if spec.required else " "
+                        yield Label(f"{mark}{name} ({spec.type})", classes="param-name")
+                        yield Input(
+                            value=value or "",
+                            password=spec.type == "secret",
+                            id=f"param-{name}",
+                            classes="param-input",
+                        )
+            if self.read_only:
+                yield Static(
+                    Text(
+                        "read-only mode: the plan can be read, nothing can be applied",
+                        style="bold black on yellow",
+                    ),  # fmt: skip
+                    id="read-only-note",
+                )
+            with Horizontal(id="runbook-buttons"):
+                yield Button("Plan (p)", id="plan", variant="primary")
+                yield Button("Apply (y)", id="apply", variant="error", disabled=True)
+                yield Button("Close (esc)", id="close")
+            yield RichLog(id="runbook-log", wrap=True, markup=False, highlight=False)
+
+    def on_mount(self) -> None:
+        # Focus on the buttons, not a parameter: p and y would be typed into an input.
+        self.query_one("#plan", Button).focus()
+
+    @property
+    def log_view(self) -> RichLog:
+        return self.query_one("#runbook-log", RichLog)
+
+    def _params(self) -> dict[str, str]:
+        values = {}
+        for name in self.loaded.runbook.parameters:
+            value = self.query_one(f"#param-{name}", Input).value.strip()
+            if value:
+                values[name] = value
+        return values
+
+    @on(Button.Pressed, "#plan")
+    def action_plan(self) -> None:
+        if not self.running:
+            self._plan()
+
+    @on(Button.Pressed, "#apply")
+    def action_apply(self) -> None:
+        if self.read_only:
+            self.notify("read-only mode: actions are disabled", severity="warning")
+            return
+        if self.plan is None or self.running or self.state is not None:
+            self.notify("plan first (p), then apply (y)", severity="warning")
+            return
+        self._apply(self.plan)
+
+    @on(Button.Pressed, "#close")
+    def action_close(self) -> None:
+        if self.running:
+            self.notify("the run is in progress; it cannot be left half-done", severity="warning")
+            return
+        self.dismiss(self.state.status if self.state else None)
+
+    @work(exclusive=True, group="runbook", exit_on_error=False)
+    async def _plan(self) -> None:
+        from console.runbooks.engine import RunbookEngine
+        from console.tui.app import ConsoleApp
+
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        self.query_one("#apply", Button).disabled = True
+        self.log_view.write(Text("planning from the real state…", style="dim"))
+        try:
+            plan = await RunbookEngine(app.settings).plan(self.loaded, self._params())
+        except ConsoleError as exc:
+            self.plan = None
+            self.log_view.write(Text("cannot plan: " + printable(exc, 800), style="bold red"))
+            return
+        self.plan = plan
+        self._write_plan(plan)
+        self.query_one("#apply", Button).disabled = self.read_only
+
+    def _write_plan(self, plan: RunPlan) -> None:
+        log = self.log_view
+        log.write(Text(f"plan {plan.run_id} on {printable(plan.target)}", style="bold"))
+        for i, step in enumerate(plan.steps, 1):
+            d = step.to_dict()
+            line = Text(f" {i}. {printable(d['id'])} {printable(d['action'])}: ", style="bold")
+            line.append(printable(d["summary"], 300), style="")
+            if d["noop"]:
+                line.append("  (no-op: already in place)", style="dim")
+            log.write(line)
+            for request in d["requests"]:
+                log.write(Text(f"      request: {printable(request, 300)}", style="cyan"))
+        if self.read_only:
+            log.write(Text("read-only mode: this plan cannot be applied", style="yellow"))
+        else:
+            log.write(Text("press y to apply, esc to leave without changing anything",
+                           style="bold yellow"))  # fmt: skip
+
+    @work(exclusive=True, group="runbook", exit_on_error=False)
+    async def _apply(self, plan: RunPlan) -> None:
+        from console.runbooks.engine import RunbookEngine
+        from console.tui.app import ConsoleApp
+
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        self.running = True
+        self.query_one("#apply", Button).disabled = True
+        self.query_one("#plan", Button).disabled = True
+        try:
+            self.state = await RunbookEngine(app.settings).run(
+                plan, confirmed=True, on_event=self._event
+            )
+        except ConsoleError as exc:
+            self.log_view.write(Text("refused: " + printable(exc, 800), style="bold red"))
+            return
+        finally:
+            self.running = False
+        status = self.state.status
+        style = "bold green" if status == "succeeded" else "bold red"
+        self.log_view.write(Text(f"run {plan.run_id}: {status}", style=style))
+        app.notify(f"{self.loaded.runbook.name}: {status}",
+                   severity="information" if status == "succeeded" else "error")  # fmt: skip
+        app.refresh_views()
+
+    def _event(self, event: RunEvent) -> None:
+        log = self.log_view
+        if event.kind == "step-started":
+            log.write(Text(f" → {printable(event.step)}: {printable(event.summary, 300)}"))
+        elif event.kind == "step-finished":
+            ok = event.status in ("applied", "noop")
+            text = Text(f"   {'ok' if ok else 'FAILED'} {printable(event.step)}",
+                        style="green" if ok else "bold red")  # fmt: skip
+            if event.error:
+                text.append(": " + printable(event.error, 300))
+            log.write(text)
+        elif event.kind == "compensation-started":
+            log.write(Text(f" ← undo {printable(event.step)}", style="yellow"))
+        elif event.kind == "compensation-finished":
+            log.write(Text(f"   {printable(event.status)} {printable(event.step)}",
+                           style="yellow"))  # fmt: skip
+
+
+def params_from_words(words: list[str]) -> dict[str, Any]:
+    """``key=value`` words of the `:run` command."""
+    params: dict[str, Any] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {word!r}")
+        params[key] = value
+    return params

@@ -1,0 +1,128 @@
+"""Samples: what the gateway sampled (flagged inputs first of all), with provenance; the
+selected input drawn as the 8x8 image it is, and the span of the request that carried it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Static
+
+from console.adapters.samples import SampleRecord, digit_rows
+from console.errors import ConsoleError
+from console.tui.screens.base import ViewScreen
+from console.tui.text import number, plain, printable
+from console.views.samples import SamplesSnapshot, fetch_samples, fetch_trace
+
+
+class SamplesScreen(ViewScreen[SamplesSnapshot]):
+    VIEW = "samples"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: str | None = None
+        self.model: str | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="samples-scope")
+        table: DataTable[Text] = DataTable(id="samples-table", cursor_type="row")
+        table.add_columns("time", "client", "model", "version", "score", "extraction",
+                          "label", "confidence", "flagged", "trace")  # fmt: skip
+        yield table
+        with Horizontal(id="sample-detail"):
+            yield Static("", id="sample-digit")
+            yield Static("", id="sample-trace")
+
+    def scope(self, client: str | None, model: str | None = None) -> None:
+        """Show the samples of one client (and model); None: every sample."""
+        self.client, self.model = client, model
+        if self.is_mounted:
+            self.action_refresh_now()
+
+    async def fetch(self) -> SamplesSnapshot:
+        return await fetch_samples(self.console_app.sources, self.client, self.model)
+
+    def has_no_data(self, snapshot: SamplesSnapshot) -> bool:
+        return not snapshot.records
+
+    def warnings(self, snapshot: SamplesSnapshot) -> list[str]:
+        if snapshot.skipped_lines:
+            return [f"{snapshot.skipped_lines} unreadable lines skipped"]
+        return []
+
+    def show_snapshot(self, snapshot: SamplesSnapshot) -> None:
+        scope = Text("samples", style="bold")
+        if self.client:
+            scope.append(f" of client {printable(self.client, 80)}")
+        if self.model:
+            scope.append(f" on {printable(self.model, 80)}")
+        scope.append(f"  ({len(snapshot.records)}{'+' if snapshot.truncated else ''} newest)",
+                     style="dim")  # fmt: skip
+        self.query_one("#samples-scope", Static).update(scope)
+        table = self.query_one("#samples-table", DataTable)
+        current = self.selected()
+        table.clear()
+        for s in snapshot.records:
+            if not self.keep(s.client, s.model, s.version, s.trace_id, s.sample_id):
+                continue
+            table.add_row(
+                Text(f"{s.time:%H:%M:%S}"),
+                plain(s.client, "bold"),
+                plain(s.model),
+                plain(s.version),
+                number(s.detector_score, style="bold red" if s.flagged else ""),
+                number(s.extraction_score),
+                Text(str(s.prediction)),
+                number(s.confidence),
+                Text("yes" if s.flagged else "", style="red"),
+                plain(s.trace_id[:16]),
+                key=s.sample_id,
+            )
+        if current is not None and current.sample_id in table.rows:
+            table.move_cursor(row=table.get_row_index(current.sample_id))
+        self._show_selected()
+
+    def selected(self) -> SampleRecord | None:
+        if self.snapshot is None:
+            return None
+        table = self.query_one("#samples-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((s for s in self.snapshot.records if s.sample_id == key), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        sample = self.selected()
+        digit = self.query_one("#sample-digit", Static)
+        if sample is None:
+            digit.update(Text("no sample selected", style="dim"))
+            self.query_one("#sample-trace", Static).update("")
+            return
+        if sample.input is None:
+            digit.update(Text("input not kept (hash-only mode)\nsha256 " + sample.input_sha256))
+        else:
+            digit.update(Text("\n".join(digit_rows(sample.input)), style="white on black"))
+        self._load_trace(sample.trace_id)
+
+    @work(exclusive=True, group="sample-trace", exit_on_error=False)
+    async def _load_trace(self, trace_id: str) -> None:
+        box = self.query_one("#sample-trace", Static)
+        try:
+            spans = await fetch_trace(self.console_app.sources, trace_id)
+        except ConsoleError as exc:
+            box.update(Text("trace: " + printable(exc, 200), style="red"))
+            return
+        if not spans:
+            box.update(Text(f"trace {trace_id}: no span found (yet)", style="dim"))
+            return
+        text = Text(f"trace {trace_id}\n", style="bold")
+        for span in spans:
+            text.append(f"{printable(span.name)}  {span.duration_ms:.1f} ms"
+                        f"{'  ERROR' if span.error else ''}\n")  # fmt: skip
+            for key, value in sorted(span.attributes.items()):
+                text.append(f"  {printable(key, 60)} = {printable(value, 100)}\n", style="dim")
+        box.update(text)

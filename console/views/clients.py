@@ -1,0 +1,102 @@
+"""Clients view: request rate per model and client (top-K in PromQL), a rate heatmap over the
+last minutes, extraction score, flag rate, refused share, and the policy store's block and
+budget of each client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from console.adapters.policy import Block, Budget
+from console.adapters.prometheus import Sample
+from console.errors import ConsoleError
+from console.views import queries as q
+from console.views.sources import Sources
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    model: str
+    client: str
+    rate: float
+    extraction: float | None
+    flagged_rate: float | None
+    refused_ratio: float | None
+    block: Block | None
+    budget: Budget | None
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    rows: list[tuple[str, str]]
+    """(model, client) of each row."""
+    times: list[float]
+    values: list[list[float]]
+    """values[row][column]: requests per second (0 where the series has no point)."""
+
+
+@dataclass(frozen=True)
+class ClientsSnapshot:
+    rows: list[ClientRow]
+    heatmap: Heatmap
+    warnings: list[str] = field(default_factory=list)
+    policy_error: str | None = None
+
+
+def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
+    return {(s.metric.get("model", ""), s.metric.get("client", "")): s.value for s in samples}
+
+
+async def fetch_clients(sources: Sources) -> ClientsSnapshot:
+    prom = sources.prometheus
+    end = time.time()
+    rate, extraction, flagged, refused, heat = await asyncio.gather(
+        prom.query(q.CLIENT_RATE.promql),
+        prom.query(q.CLIENT_EXTRACTION.promql),
+        prom.query(q.CLIENT_FLAGGED.promql),
+        prom.query(q.CLIENT_REFUSED.promql),
+        prom.query_range(q.CLIENT_HEATMAP.promql, end - q.HEATMAP_WINDOW_S, end, q.HEATMAP_STEP_S),
+    )
+    blocks: dict[str, Block] = {}
+    budgets: dict[str, Budget] = {}
+    policy_error = None
+    try:
+        blocks = {b.client: b for b in await sources.policy.list_blocks()}
+        budgets = {b.client: b for b in await sources.policy.list_budgets()}
+    except ConsoleError as exc:
+        policy_error = str(exc)
+    ext, flag, ref = _by_key(extraction.samples), _by_key(flagged.samples), _by_key(refused.samples)
+    rows = [
+        ClientRow(
+            model=s.metric.get("model", ""),
+            client=s.metric.get("client", ""),
+            rate=s.value,
+            extraction=ext.get(key),
+            flagged_rate=flag.get(key),
+            refused_ratio=ref.get(key),
+            block=blocks.get(key[1]),
+            budget=budgets.get(key[1]),
+        )
+        for s in rate.samples
+        for key in [(s.metric.get("model", ""), s.metric.get("client", ""))]
+    ]
+    rows.sort(key=lambda r: (-r.rate, r.model, r.client))
+    times = [end - q.HEATMAP_WINDOW_S + i * q.HEATMAP_STEP_S
+             for i in range(q.HEATMAP_WINDOW_S // q.HEATMAP_STEP_S + 1)]  # fmt: skip
+    heat_rows: list[tuple[str, str]] = []
+    values: list[list[float]] = []
+    for series in sorted(heat.series, key=lambda s: -max((v for _, v in s.points), default=0)):
+        points = dict(series.points)
+        heat_rows.append((series.metric.get("model", ""), series.metric.get("client", "")))
+        values.append([_nearest(points, t, q.HEATMAP_STEP_S) for t in times])
+    warnings = [*rate.warnings, *extraction.warnings, *flagged.warnings, *refused.warnings,
+                *heat.warnings]  # fmt: skip
+    return ClientsSnapshot(rows, Heatmap(heat_rows, times, values), warnings, policy_error)
+
+
+def _nearest(points: dict[float, float], t: float, step: float) -> float:
+    best = min(points, key=lambda p: abs(p - t), default=None)
+    if best is None or abs(best - t) > step:
+        return 0.0
+    return points[best]

@@ -1,0 +1,94 @@
+"""Models view: latency percentiles, error and flag rates and confidence shift per model from
+the query engine, the confidence over time, and each served model's versions and aliases from
+the MLflow registry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from console.adapters.prometheus import QueryResult
+from console.errors import ConsoleError
+from console.views import queries as q
+from console.views.sources import Sources
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    model: str
+    requests: float | None
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    error_ratio: float | None
+    flag_rate: float | None
+    confidence_z: float | None
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: str
+    aliases: tuple[str, ...]
+    kind: str
+    sha256: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ModelsSnapshot:
+    rows: list[ModelRow]
+    confidence: dict[str, list[tuple[float, float]]]
+    """Mean confidence over time per model."""
+    versions: dict[str, list[VersionRow]]
+    warnings: list[str] = field(default_factory=list)
+    registry_error: str | None = None
+
+
+def _per_model(result: QueryResult) -> dict[str, float]:
+    return {s.metric.get("model", ""): s.value for s in result.samples}
+
+
+async def fetch_models(sources: Sources) -> ModelsSnapshot:
+    prom = sources.prometheus
+    end = time.time()
+    instant = (q.MODEL_REQUESTS, q.MODEL_LATENCY_P50, q.MODEL_LATENCY_P95, q.MODEL_LATENCY_P99,
+               q.MODEL_ERRORS, q.MODEL_FLAG_RATE, q.MODEL_CONFIDENCE_Z)  # fmt: skip
+    results = await asyncio.gather(*(prom.query(pq.promql) for pq in instant))
+    confidence = await prom.query_range(
+        q.MODEL_CONFIDENCE.promql, end - q.CONFIDENCE_WINDOW_S, end, q.CONFIDENCE_STEP_S
+    )
+    columns = [_per_model(r) for r in results]
+    names = sorted({m for c in columns for m in c} | set(sources.settings.gateway.models))
+    rows = [ModelRow(name, *(c.get(name) for c in columns)) for name in names]
+    versions: dict[str, list[VersionRow]] = {}
+    registry_error = None
+    try:
+        for name in sources.settings.gateway.models:
+            versions[name] = await _versions(sources, name)
+    except ConsoleError as exc:
+        registry_error = str(exc)
+    warnings = [w for r in results for w in r.warnings] + confidence.warnings
+    series = {s.metric.get("model", ""): list(s.points) for s in confidence.series}
+    return ModelsSnapshot(rows, series, versions, warnings, registry_error)
+
+
+async def _versions(sources: Sources, name: str) -> list[VersionRow]:
+    model = await sources.registry.get_model(name)
+    if model is None:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for alias, version in model.aliases.items():
+        by_version.setdefault(version, []).append(alias)
+    found = await sources.registry.list_versions(name)
+    rows = [
+        VersionRow(
+            version=v.version,
+            aliases=tuple(sorted(by_version.get(v.version, []))),
+            kind=v.tags.get("kind", ""),
+            sha256=v.tags.get("onnx_sha256", ""),
+            status=v.status,
+        )
+        for v in found
+    ]
+    return sorted(rows, key=lambda r: int(r.version) if r.version.isdigit() else 0, reverse=True)

@@ -1,0 +1,93 @@
+"""Every PromQL expression behind a view, defined once and named, so a panel can show the
+query it was drawn from (as Grafana's inspector does). The series come from the lab's
+recording rules (configs/prometheus/aml-recording.yml) and the gateway's metric contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    key: str
+    title: str
+    promql: str
+
+
+TOP_CLIENTS = 20
+"""Clients a view lists (top-K by request rate, computed in PromQL)."""
+HEATMAP_CLIENTS = 10
+HEATMAP_WINDOW_S = 600
+HEATMAP_STEP_S = 30
+
+CLIENT_RATE = PanelQuery(
+    "clients.rate",
+    "Request rate per model and client (top-K)",
+    f"topk({TOP_CLIENTS}, aml:client_requests:rate1m)",
+)
+CLIENT_HEATMAP = PanelQuery(
+    "clients.heatmap",
+    "Request rate over time, busiest clients",
+    f"topk({HEATMAP_CLIENTS}, aml:client_requests:rate1m)",
+)
+CLIENT_EXTRACTION = PanelQuery(
+    "clients.extraction",
+    "Extraction score per model and client (PRADA-style)",
+    "max by (model, client) (aml_client_extraction_score)",
+)
+CLIENT_FLAGGED = PanelQuery(
+    "clients.flagged",
+    "Flagged inputs per second per model and client",
+    "aml:client_flagged:rate1m",
+)
+CLIENT_REFUSED = PanelQuery(
+    "clients.refused",
+    "Share of a client's requests refused (403, 429)",
+    "aml:client_refused:ratio_rate1m",
+)
+MODEL_REQUESTS = PanelQuery(
+    "models.requests", "Requests per second per model", "aml:requests:rate1m"
+)
+MODEL_LATENCY_P50 = PanelQuery(
+    "models.latency_p50", "Latency P50 (5m)", "max by (model) (aml:latency_seconds:p50_5m)"
+)
+MODEL_LATENCY_P95 = PanelQuery(
+    "models.latency_p95", "Latency P95 (5m)", "max by (model) (aml:latency_seconds:p95_5m)"
+)
+MODEL_LATENCY_P99 = PanelQuery(
+    "models.latency_p99", "Latency P99 (5m)", "max by (model) (aml:latency_seconds:p99_5m)"
+)
+MODEL_ERRORS = PanelQuery(
+    "models.errors", "Error ratio (1m)", "max by (model) (aml:errors:ratio_rate1m)"
+)
+MODEL_FLAG_RATE = PanelQuery(
+    "models.flag_rate", "Detector flag rate (1m)", "max by (model) (aml:flag_rate:ratio_rate1m)"
+)
+MODEL_CONFIDENCE_Z = PanelQuery(
+    "models.confidence_z",
+    "Confidence shift, z-score against the last 30 minutes (M7)",
+    "aml:model_confidence:zscore_1m",
+)
+MODEL_CONFIDENCE = PanelQuery(
+    "models.confidence",
+    "Mean prediction confidence (1m) over time",
+    "aml:model_confidence:mean_1m",
+)
+CONFIDENCE_WINDOW_S = 1800
+CONFIDENCE_STEP_S = 30
+
+ALL: tuple[PanelQuery, ...] = (
+    CLIENT_RATE,
+    CLIENT_HEATMAP,
+    CLIENT_EXTRACTION,
+    CLIENT_FLAGGED,
+    CLIENT_REFUSED,
+    MODEL_REQUESTS,
+    MODEL_LATENCY_P50,
+    MODEL_LATENCY_P95,
+    MODEL_LATENCY_P99,
+    MODEL_ERRORS,
+    MODEL_FLAG_RATE,
+    MODEL_CONFIDENCE_Z,
+    MODEL_CONFIDENCE,
+)

@@ -1,0 +1,43 @@
+"""Samples view: the sampled (flagged, and a fraction of all) inputs from the gateway's sample
+store, newest first, with provenance; and the span of a sample's request from the traces."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from console.adapters.samples import SampleFilter, SampleRecord, read_samples
+from console.adapters.traces import SpanFilter, SpanRecord, read_spans
+from console.errors import ConsoleError
+from console.views.sources import Sources
+
+LIMIT = 200
+
+
+@dataclass(frozen=True)
+class SamplesSnapshot:
+    records: list[SampleRecord]
+    skipped_lines: int
+    truncated: bool
+
+
+def _local(location: str, what: str) -> Path:
+    if "://" in location:
+        raise ConsoleError(f"{what} at {location} is not a local directory: not readable here")
+    return Path(location)
+
+
+async def fetch_samples(
+    sources: Sources, client: str | None = None, model: str | None = None
+) -> SamplesSnapshot:
+    path = _local(sources.settings.samples.path, "sample store")
+    flt = SampleFilter(client=client, model=model, limit=LIMIT)
+    batch = await asyncio.to_thread(read_samples, path, flt)
+    return SamplesSnapshot(batch.records, batch.skipped_lines, batch.truncated)
+
+
+async def fetch_trace(sources: Sources, trace_id: str) -> list[SpanRecord]:
+    path = _local(sources.settings.traces.path, "traces")
+    flt = SpanFilter(trace_ids=frozenset({trace_id}), limit=50)
+    return (await asyncio.to_thread(read_spans, path, flt)).records
