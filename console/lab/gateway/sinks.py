@@ -102,11 +102,11 @@ class JsonlSink:
                 if self._on_drop is not None:
                     self._on_drop()
         for path in touched:
-            handle = self._files.get(path)
-            if handle is None:
+            still_open = self._files.get(path)
+            if still_open is None:
                 continue  # closed (hence flushed) when the batch moved on to a newer file
             try:
-                handle.flush()
+                still_open.flush()
             except OSError as exc:
                 log.error("cannot flush %s: %s", path, exc)
 
