@@ -11,6 +11,7 @@ from rich.table import Table
 
 from console.cli import lab_attacks
 from console.cli.common import OutputFormat, OutputOption, context, emit, errors_as_exit, safe
+from console.cli.common import stderr as err
 from console.cli.common import stdout as out
 
 if TYPE_CHECKING:  # the launcher imports httpx; keep `--help` light
@@ -85,11 +86,18 @@ def down(
     services: str | None = ServicesOption,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Stop services (their whole process groups) and remove their pid files."""
+    """Stop services (their whole process groups) and remove their pid files; without
+    --services, also the attacks still running against the lab."""
     with errors_as_exit():
         from console.lab import services as launcher
 
-        result = launcher.down(context(ctx).settings, _names(services))
+        settings = context(ctx).settings
+        if services is None:  # the whole lab: its attackers too
+            from console.lab.attacks.state import stop_running
+
+            for attack in stop_running(settings):
+                err.print(f"stopped attack {safe(attack.id)} (pid {attack.pid})")
+        result = launcher.down(settings, _names(services))
     emit([s.as_dict() for s in result], output, lambda: _render_services(result))
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
+import pytest
 from attacks_support import AttackLab
+from support import REPO
 from typer.testing import CliRunner
 
 from console.cli.main import app
@@ -104,3 +107,40 @@ async def test_state_file_reads_running_then_finished_and_dead_if_its_process_is
     path.write_text(crashed.model_dump_json())
     [dead] = [a for a in state.list_attacks(settings) if a.id == crashed.id]
     assert dead.state == "dead"
+
+
+def test_lab_down_stops_running_attacks(attack_lab: AttackLab, tmp_path: Path) -> None:
+    """An attacker must not outlive the lab: `lab down` (no --services) stops it and records
+    why. Its own run dir, so only this attack and no service of the shared lab is touched."""
+    import subprocess
+    import sys
+    import time
+
+    from console.config import load_settings
+    from console.lab.attacks import state
+
+    env = {**attack_lab.env, "CONSOLE_RUN_DIR": str(tmp_path / "run")}
+    attacker = subprocess.Popen(
+        [sys.executable, "-m", "console", "lab", "attack", "extraction", "--client",
+         "mallory-down", "--model", attack_lab.model, "--start-after", "300"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            settings = load_settings()
+        deadline = time.monotonic() + 30
+        while not [a for a in state.list_attacks(settings) if a.state == "running"]:
+            assert time.monotonic() < deadline, "the attack never recorded itself"
+            assert attacker.poll() is None
+            time.sleep(0.2)
+        code, _, err = cli(attack_lab, "lab", "down", env=env)
+        assert code == 0, err
+        assert "stopped attack" in err
+        assert attacker.wait(timeout=10) != 0
+        [record] = state.list_attacks(settings)
+        assert record.state == "failed" and "lab down" in (record.error or "")
+    finally:
+        if attacker.poll() is None:
+            attacker.kill()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -109,10 +110,28 @@ def list_attacks(settings: Settings, limit: int = 20) -> list[AttackRecord]:
     return records
 
 
+def stop_running(settings: Settings) -> list[AttackRecord]:
+    """Stop (SIGTERM) every attack still running from this lab dir; recorded as failed with the
+    reason. `lab down` calls it: an attacker must not outlive the lab it targets."""
+    stopped = []
+    for record in list_attacks(settings, limit=KEEP):
+        if record.state != "running":
+            continue
+        try:
+            os.kill(record.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        record.state, record.error = "failed", "stopped by `aml-console lab down`"
+        record.ended = datetime.now(UTC)
+        _write(settings, record)
+        stopped.append(record)
+    return stopped
+
+
 def _alive(record: AttackRecord) -> bool:
     if record.pid_start_ticks is None:
         return process.start_ticks(record.pid) is not None
     return process.start_ticks(record.pid) == record.pid_start_ticks
 
 
-__all__ = ["AttackRecord", "attacks_dir", "list_attacks", "tracked"]
+__all__ = ["AttackRecord", "attacks_dir", "list_attacks", "stop_running", "tracked"]
