@@ -7,9 +7,11 @@ Import as ``from support import LabHandle, run_cli`` (``tests/`` is on ``sys.pat
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +100,38 @@ def run_cli(
     )
 
 
+FREE_PORT_RANGE = (20000, 32000)
+"""Where ``free_port`` picks: below Linux's ephemeral range (32768-60999), from which every
+outgoing connection takes its source port. A port picked there (the kernel's ``bind(0)``) can be
+taken by some client's connection before the service binds it ("address already in use")."""
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for labs that must not touch the session lab)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now (for labs that must not touch the session lab).
+
+    Each xdist worker picks from its own slice of ``FREE_PORT_RANGE`` and never hands a port
+    out twice, so two workers (or two stacks of one worker) never race for the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    low, high = FREE_PORT_RANGE
+    span = (high - low) // count
+    start = low + (index % count) * span
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    reserved = set(TEST_PORTS.values())
+    for _ in range(500):
+        port = start + rng.randrange(span)
+        if port in _handed_out or port in reserved:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {start}-{start + span} after 500 tries")
 
 
 def under_ci() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from console.audit.log import AuditLog
 from console.audit.records import AuditRecord
@@ -11,6 +12,12 @@ from console.audit.verify import VerifyReport, verify_log
 from console.views.sources import Sources
 
 TAIL = 200
+
+_Signature = tuple[int, int, int, int]
+_verified: dict[tuple[Path, bytes], tuple[_Signature, VerifyReport]] = {}
+"""Last report per log and key, with the size and mtime of the log and checkpoint it was made
+on: the view refreshes every few seconds, and verifying a long log takes seconds
+(bench_audit_verify.py), so it is verified again only when either file changed."""
 
 
 @dataclass(frozen=True)
@@ -33,5 +40,22 @@ def _read(sources: Sources) -> AuditSnapshot:
     key = settings.audit_key()
     if key is None:
         return AuditSnapshot(records, None, "no audit HMAC key configured: cannot verify")
+    signature = _signature(settings.audit_path, settings.audit_checkpoint_path)
+    cached = _verified.get((settings.audit_path, key))
+    if cached is not None and cached[0] == signature:
+        return AuditSnapshot(records, cached[1], None)
     report = verify_log(settings.audit_path, key, settings.audit_checkpoint_path)
+    _verified[(settings.audit_path, key)] = (signature, report)
     return AuditSnapshot(records, report, None)
+
+
+def _signature(log: Path, checkpoint: Path) -> _Signature:
+    sizes = []
+    for path in (log, checkpoint):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            sizes += [-1, -1]
+        else:
+            sizes += [stat.st_size, stat.st_mtime_ns]
+    return (sizes[0], sizes[1], sizes[2], sizes[3])
