@@ -164,6 +164,16 @@ class LabSection(Section):
     mlflow_start_timeout_s: float = 90.0
 
 
+class TuiSection(Section):
+    """The on-call console (`aml-console tui`)."""
+
+    refresh_s: float = Field(default=2.0, ge=0.5, le=300)
+    """Seconds between refreshes of a view (`--refresh` overrides it)."""
+    environment_color: Literal["auto", "red", "yellow", "green", "blue", "magenta"] = "auto"
+    """Colour of the environment label on every screen, as k9s colours a context. ``auto``:
+    red for prod/production, yellow for staging, green otherwise."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONSOLE_",
@@ -194,6 +204,7 @@ class Settings(BaseSettings):
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     traffic: TrafficSection = Field(default_factory=TrafficSection)
     lab: LabSection = Field(default_factory=LabSection)
+    tui: TuiSection = Field(default_factory=TuiSection)
 
     @field_validator("operator")
     @classmethod

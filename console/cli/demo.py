@@ -22,7 +22,10 @@ def demo(
     attack_after: float = typer.Option(
         60.0, "--attack-after", min=0, max=3600, help="Seconds before the extraction starts."
     ),
-    refresh: float = typer.Option(2.0, "--refresh", min=0.5, max=300),
+    refresh: float | None = typer.Option(
+        None, "--refresh", min=0.5, max=300,
+        help="Seconds between refreshes of a view (default: [tui] refresh_s, 2 s).",
+    ),
 ) -> None:
     """Start the lab if needed, schedule an extraction attack, open the console on Alerts."""
     with errors_as_exit():
@@ -55,7 +58,12 @@ def demo(
             "press 2 for Clients, select it and press b to block it; 4 shows mitigations, "
             "5 the audit log. ? lists every key."
         )
-        app = ConsoleApp(settings, Sources.from_settings(settings), refresh_s=refresh, hint=hint)
+        app = ConsoleApp(
+            settings,
+            Sources.from_settings(settings),
+            refresh_s=refresh or settings.tui.refresh_s,
+            hint=hint,
+        )
     app.run()
     out.print(
         "The lab is still running (`aml-console lab status`); stop it with `aml-console lab down`."

@@ -17,6 +17,7 @@ class View(StrEnum):
     mitigations = "mitigations"
     audit = "audit"
     samples = "samples"
+    runbooks = "runbooks"
 
 
 class Engine(StrEnum):
@@ -33,8 +34,9 @@ def tui(
         False, "--read-only", help="Show everything, apply nothing (a banner says so)."
     ),
     view: View = typer.Option(View.alerts, "--view", help="The view to open on."),
-    refresh: float = typer.Option(
-        2.0, "--refresh", min=0.5, max=300, help="Seconds between refreshes of a view."
+    refresh: float | None = typer.Option(
+        None, "--refresh", min=0.5, max=300,
+        help="Seconds between refreshes of a view (default: [tui] refresh_s, 2 s).",
     ),
     metrics: Engine = typer.Option(
         Engine.prometheus, "--metrics", help="Query engine: prometheus or victoria-metrics."
@@ -56,6 +58,6 @@ def tui(
             settings,
             Sources.from_settings(settings, metrics=metrics.value),
             start=view.value,
-            refresh_s=refresh,
+            refresh_s=refresh or settings.tui.refresh_s,
         )
     app.run()

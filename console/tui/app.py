@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -23,8 +23,12 @@ from console.tui.screens.dialogs import HelpScreen, PromptScreen
 from console.tui.screens.mitigations import MitigationsScreen
 from console.tui.screens.models import ModelsScreen
 from console.tui.screens.runbook import RunbookScreen, params_from_words
+from console.tui.screens.runbooks import RunbooksScreen
 from console.tui.screens.samples import SamplesScreen
 from console.views.sources import Sources
+
+if TYPE_CHECKING:
+    from console.runbooks.loader import LoadedRunbook
 
 VIEWS: dict[str, type[ViewScreen[object]]] = {
     "alerts": AlertsScreen,  # type: ignore[dict-item]
@@ -33,6 +37,7 @@ VIEWS: dict[str, type[ViewScreen[object]]] = {
     "mitigations": MitigationsScreen,  # type: ignore[dict-item]
     "audit": AuditScreen,  # type: ignore[dict-item]
     "samples": SamplesScreen,  # type: ignore[dict-item]
+    "runbooks": RunbooksScreen,  # type: ignore[dict-item]
 }
 COMMANDS = [*VIEWS, "help", "quit", "run "]
 
@@ -47,6 +52,7 @@ class ConsoleApp(App[None]):
         Binding("4", "view('mitigations')", "Mitigations", show=False),
         Binding("5", "view('audit')", "Audit", show=False),
         Binding("6", "view('samples')", "Samples", show=False),
+        Binding("7", "view('runbooks')", "Runbooks", show=False),
         Binding("colon", "command_line", ":cmd"),
         Binding("slash", "filter", "/filter"),
         Binding("question_mark", "help", "?help"),
@@ -71,6 +77,9 @@ class ConsoleApp(App[None]):
         self.refresh_s = refresh_s
         self.hint = hint
         self.current = start
+        self.selection: dict[str, str] = {}
+        """What was last selected in the views (client, model, alertname): the Runbooks view
+        prefills a runbook's parameters of the same names from it."""
 
     def on_mount(self) -> None:
         for name, screen in VIEWS.items():
@@ -137,6 +146,9 @@ class ConsoleApp(App[None]):
         else:
             self.notify(f"unknown command {head!r}; try :help", severity="error")
 
+    def remember(self, **selected: str | None) -> None:
+        self.selection.update({k: v for k, v in selected.items() if v})
+
     def open_runbook(self, name: str, params: dict[str, str]) -> None:
         from console.runbooks.loader import find_runbook
 
@@ -145,6 +157,9 @@ class ConsoleApp(App[None]):
         except ConsoleError as exc:
             self.notify(str(exc), severity="error")
             return
+        self.open_loaded_runbook(loaded, params)
+
+    def open_loaded_runbook(self, loaded: LoadedRunbook, params: dict[str, str]) -> None:
         self.push_screen(RunbookScreen(loaded, params))
 
     def show_samples(self, client: str | None, model: str | None = None) -> None:

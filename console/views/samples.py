@@ -22,7 +22,7 @@ class SamplesSnapshot:
     truncated: bool
 
 
-def _local(location: str, what: str) -> Path:
+def local_path(location: str, what: str) -> Path:
     if "://" in location:
         raise ConsoleError(f"{what} at {location} is not a local directory: not readable here")
     return Path(location)
@@ -31,13 +31,13 @@ def _local(location: str, what: str) -> Path:
 async def fetch_samples(
     sources: Sources, client: str | None = None, model: str | None = None
 ) -> SamplesSnapshot:
-    path = _local(sources.settings.samples.path, "sample store")
+    path = local_path(sources.settings.samples.path, "sample store")
     flt = SampleFilter(client=client, model=model, limit=LIMIT)
     batch = await asyncio.to_thread(read_samples, path, flt)
     return SamplesSnapshot(batch.records, batch.skipped_lines, batch.truncated)
 
 
 async def fetch_trace(sources: Sources, trace_id: str) -> list[SpanRecord]:
-    path = _local(sources.settings.traces.path, "traces")
+    path = local_path(sources.settings.traces.path, "traces")
     flt = SpanFilter(trace_ids=frozenset({trace_id}), limit=50)
     return (await asyncio.to_thread(read_spans, path, flt)).records

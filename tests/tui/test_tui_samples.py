@@ -62,6 +62,14 @@ async def test_alert_enter_opens_the_clients_samples_with_digit_and_trace(
         table = app.screen.query_one("#alerts-table")
         table.move_cursor(row=names.index(alertname))  # type: ignore[attr-defined]
         table.focus()
+
+        def correlated() -> str:
+            return str(app.screen.query_one("#alert-correlated", Static).render())
+
+        # Beside the alert: its client's spans and sampled inputs, newest first.
+        await until(pilot, lambda: all(t in correlated() for t in trace_ids), 20,
+                    "the client's spans beside the alert")  # fmt: skip
+        assert "3 newest, 3 flagged" in correlated()
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.name == "samples", 5, "samples view")
 

@@ -10,6 +10,7 @@ from textual.widgets import Button, RichLog, Static
 from tui_support import cells, stack_app, until
 
 from console.lab import services
+from console.tui.screens.dialogs import ConfirmActionModal
 from console.tui.screens.runbook import RunbookScreen
 
 BENIGN = {"alice", "bob", "carol"}
@@ -47,9 +48,18 @@ async def test_block_client_flow_plan_confirm_mitigation_audit(tui_stack: LabSta
         await pilot.press("p")
         await until(pilot, lambda: dialog.plan is not None, 30, "a plan")
         assert not dialog.query_one("#apply", Button).disabled
+        assert [r[1] for r in cells(app, "#plan-table")] == ["block"]  # the plan, as a table
+        assert cells(app, "#plan-table")[0][-1] == "planned"
+        await pilot.press("y")  # asks first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmActionModal), 5, "confirm")
+        question = str(app.screen.query_one("#confirm-question", Static).render())
+        assert "block-client" in question and f"client:{client}" in question
         await pilot.press("y")
         await until(pilot, lambda: dialog.state is not None, 30, "the run to finish")
         assert dialog.state is not None and dialog.state.status == "succeeded"
+        assert app.screen is dialog
+        assert cells(app, "#plan-table")[0][-1] == "ok"  # the step's live status
+        assert "succeeded" in str(dialog.query_one("#result", Static).render())
         run_id = dialog.state.run_id
         await pilot.press("escape")
         # The gateway refuses the client now (the real policy store, through pub/sub).

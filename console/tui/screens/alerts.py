@@ -1,5 +1,6 @@
 """Alerts: firing alerts grouped by name and severity, their age, labels and silences; the
-selected alert's details. Runbooks one key away, filled from the alert's labels."""
+selected alert's details with its client's correlated spans and sampled inputs. Runbooks one key
+away, filled from the alert's labels."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, plain, printable
 from console.views.alerts import AlertRow, AlertsSnapshot, fetch_alerts
+from console.views.correlation import Correlated, fetch_correlated
 
 SEVERITY_STYLE = {"critical": "bold red", "page": "bold red", "warning": "yellow"}
 
@@ -32,10 +36,22 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("severity", "alert", "client", "model", "state", "age", "summary")
         yield table
-        yield Static("", id="alert-detail")
+        with Horizontal(id="alert-panes"):
+            yield Static("", id="alert-detail")
+            yield Static("", id="alert-correlated")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.correlated_for: str | None = None
+        """Fingerprint of the alert whose correlated data is shown (loaded on selection)."""
+        self.correlated: Correlated | None = None
 
     async def fetch(self) -> AlertsSnapshot:
         return await fetch_alerts(self.console_app.sources)
+
+    def action_refresh_now(self) -> None:
+        self.correlated_for = None  # `r` reloads the correlated spans and samples too
+        super().action_refresh_now()
 
     def has_no_data(self, snapshot: AlertsSnapshot) -> bool:
         return not snapshot.alerts
@@ -76,6 +92,9 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         return next((a for a in self.snapshot.alerts if a.fingerprint == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if alert := self.selected():
+            self.console_app.remember(client=alert.client, model=alert.model,
+                                      alertname=alert.alertname)  # fmt: skip
         self._show_detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -98,6 +117,22 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             text.append("\nsilenced by  ", style="bold")
             text.append(printable(", ".join(alert.silenced_by)))
         detail.update(text)
+        if alert.fingerprint != self.correlated_for:
+            self.correlated_for = alert.fingerprint
+            self._load_correlated(alert)
+
+    @work(exclusive=True, group="alert-correlated", exit_on_error=False)
+    async def _load_correlated(self, alert: AlertRow) -> None:
+        box = self.query_one("#alert-correlated", Static)
+        if not alert.client:
+            box.update(Text("no client label: nothing to correlate", style="dim"))
+            return
+        box.update(Text("reading spans and samples…", style="dim"))
+        correlated = await fetch_correlated(
+            self.console_app.sources, alert.client, alert.model, alert.starts_at
+        )
+        self.correlated = correlated
+        box.update(render_correlated(alert.client, correlated))
 
     def _run(self, runbook: str, **params: str) -> None:
         self.console_app.open_runbook(runbook, params)
@@ -133,3 +168,35 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             self.notify("select an alert", severity="warning")
             return
         self._run("silence-alert", alertname=alert.alertname)
+
+
+def render_correlated(client: str, correlated: Correlated) -> Text:
+    text = Text(f"traces of {printable(client, 60)}", style="bold")
+    if correlated.span_error:
+        text.append("  ✖ " + printable(correlated.span_error, 120), style="red")
+    elif not correlated.spans:
+        text.append("  none since the alert began", style="dim")
+    for span in correlated.spans:
+        attrs = span.attributes
+        text.append(f"\n {span.start:%H:%M:%S} {printable(attrs.get('aml.outcome', '?'), 10):<9}"
+                    f" score {_fmt(attrs.get('aml.detector_score'))}"
+                    f" extr {_fmt(attrs.get('aml.extraction_score'))}  ")  # fmt: skip
+        text.append(span.trace_id, style="cyan")
+    text.append("\nsampled inputs", style="bold")
+    if correlated.sample_error:
+        text.append("  ✖ " + printable(correlated.sample_error, 120), style="red")
+    elif not correlated.samples:
+        text.append("  none since the alert began", style="dim")
+    else:
+        flagged = sum(1 for s in correlated.samples if s.flagged)
+        text.append(f"  {len(correlated.samples)} newest, {flagged} flagged (enter: all)",
+                    style="dim")  # fmt: skip
+    for sample in correlated.samples[:4]:
+        text.append(f"\n {sample.time:%H:%M:%S} label {sample.prediction}"
+                    f" score {sample.detector_score:.2f}{' FLAGGED' if sample.flagged else ''}"
+                    f"  {sample.trace_id[:16]}")  # fmt: skip
+    return text
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "–"

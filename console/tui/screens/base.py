@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from console.errors import ConsoleError
+from console.tui.skin import environment_style
 from console.tui.text import printable
 from console.tui.widgets.status import StatusBadge
 from console.views.queries import PanelQuery
@@ -30,12 +31,10 @@ class TopBar(Static):
     """Environment label (coloured per environment, as k9s colours a context), the view, and
     the read-only banner."""
 
-    def __init__(self, view: str, environment: str, read_only: bool) -> None:
+    def __init__(self, view: str, environment: str, read_only: bool, color: str = "auto") -> None:
         super().__init__(id="topbar")
         text = Text()
-        prod = environment.lower() in ("prod", "production")
-        text.append(f" {printable(environment, 40)} ", style="bold white on red" if prod
-                    else "bold black on green")  # fmt: skip
+        text.append(f" {printable(environment, 40)} ", style=environment_style(environment, color))
         text.append(f"  aml-console › {view}", style="bold")
         if read_only:
             text.append("   READ-ONLY: actions disabled ", style="bold black on yellow")
@@ -70,7 +69,7 @@ class ViewScreen(Screen[None], Generic[S]):
 
     def compose(self) -> ComposeResult:
         cfg = self.console_app.settings
-        yield TopBar(self.VIEW, cfg.environment, cfg.read_only)
+        yield TopBar(self.VIEW, cfg.environment, cfg.read_only, cfg.tui.environment_color)
         yield StatusBadge(id="badge")
         with Vertical(id="body"):
             yield from self.compose_body()

@@ -91,6 +91,10 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
             (r for r in self.snapshot.rows if r.model == model and r.client == client), None
         )
 
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if row := self.selected():
+            self.console_app.remember(client=row.client, model=row.model)
+
     def _client(self) -> ClientRow | None:
         row = self.selected()
         if row is None:

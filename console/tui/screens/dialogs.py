@@ -1,18 +1,24 @@
-"""Small modal screens: the PromQL inspector, help, the `:` command line and the `/` filter."""
+"""Small modal screens: the PromQL inspector, help, the `:` command line and the `/` filter,
+and the confirmation before a runbook applies."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
-from textual.widgets import Input, Static
+from textual.widgets import Button, Input, Static
 
+from console.tui.skin import environment_style
+from console.tui.text import printable
 from console.views.queries import PanelQuery
+
+if TYPE_CHECKING:
+    from console.runbooks.planning import RunPlan
 
 
 class InspectScreen(ModalScreen[None]):
@@ -40,8 +46,8 @@ class InspectScreen(ModalScreen[None]):
 
 
 HELP = """\
-Views         1 alerts  2 clients  3 models  4 mitigations  5 audit  6 samples
-              :alerts :clients :models :mitigations :audit :samples client=ID
+Views         1 alerts  2 clients  3 models  4 mitigations  5 audit  6 samples  7 runbooks
+              :alerts :clients :models :mitigations :audit :samples client=ID :runbooks
 Everywhere    :  command line        /  filter rows        ?  this help
               r  refresh now         i  the PromQL of the view
               ctrl+p  command palette   q  quit (the lab keeps running)
@@ -50,7 +56,10 @@ Alerts        b  block the alert's client      c  contain-extraction
 Clients       b  block client   l  lower its query budget   u  unblock
 Models        R  roll back the selected model (rollback-model runbook)
 Mitigations   u  unblock the selected client   x  restore its budget
-Runbooks      :run NAME key=value ...  plan, confirm with y, watch the steps
+Runbooks      enter  open the selected runbook, prefilled from your last selection
+              :run NAME key=value ...
+Runbook       p  plan (read from the real systems)   y  apply (asks to confirm: y / n)
+  dialog      esc  close (not while a run is in progress)
 Read-only     action keys open the plan only; nothing is applied
 """
 
@@ -96,3 +105,53 @@ class PromptScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmActionModal(ModalScreen[bool]):
+    """The last word before a runbook changes anything: what, on which target, in which
+    environment. Focus starts on Cancel, so a stray enter applies nothing."""
+
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("y", "answer(True)", "Apply"),
+        Binding("n,escape", "answer(False)", "Cancel"),
+    ]
+
+    def __init__(self, question: Text, detail: Text) -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+
+    @classmethod
+    def for_plan(cls, plan: RunPlan) -> ConfirmActionModal:
+        steps = [s.to_dict() for s in plan.steps]
+        changes = sum(1 for s in steps if not s["noop"])
+        question = Text("Apply ", style="bold")
+        question.append(printable(plan.loaded.runbook.name), style="bold cyan")
+        question.append(" to ", style="bold")
+        question.append(printable(plan.target), style="bold cyan")
+        question.append("?", style="bold")
+        detail = Text(f"{changes} change(s), {len(steps) - changes} no-op(s) · environment ")
+        detail.append(printable(plan.environment, 40), style=environment_style(plan.environment))
+        detail.append(f" · operator {printable(plan.operator, 60)} · run {plan.run_id}")
+        for i, step in enumerate(steps, 1):
+            mark = "=" if step["noop"] else "~"
+            detail.append(f"\n {mark} {i}. {printable(step['summary'], 160)}",
+                          style="dim" if step["noop"] else "")  # fmt: skip
+        return cls(question, detail)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="confirm-dialog"):
+            yield Static(self.question, id="confirm-question")
+            yield Static(self.detail, id="confirm-detail")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Apply (y)", id="confirm-yes", variant="error")
+                yield Button("Cancel (n / esc)", id="confirm-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

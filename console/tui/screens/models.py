@@ -93,6 +93,10 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
             title.append("  ✖ " + printable(snapshot.registry_error, 160), style="red")
         self.query_one("#registry-title", Static).update(title)
 
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "models-table" and event.row_key.value:
+            self.console_app.remember(model=event.row_key.value)
+
     def action_rollback(self) -> None:
         table = self.query_one("#models-table", DataTable)
         if table.row_count == 0:

@@ -1,6 +1,7 @@
 """A runbook from the TUI: parameters prefilled from the selection, the plan read from the real
-systems, a confirmation, and the steps as they run. The same engine as `runbook run`, so the
-audit records are the same."""
+systems as a table (one row a step: what changes, before and after), a confirmation modal, and
+each step's status as it runs. The same engine as `runbook run`, so the audit records are the
+same."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RichLog, Static
+from textual.widgets import Button, DataTable, Input, Label, RichLog, Static
 
 from console.errors import ConsoleError
-from console.tui.text import printable
+from console.tui.screens.dialogs import ConfirmActionModal
+from console.tui.text import plain, printable
 
 if TYPE_CHECKING:
     from console.runbooks.engine import RunEvent
@@ -79,6 +81,10 @@ class RunbookScreen(ModalScreen[str | None]):
                 yield Button("Plan (p)", id="plan", variant="primary")
                 yield Button("Apply (y)", id="apply", variant="error", disabled=True)
                 yield Button("Close (esc)", id="close")
+            yield Static("", id="result")
+            plan_table: DataTable[Text] = DataTable(id="plan-table", cursor_type="row")
+            plan_table.add_columns("#", "step", "action", "change", "before", "after", "status")
+            yield plan_table
             yield RichLog(id="runbook-log", wrap=True, markup=False, highlight=False)
 
     def on_mount(self) -> None:
@@ -110,7 +116,20 @@ class RunbookScreen(ModalScreen[str | None]):
         if self.plan is None or self.running or self.state is not None:
             self.notify("plan first (p), then apply (y)", severity="warning")
             return
-        self._apply(self.plan)
+        plan = self.plan
+        if plan.to_dict()["params"] != _public(self.loaded, self._params()):
+            self.notify("the parameters changed since the plan: plan again (p)",
+                        severity="warning")  # fmt: skip
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes and self.plan is plan:
+                self._apply(plan)
+            elif not yes:
+                self.log_view.write(Text("not applied: cancelled at the confirmation",
+                                         style="yellow"))  # fmt: skip
+
+        self.app.push_screen(ConfirmActionModal.for_plan(plan), confirmed)
 
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:
@@ -132,29 +151,48 @@ class RunbookScreen(ModalScreen[str | None]):
             plan = await RunbookEngine(app.settings).plan(self.loaded, self._params())
         except ConsoleError as exc:
             self.plan = None
+            self.plan_table.clear()
             self.log_view.write(Text("cannot plan: " + printable(exc, 800), style="bold red"))
             return
         self.plan = plan
         self._write_plan(plan)
         self.query_one("#apply", Button).disabled = self.read_only
 
+    @property
+    def plan_table(self) -> DataTable[Text]:
+        return self.query_one("#plan-table", DataTable)
+
     def _write_plan(self, plan: RunPlan) -> None:
+        table = self.plan_table
+        table.clear()
         log = self.log_view
         log.write(Text(f"plan {plan.run_id} on {printable(plan.target)}", style="bold"))
         for i, step in enumerate(plan.steps, 1):
             d = step.to_dict()
-            line = Text(f" {i}. {printable(d['id'])} {printable(d['action'])}: ", style="bold")
-            line.append(printable(d["summary"], 300), style="")
-            if d["noop"]:
-                line.append("  (no-op: already in place)", style="dim")
-            log.write(line)
+            table.add_row(
+                Text(str(i)),
+                plain(d["id"], "bold"),
+                plain(d["action"]),
+                plain(d["summary"], limit=200),
+                plain(_short(d["before"]), "dim", limit=80),
+                plain(_short(d["after"]), limit=80),
+                _status("noop" if d["noop"] else "planned"),
+                key=d["id"],
+            )
             for request in d["requests"]:
-                log.write(Text(f"      request: {printable(request, 300)}", style="cyan"))
+                log.write(Text(f" {i}. {printable(d['id'])} request: {printable(request, 300)}",
+                               style="cyan"))  # fmt: skip
         if self.read_only:
             log.write(Text("read-only mode: this plan cannot be applied", style="yellow"))
         else:
-            log.write(Text("press y to apply, esc to leave without changing anything",
-                           style="bold yellow"))  # fmt: skip
+            log.write(Text("press y to apply (a confirmation follows), esc to leave without "
+                           "changing anything", style="bold yellow"))  # fmt: skip
+
+    def _set_status(self, step: str | None, status: str) -> None:
+        table = self.plan_table
+        if step is None or step not in table.rows:
+            return
+        table.update_cell(step, table.ordered_columns[-1].key, _status(status))
 
     @work(exclusive=True, group="runbook", exit_on_error=False)
     async def _apply(self, plan: RunPlan) -> None:
@@ -177,7 +215,13 @@ class RunbookScreen(ModalScreen[str | None]):
             self.running = False
         status = self.state.status
         style = "bold green" if status == "succeeded" else "bold red"
-        self.log_view.write(Text(f"run {plan.run_id}: {status}", style=style))
+        result = Text(f"run {plan.run_id}: {status}", style=style)
+        for key, value in self.state.outputs.items():
+            result.append(f"  {printable(key, 60)}={printable(value, 120)}", style="")
+        if self.state.error:
+            result.append("  " + printable(self.state.error, 300), style="red")
+        self.log_view.write(result)
+        self.query_one("#result", Static).update(result)
         app.notify(f"{self.loaded.runbook.name}: {status}",
                    severity="information" if status == "succeeded" else "error")  # fmt: skip
         app.refresh_views()
@@ -185,19 +229,60 @@ class RunbookScreen(ModalScreen[str | None]):
     def _event(self, event: RunEvent) -> None:
         log = self.log_view
         if event.kind == "step-started":
+            self._set_status(event.step, "running")
             log.write(Text(f" → {printable(event.step)}: {printable(event.summary, 300)}"))
         elif event.kind == "step-finished":
             ok = event.status in ("applied", "noop")
+            self._set_status(event.step, event.status or "?")
             text = Text(f"   {'ok' if ok else 'FAILED'} {printable(event.step)}",
                         style="green" if ok else "bold red")  # fmt: skip
             if event.error:
                 text.append(": " + printable(event.error, 300))
             log.write(text)
         elif event.kind == "compensation-started":
+            self._set_status(event.step, "undoing")
             log.write(Text(f" ← undo {printable(event.step)}", style="yellow"))
         elif event.kind == "compensation-finished":
+            self._set_status(event.step, f"undo {event.status}")
             log.write(Text(f"   {printable(event.status)} {printable(event.step)}",
                            style="yellow"))  # fmt: skip
+
+
+STATUS_STYLE = {
+    "planned": "dim",
+    "noop": "dim",
+    "running": "bold cyan",
+    "applied": "bold green",
+    "failed": "bold red",
+    "undoing": "yellow",
+}
+
+
+def _status(status: str) -> Text:
+    shown = {"noop": "no-op", "applied": "ok", "running": "running…"}.get(status, status)
+    style = STATUS_STYLE.get(status, "yellow" if status.startswith("undo") else "red")
+    return Text(shown, style=style)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "–"
+    return str(value)
+
+
+def _public(loaded: LoadedRunbook, given: dict[str, str]) -> dict[str, Any] | None:
+    """The parameters as the plan records them, to tell whether the form changed since the
+    plan; None if they do not resolve (the plan is then stale anyway)."""
+    from console.runbooks.params import jsonable, public_params, resolve
+
+    try:
+        values = resolve(loaded.runbook, given)
+    except ConsoleError:
+        return None
+    public: dict[str, Any] = jsonable(public_params(loaded.runbook, values))
+    return public
 
 
 def params_from_words(words: list[str]) -> dict[str, Any]:

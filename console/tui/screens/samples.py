@@ -93,6 +93,8 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         return next((s for s in self.snapshot.records if s.sample_id == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if sample := self.selected():
+            self.console_app.remember(client=sample.client, model=sample.model)
         self._show_selected()
 
     def _show_selected(self) -> None:
