@@ -6,7 +6,10 @@ the ``Sources`` given to the constructor, so tests and recorded harnesses can in
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App, SystemCommand
@@ -44,7 +47,7 @@ COMMANDS = [*VIEWS, "help", "quit", "run "]
 
 class ConsoleApp(App[None]):
     TITLE = "aml-console"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("1", "view('alerts')", "Alerts", show=False),
         Binding("2", "view('clients')", "Clients", show=False),
@@ -90,6 +93,14 @@ class ConsoleApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self.sources.aclose()
+
+    def now(self) -> datetime:
+        """Wall-clock time for ages and expiries (a recorded harness freezes it)."""
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """The clock of the data's age on the status badges."""
+        return time.monotonic()
 
     def view(self, name: str) -> ViewScreen[object]:
         screen = self.get_screen(name)

@@ -4,7 +4,6 @@ away, filled from the alert's labels."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -60,7 +59,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         table = self.query_one("#alerts-table", DataTable)
         selected = self.selected()
         table.clear()
-        now = datetime.now(UTC)
+        now = self.console_app.now()
         for group in snapshot.groups:
             for alert in group.alerts:
                 if not self.keep(alert.alertname, alert.client, alert.model, alert.severity,
@@ -181,7 +180,7 @@ def render_correlated(client: str, correlated: Correlated) -> Text:
         text.append(f"\n {span.start:%H:%M:%S} {printable(attrs.get('aml.outcome', '?'), 10):<9}"
                     f" score {_fmt(attrs.get('aml.detector_score'))}"
                     f" extr {_fmt(attrs.get('aml.extraction_score'))}  ")  # fmt: skip
-        text.append(span.trace_id, style="cyan")
+        text.append(span.trace_id[:16], style="cyan")
     text.append("\nsampled inputs", style="bold")
     if correlated.sample_error:
         text.append("  ✖ " + printable(correlated.sample_error, 120), style="red")

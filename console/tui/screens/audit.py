@@ -22,6 +22,7 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
         table.add_columns("seq", "time", "kind", "runbook", "step", "action", "target", "result",
                           "operator", "run")  # fmt: skip
         yield table
+        yield Static("", id="audit-detail")
 
     async def fetch(self) -> AuditSnapshot:
         return await fetch_audit(self.console_app.sources)
@@ -66,4 +67,38 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
                 plain(r.result or "", RESULT_STYLE.get(r.result or "", "")),
                 plain(r.operator),
                 plain(r.run_id),
+                key=str(r.seq),
             )
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        """The selected record in full, and the run it belongs to, step by step."""
+        detail = self.query_one("#audit-detail", Static)
+        table = self.query_one("#audit-table", DataTable)
+        if self.snapshot is None or table.row_count == 0:
+            detail.update("")
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        record = next((r for r in self.snapshot.records if str(r.seq) == key), None)
+        if record is None:
+            detail.update("")
+            return
+        text = Text(f"record {record.seq}  {record.time:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC",
+                    style="bold")  # fmt: skip
+        text.append(f"  {printable(record.kind)} by {printable(record.operator)} in "
+                    f"{printable(record.environment)}")  # fmt: skip
+        for label, value in (("arguments", record.arguments), ("before", record.before),
+                             ("after", record.after), ("error", record.error)):  # fmt: skip
+            if value not in (None, {}, ""):
+                text.append(f"\n{label}  ", style="bold")
+                text.append(printable(value, 400))
+        text.append(f"\nhash  {record.hash[:32]}…  prev {record.prev_hash[:16]}…", style="dim")
+        text.append(f"\nrun {printable(record.run_id)}:", style="bold")
+        for r in (r for r in self.snapshot.records if r.run_id == record.run_id):
+            text.append(f"  {r.seq} {printable(r.kind)}"
+                        f"{' ' + printable(r.step) if r.step else ''}"
+                        f"{' ' + printable(r.result) if r.result else ''}")  # fmt: skip
+        detail.update(text)

@@ -108,7 +108,8 @@ class ViewScreen(Screen[None], Generic[S]):
             self.snapshot = snapshot
             with self.app.batch_update():
                 self.show_snapshot(snapshot)
-            panel.succeeded(self.has_no_data(snapshot), tuple(self.warnings(snapshot)))
+            panel.succeeded(self.has_no_data(snapshot), tuple(self.warnings(snapshot)),
+                            self.console_app.monotonic())  # fmt: skip
         finally:
             self.refreshes += 1
             self.badge.show()

@@ -3,7 +3,7 @@ as a heat strip, the extraction score, flagged inputs, refused share, and block 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -13,7 +13,7 @@ from textual.widgets import DataTable
 
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, number, plain
-from console.tui.widgets.plots import sparkline
+from console.tui.widgets.plots import heat_strip
 from console.views import queries as q
 from console.views.clients import ClientRow, ClientsSnapshot, fetch_clients
 
@@ -57,7 +57,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         table.clear()
         strips = dict(zip(snapshot.heatmap.rows, snapshot.heatmap.values, strict=True))
         top = max((v for row in snapshot.heatmap.values for v in row), default=0.0)
-        now = datetime.now(UTC)
+        now = self.console_app.now()
         for row in snapshot.rows:
             if not self.keep(row.model, row.client):
                 continue
@@ -67,7 +67,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
                 plain(row.model),
                 plain(row.client, "bold"),
                 number(row.rate),
-                sparkline(strip, top) if strip else Text("", style="dim"),
+                heat_strip(strip, top) if strip else Text("", style="dim"),
                 number(row.extraction, style=extraction_style),
                 number(row.flagged_rate),
                 number(row.refused_ratio, "{:.0%}"),

@@ -55,7 +55,9 @@ Alerts        b  block the alert's client      c  contain-extraction
               s  silence the alert             enter  the client's samples and traces
 Clients       b  block client   l  lower its query budget   u  unblock
 Models        R  roll back the selected model (rollback-model runbook)
+Audit         arrows  the selected record in full, and its run
 Mitigations   u  unblock the selected client   x  restore its budget
+              z  move the selected registry change's alias back (set-model-alias)
 Runbooks      enter  open the selected runbook, prefilled from your last selection
               :run NAME key=value ...
 Runbook       p  plan (read from the real systems)   y  apply (asks to confirm: y / n)

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
 
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
@@ -41,6 +42,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         table.add_columns("model", "req/s", "P50", "P95", "P99", "errors", "flagged",
                           "conf. z", "confidence, 30 min")  # fmt: skip
         yield table
+        yield PlotextPlot(id="confidence-plot")
         yield Static("", id="registry-title")
         versions: DataTable[Text] = DataTable(id="versions-table", cursor_type="row")
         versions.add_columns("model", "version", "aliases", "kind", "status", "onnx sha256")
@@ -73,9 +75,10 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                 number(row.error_ratio, "{:.1%}"),
                 number(row.flag_rate, "{:.1%}"),
                 number(z, "{:+.1f}", "bold red" if z is not None and abs(z) > 3 else ""),
-                sparkline(points[-40:], 1.0) if points else Text("no data", style="dim"),
+                _trend(points[-40:]),
                 key=row.model,
             )
+        self._plot_confidence(snapshot)
         versions = self.query_one("#versions-table", DataTable)
         versions.clear()
         for model, rows in snapshot.versions.items():
@@ -93,6 +96,29 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
             title.append("  ✖ " + printable(snapshot.registry_error, 160), style="red")
         self.query_one("#registry-title", Static).update(title)
 
+    def _plot_confidence(self, snapshot: ModelsSnapshot) -> None:
+        """Mean prediction confidence per model over the last 30 minutes: a shift (M7) is a
+        step in a line, easier seen than read."""
+        widget = self.query_one("#confidence-plot", PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("mean confidence (1m) per model, last 30 min")
+        plt.xlabel("minutes ago")
+        # x = 0 is the newest point (the range query's end), not the wall clock.
+        now = max((t for points in snapshot.confidence.values() for t, _ in points), default=0.0)
+        drawn = False
+        for model, points in sorted(snapshot.confidence.items()):
+            if not self.keep(model) or not points:
+                continue
+            plt.plot([(t - now) / 60 for t, _ in points], [v for _, v in points],
+                     label=printable(model, 40), marker="braille")  # fmt: skip
+            drawn = True
+        if not drawn:
+            plt.text("no data", x=0, y=0.5)
+        plt.xlim(-q.CONFIDENCE_WINDOW_S / 60, 0)
+        widget.refresh()
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "models-table" and event.row_key.value:
             self.console_app.remember(model=event.row_key.value)
@@ -104,3 +130,13 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
             return
         model = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         self.console_app.open_runbook("rollback-model", {"model": model})
+
+
+def _trend(points: list[float]) -> Text:
+    """A sparkline over the series' own range: confidence moves in its last decimals."""
+    if not points:
+        return Text("no data", style="dim")
+    low, high = min(points), max(points)
+    if high - low < 1e-9:
+        return sparkline([0.5] * len(points), 1.0)
+    return sparkline([v - low for v in points], high - low)

@@ -23,6 +23,8 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         super().__init__()
         self.client: str | None = None
         self.model: str | None = None
+        self.trace_for: str | None = None
+        """Trace id of the span shown (or being read): read once per selection."""
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="samples-scope")
@@ -108,7 +110,9 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
             digit.update(Text("input not kept (hash-only mode)\nsha256 " + sample.input_sha256))
         else:
             digit.update(Text("\n".join(digit_rows(sample.input)), style="white on black"))
-        self._load_trace(sample.trace_id)
+        if sample.trace_id != self.trace_for:
+            self.trace_for = sample.trace_id
+            self._load_trace(sample.trace_id)
 
     @work(exclusive=True, group="sample-trace", exit_on_error=False)
     async def _load_trace(self, trace_id: str) -> None:
@@ -116,9 +120,11 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         try:
             spans = await fetch_trace(self.console_app.sources, trace_id)
         except ConsoleError as exc:
+            self.trace_for = None
             box.update(Text("trace: " + printable(exc, 200), style="red"))
             return
         if not spans:
+            self.trace_for = None  # the writer may not have flushed it: look again next time
             box.update(Text(f"trace {trace_id}: no span found (yet)", style="dim"))
             return
         text = Text(f"trace {trace_id}\n", style="bold")

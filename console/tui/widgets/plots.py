@@ -1,5 +1,5 @@
-"""Tiny text plots for table cells: a sparkline of a series, scaled to a common maximum so the
-rows of a heatmap compare."""
+"""Tiny text plots for table cells: a sparkline of a series, and a heatmap row (colour and
+block height), both scaled to a common maximum so the rows compare."""
 
 from __future__ import annotations
 
@@ -17,3 +17,20 @@ def sparkline(values: Sequence[float], top: float | None = None, style: str = "c
     scale = len(BLOCKS) - 1
     chars = [BLOCKS[min(scale, max(0, round(v / peak * scale)))] for v in values]
     return Text("".join(chars), style=style)
+
+
+HEAT = ("grey23", "dark_blue", "blue", "dark_cyan", "green", "yellow", "dark_orange", "red")
+"""Cold to hot: a heatmap cell's colour by its share of the heatmap's maximum."""
+
+
+def heat_strip(values: Sequence[float], top: float) -> Text:
+    """A row of a heatmap: one cell a time step, its colour (and block height, for terminals
+    without colour) by the value's share of ``top``, the maximum over every row."""
+    text = Text()
+    for value in values:
+        share = 0.0 if top <= 0 else min(1.0, max(0.0, value / top))
+        # Any traffic at all gets at least the lowest block: a quiet client is not an idle one.
+        block = BLOCKS[max(1, round(share * (len(BLOCKS) - 1)))] if value > 0 else "·"
+        color = HEAT[min(len(HEAT) - 1, int(share * len(HEAT)))] if value > 0 else "grey23"
+        text.append(block, style=color)
+    return text

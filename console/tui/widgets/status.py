@@ -24,9 +24,12 @@ class PanelState:
     error: str | None = None
     warnings: tuple[str, ...] = ()
 
-    def succeeded(self, empty: bool, warnings: tuple[str, ...] = ()) -> None:
+    def succeeded(
+        self, empty: bool, warnings: tuple[str, ...] = (), now: float | None = None
+    ) -> None:
         self.state = "empty" if empty else "live"
-        self.last_ok, self.error, self.warnings = time.monotonic(), None, warnings
+        self.last_ok = time.monotonic() if now is None else now
+        self.error, self.warnings = None, warnings
 
     def failed(self, error: str) -> None:
         self.state = "stale" if self.last_ok is not None else "error"
@@ -48,7 +51,8 @@ class StatusBadge(Static):
         self.set_interval(1.0, self.show)
 
     def show(self) -> None:
-        self.update(render_badge(self.panel, time.monotonic()))
+        clock = getattr(self.app, "monotonic", time.monotonic)
+        self.update(render_badge(self.panel, clock()))
 
 
 def render_badge(panel: PanelState, now: float) -> Text:

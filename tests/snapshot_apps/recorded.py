@@ -1,0 +1,293 @@
+"""A recorded incident for the snapshot tests: the console app on deterministic data, at a
+frozen 03:00 UTC, with `mallory-1` extracting `digits` and already blocked.
+
+The data comes in the real adapters' result types (QueryResult, Alert, Block, ModelVersion...)
+and through the real views layer (joins, sorting, top-K, heatmap alignment); samples, spans and
+the audit log are real files written by the gateway's and the audit log's own writers. Values
+are those of the lab under attack (`lab attack extraction --client mallory-1`), rounded. This is
+the one place for recorded data: every other TUI test runs on the real stack.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from console.adapters.alertmanager import Alert, Silence
+from console.adapters.mlflow import ModelVersion, RegisteredModel
+from console.adapters.policy import Block, Budget
+from console.adapters.prometheus import QueryResult, RangeResult, Sample, Series
+from console.audit.log import AuditLog
+from console.audit.records import AuditEvent
+from console.config import Settings
+from console.lab.gateway.samples import Sample as StoredSample
+from console.lab.gateway.samples import SampleStore
+from console.lab.gateway.sinks import JsonlSink
+from console.lab.gateway.telemetry import Span, SpanWriter
+from console.tui.app import ConsoleApp
+from console.views import queries as q
+from console.views.sources import Sources
+
+NOW = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "digits"
+ATTACKER = "mallory-1"
+
+# (client, req/s, extraction score, flagged/s, refused share, req/s over the last 10 min)
+CLIENTS = [
+    (ATTACKER, 31.2, 0.84, 0.0, 0.97, [0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 18, 29, 30, 31, 31, 30,
+                                       31, 30, 31, 31, 8]),
+    ("alice", 1.29, 0.08, 0.0, 0.0, [1.2, 1.3, 1.1, 1.3, 1.4, 1.2, 1.3] * 3),
+    ("bob", 1.18, 0.12, 0.0, 0.0, [1.1, 1.2, 1.0, 1.3, 1.2, 1.1, 1.2] * 3),
+    ("carol", 1.15, 0.08, 0.02, 0.0, [1.0, 1.2, 1.1, 1.2, 1.1, 1.2, 1.1] * 3),
+    ("dave", 0.78, 0.12, 0.0, 0.0, [0.7, 0.8, 0.8, 0.9, 0.7, 0.8, 0.8] * 3),
+    ("[bold]erin[/bold]\x1b]52;c;ZWNobyBoaQ==\x07", 0.84, 0.07, 0.0, 0.0,
+     [0.8, 0.9, 0.8, 0.8, 0.9, 0.8, 0.9] * 3),
+]  # fmt: skip
+"""The last client's id is hostile (markup and an OSC 52 clipboard write): it must show as
+text."""
+
+LATENCY = {"p50": 0.0016, "p95": 0.0049, "p99": 0.0097}
+
+
+def _vector(rows: list[tuple[dict[str, str], float]]) -> QueryResult:
+    ts = NOW.timestamp()
+    return QueryResult(
+        result_type="vector",
+        samples=[Sample(metric=m, timestamp=ts, value=v) for m, v in rows],
+    )
+
+
+def _per_client(index: int) -> QueryResult:
+    return _vector([({"model": MODEL, "client": c[0]}, float(c[index])) for c in CLIENTS])  # type: ignore[arg-type]
+
+
+INSTANT: dict[str, QueryResult] = {
+    q.CLIENT_RATE.promql: _per_client(1),
+    q.CLIENT_EXTRACTION.promql: _per_client(2),
+    q.CLIENT_FLAGGED.promql: _per_client(3),
+    q.CLIENT_REFUSED.promql: _per_client(4),
+    q.MODEL_REQUESTS.promql: _vector([({"model": MODEL}, 37.4)]),
+    q.MODEL_LATENCY_P50.promql: _vector([({"model": MODEL}, LATENCY["p50"])]),
+    q.MODEL_LATENCY_P95.promql: _vector([({"model": MODEL}, LATENCY["p95"])]),
+    q.MODEL_LATENCY_P99.promql: _vector([({"model": MODEL}, LATENCY["p99"])]),
+    q.MODEL_ERRORS.promql: _vector([({"model": MODEL}, 0.0)]),
+    q.MODEL_FLAG_RATE.promql: _vector([({"model": MODEL}, 0.006)]),
+    q.MODEL_CONFIDENCE_Z.promql: _vector([({"model": MODEL}, -3.4)]),
+}
+CONFIDENCE = [0.978, 0.979, 0.977, 0.978, 0.980, 0.979, 0.978, 0.977, 0.979, 0.978] * 5 + [
+    0.97, 0.95, 0.93, 0.92, 0.92, 0.91, 0.92, 0.91, 0.92, 0.92, 0.91
+]
+
+
+class RecordedPrometheus:
+    """Answers the views' PromQL from the recording; a range query's points land on the
+    steps it asks for (the views align them to their own clock)."""
+
+    async def query(self, expr: str, time: Any = None) -> QueryResult:
+        return INSTANT.get(expr, QueryResult(result_type="vector"))
+
+    async def query_range(self, expr: str, start: float, end: float, step: float) -> RangeResult:
+        steps = [start + i * step for i in range(int((end - start) // step) + 1)]
+        if expr == q.CLIENT_HEATMAP.promql:
+            series = [_range({"model": MODEL, "client": c[0]}, steps, c[5]) for c in CLIENTS]  # type: ignore[arg-type]
+        elif expr == q.MODEL_CONFIDENCE.promql:
+            series = [_range({"model": MODEL}, steps, CONFIDENCE)]
+        else:
+            series = []
+        return RangeResult(series=series)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _range(metric: dict[str, str], steps: list[float], values: list[float]) -> Series:
+    tail = values[-len(steps):]
+    return Series(metric=metric, points=list(zip(steps[-len(tail):], tail, strict=True)))
+
+
+class RecordedAlertmanager:
+    async def alerts(self, filters: list[str] | None = None) -> list[Alert]:
+        return [
+            Alert(
+                fingerprint="3f1c0de2a9b84e11",
+                labels={"alertname": "AMLExtractionSuspected", "severity": "critical",
+                        "client": ATTACKER, "model": MODEL},  # fmt: skip
+                annotations={
+                    "summary": f"{ATTACKER} may be extracting {MODEL} (score 0.84)",
+                    "description": "PRADA-style score 0.84 > 0.15 while answered 31 req/s",
+                    "runbook": "contain-extraction",
+                },
+                startsAt=NOW - timedelta(seconds=95),
+                state="active",
+            ),
+            Alert(
+                fingerprint="9a0b7c6d5e4f3a21",
+                labels={"alertname": "AMLConfidenceShift", "severity": "warning",
+                        "model": MODEL, "note": "[link=https://evil.example]x[/link]\x1b[31m"},
+                annotations={"summary": "[bold]mean confidence z = -3.4[/bold]"},
+                startsAt=NOW - timedelta(minutes=4),
+                state="active",
+            ),
+        ]  # fmt: skip
+
+    async def silences(self) -> list[Silence]:
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+VERSIONS = [
+    ModelVersion(name=MODEL, version="1", status="READY",
+                 tags={"kind": "logreg", "onnx_sha256": "b03d304510e3c637" + "0" * 48}),
+    ModelVersion(name=MODEL, version="2", status="READY",
+                 tags={"kind": "mlp", "onnx_sha256": "c6f08451e2790cb5" + "0" * 48}),
+]  # fmt: skip
+
+
+class RecordedRegistry:
+    async def get_model(self, name: str) -> RegisteredModel | None:
+        return RegisteredModel(name=name, aliases={"champion": "2", "previous": "1"})
+
+    async def list_versions(self, name: str) -> list[ModelVersion]:
+        return list(VERSIONS)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RecordedPolicy:
+    async def list_blocks(self) -> list[Block]:
+        return [Block(client=ATTACKER, reason="AMLExtractionSuspected firing", operator="oncall",
+                      run_id="r-20261201-0259-block", created_at=NOW - timedelta(minutes=2),
+                      expires_at=NOW + timedelta(minutes=28))]  # fmt: skip
+
+    async def list_budgets(self) -> list[Budget]:
+        set_at = NOW - timedelta(minutes=19)
+        return [Budget(client="acme-scraper-7", qpm=10, operator="oncall",
+                       run_id="r-20261201-0241-budget", set_at=set_at)]  # fmt: skip
+
+
+class _NoRedis:
+    async def aclose(self) -> None:
+        return None
+
+
+def write_files(settings: Settings) -> None:
+    """The sample store, the spans and the audit log of the recording, as their writers
+    write them."""
+    digit = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0,
+             4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14,
+             5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]  # fmt: skip
+    sink = JsonlSink("recorded")
+    sink.start()
+    store = SampleStore(Path(settings.samples.path), sink, fraction=1.0, hash_only=False,
+                        retention_days=3650)  # fmt: skip
+    spans = SpanWriter(Path(settings.traces.path), sink)
+    for n in range(6):
+        when = NOW - timedelta(seconds=60 - 7 * n)
+        trace_id = f"{0xa1 + n:02x}" * 16
+        flagged = n % 2 == 0
+        store.write(StoredSample(
+            sample_id=f"{n:016x}", time=when.isoformat(), client=ATTACKER, model=MODEL,
+            version="2", detector_score=0.61 if flagged else 0.12, extraction_score=0.84,
+            prediction=(n * 3) % 10, confidence=0.55 if flagged else 0.97, flagged=flagged,
+            trace_id=trace_id, input_sha256=f"{n:02x}" * 32,
+            input=[float((v + 3 * n) % 17) for v in digit],
+        ))  # fmt: skip
+        start_ns = int(when.timestamp() * 1e9)
+        spans.emit(
+            Span(trace_id=trace_id, span_id=f"{n + 1:016x}", name="POST /v2/models/{name}/infer",
+                 start_ns=start_ns, end_ns=start_ns + 2_100_000),
+            {"aml.client": ATTACKER, "aml.model": MODEL, "aml.model_version": "2",
+             "aml.outcome": "blocked" if n >= 4 else "ok", "aml.detector_score": 0.61,
+             "aml.extraction_score": 0.84, "http.response.status_code": 403 if n >= 4 else 200},
+        )  # fmt: skip
+    sink.close()
+    _write_audit(settings)
+
+
+def _write_audit(settings: Settings) -> None:
+    import console.audit.log as audit_log
+
+    clock = itertools.count()
+
+    class FrozenDatetime(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> FrozenDatetime:  # type: ignore[override]
+            moment = NOW - timedelta(seconds=120) + timedelta(milliseconds=40 * next(clock))
+            return cls.fromtimestamp(moment.timestamp(), tz)
+
+    base = {"operator": "oncall", "environment": settings.environment,
+            "run_id": "r-20261201-0259-block", "runbook": "block-client",
+            "target": f"client:{ATTACKER}"}  # fmt: skip
+    step = {"step": "block", "action": "policy.block_client",
+            "arguments": {"client": ATTACKER, "ttl": "30m"}}  # fmt: skip
+    rollback = {"operator": "oncall", "environment": settings.environment,
+                "run_id": "r-20261201-0259-rollback", "runbook": "rollback-model",
+                "target": f"model:{MODEL}"}  # fmt: skip
+    move = {"step": "rollback", "action": "registry.rollback",
+            "arguments": {"model": MODEL, "alias": "champion", "to_alias": "previous"},
+            "before": {"model": MODEL, "alias": "champion", "version": "3"},
+            "after": {"model": MODEL, "alias": "champion", "version": "2"}}  # fmt: skip
+    events = [
+        AuditEvent(kind="run-intent", result="planned", **base),
+        AuditEvent(kind="step-intent", before=None, **base, **step),
+        AuditEvent(kind="step-outcome", result="ok", after={"blocked": True}, **base, **step),
+        AuditEvent(kind="run-outcome", result="succeeded", **base),
+        AuditEvent(kind="run-intent", result="planned", **rollback),
+        AuditEvent(kind="step-intent", **rollback, **move),
+        AuditEvent(kind="step-outcome", result="ok", **rollback, **move),
+        AuditEvent(kind="run-outcome", result="succeeded", **rollback),
+    ]
+    original = audit_log.datetime  # type: ignore[attr-defined]
+    audit_log.datetime = FrozenDatetime  # type: ignore[attr-defined, misc]
+    try:
+        log = AuditLog.from_settings(settings)
+        for event in events:
+            log.append(event)
+    finally:
+        audit_log.datetime = original  # type: ignore[attr-defined]
+
+
+def recorded_settings(root: Path, **changes: Any) -> Settings:
+    return Settings(
+        environment=changes.pop("environment", "lab"),
+        operator="oncall",
+        run_dir=root,
+        runbook_dirs=[REPO / "runbooks"],
+        samples={"path": str(root / "samples")},
+        traces={"path": str(root / "traces")},
+        audit={"path": root / "audit" / "audit.jsonl",
+               "hmac_key": "recorded-snapshot-audit-key-" + "x" * 16},
+        gateway={"models": [MODEL]},
+        **changes,
+    )  # fmt: skip
+
+
+class RecordedConsoleApp(ConsoleApp):
+    """The console at the recording's frozen time, its views never refreshing again after
+    their first draw (so a snapshot is of one state)."""
+
+    def now(self) -> datetime:
+        return NOW
+
+    def monotonic(self) -> float:
+        return 1000.0
+
+
+def recorded_app(root: Path, start: str, **settings_changes: Any) -> RecordedConsoleApp:
+    settings = recorded_settings(root, **settings_changes)
+    write_files(settings)
+    sources = Sources(
+        settings=settings,
+        prometheus=RecordedPrometheus(),  # type: ignore[arg-type]
+        alertmanager=RecordedAlertmanager(),  # type: ignore[arg-type]
+        registry=RecordedRegistry(),  # type: ignore[arg-type]
+        redis=_NoRedis(),  # type: ignore[arg-type]
+        policy=RecordedPolicy(),  # type: ignore[arg-type]
+    )
+    return RecordedConsoleApp(settings, sources, start=start, refresh_s=3600)
