@@ -95,3 +95,75 @@ async def test_runbooks_view_lists_prefills_from_selection_and_confirm_can_say_n
         records = [json.loads(line) for line in audit.read_text().splitlines() if line]
         assert not any(r.get("target") == f"client:{client}" and r.get("runbook") ==
                        "lower-query-budget" for r in records)  # fmt: skip
+
+
+CANARY = "s3cr3t+Canary/Token=42"
+
+
+async def test_a_secret_parameter_never_reaches_the_screen(
+    tui_stack: LabStack, tmp_path: Path
+) -> None:
+    """Typed into the dialog's password field, sent in a header and a query string: the plan,
+    the log, the confirmation, the result and the Audit view show *** only."""
+    from urllib.parse import quote, quote_plus
+
+    folder = tmp_path / "secret-runbooks"
+    folder.mkdir()
+    am = tui_stack.settings.alertmanager.url
+    (folder / "notify-with-token.yaml").write_text(
+        f"""
+name: notify-with-token
+target: "client:{{{{ params.client }}}}"
+parameters:
+  client: {{type: string, required: true, pattern: '^[a-z0-9-]+$'}}
+  token: {{type: secret, required: true}}
+steps:
+  - id: notify
+    action: http.request
+    with:
+      method: GET
+      url: "{am}/api/v2/status?t={{{{ params.token | url }}}}&c={{{{ params.client }}}}"
+      headers:
+        Authorization: "Bearer {{{{ params.token }}}}"
+      expect_status: [200]
+""",
+        encoding="utf-8",
+    )
+    settings = tui_stack.settings.model_copy(update={"runbook_dirs": [folder]})
+    app = make_app(settings, start="audit")
+    forms = (CANARY, quote(CANARY, safe=""), quote_plus(CANARY), quote(CANARY))
+
+    def screen_text() -> str:
+        return app.export_screenshot()
+
+    def assert_no_secret(where: str) -> None:
+        shown = screen_text()
+        for form in forms:
+            assert form not in shown, f"the secret is on the screen ({where})"
+
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("colon", *"run notify-with-token client=secret-test", "enter")
+        await until(pilot, lambda: isinstance(app.screen, RunbookScreen), 10, "the dialog")
+        dialog = app.screen
+        assert isinstance(dialog, RunbookScreen)
+        dialog.query_one("#param-token", Input).focus()
+        await pilot.press(*CANARY)
+        assert dialog.query_one("#param-token", Input).value == CANARY
+        assert_no_secret("typing it")
+        dialog.query_one("#plan", Button).focus()
+        await pilot.press("p")
+        await until(pilot, lambda: dialog.plan is not None, 30, "a plan")
+        assert_no_secret("the plan")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmActionModal), 5, "confirm")
+        assert_no_secret("the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: dialog.state is not None, 30, "the run")
+        assert dialog.state is not None and dialog.state.status == "succeeded"
+        log = "\n".join(str(line.text) for line in dialog.query_one("#runbook-log").lines)  # type: ignore[attr-defined]
+        assert "***" in log and not any(form in log for form in forms)
+        assert_no_secret("the result")
+        await pilot.press("escape")
+        await until(pilot, lambda: any(r[3] == "notify-with-token"
+                    for r in cells(app, "#audit-table")), 15, "the run in Audit")  # fmt: skip
+        assert_no_secret("the Audit view")

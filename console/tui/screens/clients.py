@@ -9,11 +9,13 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
+from console.adapters.policy import Block, Budget
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, number, plain
 from console.tui.widgets.plots import heat_strip
+from console.tui.widgets.status import PanelState, render_badge
 from console.views import queries as q
 from console.views.clients import ClientRow, ClientsSnapshot, fetch_clients
 
@@ -33,6 +35,12 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         Binding("u", "unblock", "Unblock"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.policy_panel = PanelState()
+        """The policy store's own state: Redis can be down while Prometheus answers."""
+        self.last_policy: dict[str, tuple[Block | None, Budget | None]] = {}
+
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(
             id="clients-table", cursor_type="row", zebra_stripes=True
@@ -40,6 +48,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         table.add_columns("model", "client", "req/s", "last 10 min", "extraction", "flagged/s",
                           "refused", "policy")  # fmt: skip
         yield table
+        yield Static("", id="policy-status")
 
     async def fetch(self) -> ClientsSnapshot:
         return await fetch_clients(self.console_app.sources)
@@ -48,10 +57,18 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         return not snapshot.rows
 
     def warnings(self, snapshot: ClientsSnapshot) -> list[str]:
-        extra = [f"policy store: {snapshot.policy_error}"] if snapshot.policy_error else []
-        return [*snapshot.warnings, *extra]
+        return list(snapshot.warnings)  # the policy store has a status line of its own
 
     def show_snapshot(self, snapshot: ClientsSnapshot) -> None:
+        policy = self.policy_panel
+        if snapshot.policy_error:
+            policy.failed(snapshot.policy_error)  # the last known blocks and budgets stay shown
+        else:
+            policy.succeeded(False, (), self.console_app.monotonic())
+            self.last_policy = {r.client: (r.block, r.budget) for r in snapshot.rows}
+        status = Text("policy store (Redis)  ", style="bold")
+        status.append_text(render_badge(policy, self.console_app.monotonic()))
+        self.query_one("#policy-status", Static).update(status)
         table = self.query_one("#clients-table", DataTable)
         current = self.selected()
         table.clear()
@@ -71,7 +88,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
                 number(row.extraction, style=extraction_style),
                 number(row.flagged_rate),
                 number(row.refused_ratio, "{:.0%}"),
-                _policy(row, now),
+                _policy(*self._policy_of(row), now),
                 key=f"{row.model}\x00{row.client}",
             )
         if current is not None:
@@ -90,6 +107,11 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         return next(
             (r for r in self.snapshot.rows if r.model == model and r.client == client), None
         )
+
+    def _policy_of(self, row: ClientRow) -> tuple[Block | None, Budget | None]:
+        if self.policy_panel.state == "stale":
+            return self.last_policy.get(row.client, (None, None))
+        return row.block, row.budget
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if row := self.selected():
@@ -116,11 +138,11 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
             self.console_app.open_runbook("unblock-client", {"client": row.client})
 
 
-def _policy(row: ClientRow, now: datetime) -> Text:
+def _policy(block: Block | None, budget: Budget | None, now: datetime) -> Text:
     text = Text()
-    if row.block is not None:
-        left = age(max(0.0, (row.block.expires_at - now).total_seconds()))
+    if block is not None:
+        left = age(max(0.0, (block.expires_at - now).total_seconds()))
         text.append(f"BLOCKED {left} left", style="bold red")
-    if row.budget is not None:
-        text.append(("  " if text else "") + f"{row.budget.qpm} qpm", style="yellow")
+    if budget is not None:
+        text.append(("  " if text else "") + f"{budget.qpm} qpm", style="yellow")
     return text

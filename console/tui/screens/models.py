@@ -14,8 +14,9 @@ from textual_plotext import PlotextPlot
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
 from console.tui.widgets.plots import sparkline
+from console.tui.widgets.status import PanelState, render_badge
 from console.views import queries as q
-from console.views.models import ModelsSnapshot, fetch_models
+from console.views.models import ModelsSnapshot, VersionRow, fetch_models
 
 MS = "{:.1f} ms"
 
@@ -37,6 +38,12 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         Binding("R", "rollback", "Roll back"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.registry_panel = PanelState()
+        """The registry's own state: it can be down while Prometheus answers."""
+        self.last_versions: dict[str, list[VersionRow]] = {}
+
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="models-table", cursor_type="row")
         table.add_columns("model", "req/s", "P50", "P95", "P99", "errors", "flagged",
@@ -55,8 +62,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         return all(r.requests is None for r in snapshot.rows)
 
     def warnings(self, snapshot: ModelsSnapshot) -> list[str]:
-        extra = [f"registry: {snapshot.registry_error}"] if snapshot.registry_error else []
-        return [*snapshot.warnings, *extra]
+        return list(snapshot.warnings)  # the registry has a status line of its own
 
     def show_snapshot(self, snapshot: ModelsSnapshot) -> None:
         table = self.query_one("#models-table", DataTable)
@@ -79,9 +85,15 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                 key=row.model,
             )
         self._plot_confidence(snapshot)
+        registry = self.registry_panel
+        if snapshot.registry_error:
+            registry.failed(snapshot.registry_error)  # the last good versions stay on screen
+        else:
+            registry.succeeded(not snapshot.versions, (), self.console_app.monotonic())
+            self.last_versions = snapshot.versions
         versions = self.query_one("#versions-table", DataTable)
         versions.clear()
-        for model, rows in snapshot.versions.items():
+        for model, rows in self.last_versions.items():
             for v in rows:
                 versions.add_row(
                     plain(model),
@@ -91,9 +103,8 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                     plain(v.status),
                     plain(v.sha256[:16]),
                 )
-        title = Text("registry (MLflow)", style="bold")
-        if snapshot.registry_error:
-            title.append("  ✖ " + printable(snapshot.registry_error, 160), style="red")
+        title = Text("registry (MLflow)  ", style="bold")
+        title.append_text(render_badge(registry, self.console_app.monotonic()))
         self.query_one("#registry-title", Static).update(title)
 
     def _plot_confidence(self, snapshot: ModelsSnapshot) -> None:
