@@ -45,3 +45,25 @@ def test_cli_shows_config_errors_as_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(missing), "runbook", "status"])
     assert result.exit_code == 1
     assert result.output.strip() == f"error: config file not found: {missing}"
+
+
+def test_shipped_prod_config_is_read_only_and_red(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONSOLE_READ_ONLY", "CONSOLE_ENVIRONMENT", "CONSOLE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    settings = load_settings(repo / "configs" / "prod.toml")
+    assert settings.environment == "prod" and settings.read_only
+    from console.tui.skin import environment_style
+
+    assert environment_style(settings.environment, settings.tui.environment_color).endswith(
+        "on red"
+    )
+    assert environment_style("staging").endswith("on yellow")
+    assert environment_style("lab").endswith("on green")
+
+
+def test_tui_refresh_must_be_sane(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[tui]\nrefresh_s = 0.01\n")
+    with pytest.raises(ConfigError, match="refresh_s"):
+        load_settings(config)

@@ -121,7 +121,11 @@ class ConsoleApp(App[None]):
         self.push_screen(HelpScreen())
 
     def action_command_line(self) -> None:
-        self.push_screen(PromptScreen(":command", suggestions=COMMANDS), self._run_command)
+        from console.runbooks.loader import runbook_files
+
+        runbooks = [f"run {p.stem}" for p in runbook_files(self.settings.runbook_dirs)]
+        suggestions = [*COMMANDS, *runbooks, "samples client="]
+        self.push_screen(PromptScreen(":command", suggestions=suggestions), self._run_command)
 
     def action_filter(self) -> None:
         screen = self.screen
