@@ -18,6 +18,11 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     │   └── RunNotFound / RunStateError
     ├── AuditError
     │   └── AuditWriteError         a record could not be written: the action does not run
+    ├── ArtifactRefused             a model version's artifact failed its checks (sha256 tag,
+    │                               size, ONNX contract): it is never run
+    ├── ReplayError                 a replay cannot run as asked (no samples, unknown version)
+    ├── DrillError                  a drill scenario is invalid, or a drill cannot run
+    │   └── DrillScenarioError      a scenario file is not valid (carries every problem)
     └── LabError                    the lab launcher could not start or stop a service
 """
 
@@ -112,12 +117,37 @@ class AuditWriteError(AuditError):
     pass
 
 
+class ArtifactRefused(ConsoleError):
+    """``reason`` is a short label (a metric label in the gateway): ``sha256_mismatch``,
+    ``missing_sha256``, ``download_failed``, ``too_large``, ``invalid_onnx``,
+    ``contract_mismatch``, ``not_found``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, title="model artifact")
+        self.reason = reason
+
+
+class ReplayError(ConsoleError):
+    pass
+
+
+class DrillError(ConsoleError):
+    pass
+
+
+class DrillScenarioError(DrillError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems) if problems else "invalid drill scenario")
+
+
 class LabError(ConsoleError):
     pass
 
 
 __all__ = [
     "AdapterError",
+    "ArtifactRefused",
     "AuditError",
     "AuditWriteError",
     "BackendResponseError",
@@ -130,6 +160,7 @@ __all__ = [
     "ParameterError",
     "PreconditionFailed",
     "ReadOnlyError",
+    "ReplayError",
     "RunNotFound",
     "RunStateError",
     "RunbookError",

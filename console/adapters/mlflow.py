@@ -9,14 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AfterValidator, BaseModel, Field
 
 from console.adapters.http import make_client, request_json
-from console.errors import BackendResponseError, ParameterError
+from console.errors import ArtifactRefused, BackendResponseError, ParameterError
 
 API = "/api/2.0/mlflow"
+ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
@@ -132,6 +135,48 @@ class MlflowRegistry:
         raw = body.get("model_versions", []) if isinstance(body, dict) else []
         versions = [_version(item) for item in raw if isinstance(item, dict)]
         return sorted(versions, key=lambda v: int(v.version) if v.version.isdigit() else 0)
+
+    async def download_artifact(
+        self, name: str, version: str, max_bytes: int = MAX_ARTIFACT_BYTES
+    ) -> bytes:
+        """The bytes of a version's artifact, through the tracking server's artifact proxy.
+
+        Raises ArtifactRefused (``download_failed``: not proxied, an error status, a dropped
+        connection; ``too_large``: over ``max_bytes``, read no further) and AdapterError when
+        the registry does not answer. The caller checks the sha256 (``model_artifacts``).
+        """
+        check_model_name(name)
+        body = await self._call(
+            "GET",
+            "/model-versions/get-download-uri",
+            params={"name": name, "version": str(version)},
+        )
+        uri = str(body.get("artifact_uri", "")) if isinstance(body, dict) else ""
+        parts = urlsplit(uri)
+        if parts.scheme != "mlflow-artifacts":
+            raise ArtifactRefused(
+                "download_failed",
+                f"artifact {uri!r} is not served by the tracking server's artifact proxy",
+            )
+        path = f"{ARTIFACTS_API}/{parts.path.lstrip('/')}"
+        try:
+            async with self._client.stream("GET", path) as response:
+                if response.status_code != 200:
+                    raise ArtifactRefused(
+                        "download_failed", f"artifact {uri}: HTTP {response.status_code}"
+                    )
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ArtifactRefused(
+                            "too_large", f"artifact {uri} is over {max_bytes} bytes"
+                        )
+                    chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            reason = (str(exc) or type(exc).__name__).splitlines()[0][:300]
+            raise ArtifactRefused("download_failed", f"artifact {uri}: {reason}") from None
+        return b"".join(chunks)
 
     async def get_alias(self, name: str, alias: str) -> str | None:
         model = await self.get_model(name)

@@ -70,6 +70,13 @@ SQUEEZERS: dict[str, Squeezer] = {
 DEFAULT_SQUEEZERS: tuple[tuple[str, Squeezer], ...] = (("bits2", SQUEEZERS["bits2"]),)
 
 
+@lru_cache(maxsize=8)
+def _ones(width: int) -> Array:
+    ones = np.ones(width, dtype=np.float32)
+    ones.flags.writeable = False
+    return ones
+
+
 @dataclass(frozen=True)
 class FeatureSqueezer:
     """Score = max over squeezers of the L1 distance between the probability vectors of the
@@ -84,12 +91,15 @@ class FeatureSqueezer:
     def scores(self, probabilities: Array, rows: int) -> Array:
         """Per-row scores from the model's probabilities on ``batch(x)``."""
         probabilities = probabilities.astype(np.float32, copy=False)
+        # Row sums as a product with ones: numpy's sum over 10 columns is ~9x slower on the
+        # 10,000 rows of a replay, and no slower on one row.
+        ones = _ones(int(probabilities.shape[1]))
         if len(self.squeezers) == 1:
             difference = probabilities[rows:] - probabilities[:rows]
-            distances = np.abs(difference, out=difference).sum(axis=1)
+            distances = np.abs(difference, out=difference) @ ones
         else:
             parts = probabilities.reshape(len(self.squeezers) + 1, rows, -1)
-            distances = np.abs(parts[1:] - parts[0]).sum(axis=2).max(axis=0)
+            distances = (np.abs(parts[1:] - parts[0]) @ ones).max(axis=0)
         # The L1 distance of two probability vectors is at most 2. minimum, not clip: np.clip
         # costs more than the rest of this method on a few rows.
         distances *= 0.5

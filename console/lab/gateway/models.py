@@ -4,49 +4,65 @@ after checking the artifact's sha256 against the version's ``onnx_sha256`` tag.
 A version that fails (hash mismatch, missing tag, download error, not a valid ONNX model, wrong
 input/output contract) is refused: the store keeps serving the version it had, records why, and
 tries that version again only after ``retry_s``. Artifacts are never unpickled: onnxruntime only.
+The download, the hash check and the contract check are shared with replay
+(``MlflowRegistry.download_artifact``, ``console.model_artifacts``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 from numpy.typing import NDArray
 
-from console.adapters.http import make_client, request_json
-from console.adapters.mlflow import MlflowRegistry
-from console.errors import AdapterError
+from console.adapters.http import make_client
+from console.adapters.mlflow import MAX_ARTIFACT_BYTES, MlflowRegistry
+from console.errors import AdapterError, ArtifactRefused
 from console.lab.gateway.guard_graph import (
     LABEL_ALL_OUTPUT,
     SCORE_OUTPUT,
     GraphError,
     with_squeeze_score,
 )
+from console.model_artifacts import (
+    INPUT_NAME,
+    INPUT_WIDTH,
+    OUTPUTS,
+    check_sha256,
+    make_plain_session,
+    session_options,
+)
 
 log = logging.getLogger(__name__)
 
 ALIAS = "champion"
-INPUT_NAME, INPUT_WIDTH = "input", 64
-OUTPUTS = ("label", "probabilities")
 GUARDED_OUTPUTS = [LABEL_ALL_OUTPUT, "probabilities", SCORE_OUTPUT]
-MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 
+LoadRefused = ArtifactRefused
+"""A version was not loaded; ``reason`` is a short metric label (the shared artifact error)."""
 
-class LoadRefused(Exception):
-    """A version was not loaded; ``reason`` is a short metric label."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+__all__ = [
+    "ALIAS",
+    "GUARDED_OUTPUTS",
+    "INPUT_NAME",
+    "INPUT_WIDTH",
+    "MAX_ARTIFACT_BYTES",
+    "OUTPUTS",
+    "LoadFailure",
+    "LoadRefused",
+    "LoadedModel",
+    "ModelSlot",
+    "ModelStore",
+    "make_plain_session",
+    "make_session",
+    "verify_and_load",
+]
 
 
 @dataclass(frozen=True)
@@ -120,50 +136,8 @@ def make_session(onnx: bytes, squeezers: Sequence[str] = ()) -> Any:
     except GraphError as exc:
         raise LoadRefused("contract_mismatch", f"cannot add the squeeze score: {exc}") from None
     return onnxruntime.InferenceSession(
-        guarded, sess_options=_options(), providers=["CPUExecutionProvider"]
+        guarded, sess_options=session_options(), providers=["CPUExecutionProvider"]
     )
-
-
-def _options() -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    # Requests are a few rows: one thread each avoids the pool's spin-up cost on 2 cores.
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return options
-
-
-def make_plain_session(onnx: bytes) -> Any:
-    """An onnxruntime session of the model as it is, checked against the digits contract."""
-    import onnxruntime
-
-    try:
-        session = onnxruntime.InferenceSession(
-            onnx, sess_options=_options(), providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped exceptions
-        raise LoadRefused("invalid_onnx", f"not a loadable ONNX model: {_short(exc)}") from None
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    if INPUT_NAME not in inputs or set(OUTPUTS) - outputs:
-        raise LoadRefused(
-            "contract_mismatch",
-            f"expected input {INPUT_NAME!r} and outputs {list(OUTPUTS)}, "
-            f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}",
-        )
-    try:
-        labels, probabilities = session.run(
-            list(OUTPUTS), {INPUT_NAME: np.zeros((2, INPUT_WIDTH), np.float32)}
-        )
-    except Exception as exc:  # shape or type mismatch inside the graph
-        raise LoadRefused("contract_mismatch", f"test run failed: {_short(exc)}") from None
-    if np.shape(labels) != (2,) or np.shape(probabilities)[0] != 2:
-        raise LoadRefused(
-            "contract_mismatch",
-            f"test run gave shapes {np.shape(labels)} and {np.shape(probabilities)}",
-        )
-    return session
 
 
 def verify_and_load(
@@ -171,14 +145,7 @@ def verify_and_load(
 ) -> LoadedModel:
     """Check the hash, then build the session, guarded by ``squeezers`` (CPU work: run it in a
     thread)."""
-    actual = hashlib.sha256(onnx).hexdigest()
-    if not expected_sha:
-        raise LoadRefused("missing_sha256", f"version {version} has no onnx_sha256 tag")
-    if actual != expected_sha.strip().lower():
-        raise LoadRefused(
-            "sha256_mismatch",
-            f"artifact sha256 {actual} does not match the onnx_sha256 tag {expected_sha}",
-        )
+    actual = check_sha256(name, version, expected_sha, onnx)
     session = make_session(onnx, squeezers)
     return LoadedModel(name, version, actual, datetime.now(UTC), session, bool(squeezers))
 
@@ -280,38 +247,7 @@ class ModelStore:
             self._on_loaded(loaded, previous)
 
     async def _download(self, name: str, version: str) -> bytes:
-        body = await request_json(
-            self._http,
-            "mlflow",
-            "GET",
-            "/api/2.0/mlflow/model-versions/get-download-uri",
-            params={"name": name, "version": version},
-        )
-        uri = str(body.get("artifact_uri", "")) if isinstance(body, dict) else ""
-        parts = urlsplit(uri)
-        if parts.scheme != "mlflow-artifacts":
-            raise LoadRefused(
-                "download_failed",
-                f"artifact {uri!r} is not served by the tracking server's artifact proxy",
-            )
-        path = f"/api/2.0/mlflow-artifacts/artifacts/{parts.path.lstrip('/')}"
-        try:
-            async with self._http.stream("GET", path) as response:
-                if response.status_code != 200:
-                    raise LoadRefused(
-                        "download_failed", f"artifact {uri}: HTTP {response.status_code}"
-                    )
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_ARTIFACT_BYTES:
-                        raise LoadRefused(
-                            "too_large", f"artifact {uri} is over {MAX_ARTIFACT_BYTES} bytes"
-                        )
-                    chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise LoadRefused("download_failed", f"artifact {uri}: {_short(exc)}") from None
-        return b"".join(chunks)
+        return await self._registry.download_artifact(name, version, MAX_ARTIFACT_BYTES)
 
     def _refuse(self, slot: ModelSlot, version: str, reason: str, message: str) -> None:
         serving = slot.current.version if slot.current else "nothing"
@@ -339,8 +275,3 @@ class ModelStore:
                 slot.current.version if slot.current else "nothing",
             )
         slot.registry_error = message
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -1,0 +1,98 @@
+"""A replay from request to verdict, as a stream of events (``ReplayStarted``, one
+``BatchDone`` per batch, ``ReplayFinished``). The CLI draws a progress bar from it; a caller
+cancels by stopping the iteration (``aclose``) or cancelling its task, and the generator closes
+what it opened."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack
+
+from console.adapters.alertmanager import AlertmanagerClient
+from console.adapters.mlflow import MlflowRegistry
+from console.adapters.open_inference import OpenInferenceClient
+from console.config import Settings
+from console.lab.gateway.detectors import SQUEEZERS, FeatureSqueezer
+from console.replay.engine import Outputs, run_batches
+from console.replay.model import (
+    DEFAULT_MODEL,
+    ReplayEvent,
+    ReplayFinished,
+    ReplayRequest,
+    ReplayResult,
+    ReplayStarted,
+)
+from console.replay.runners import LocalRunner, RemoteRunner, Runner
+from console.replay.scoring import summarise
+from console.replay.selection import select_samples
+from console.replay.versions import resolve_versions
+
+
+def squeezer_of(settings: Settings) -> FeatureSqueezer:
+    """The gateway's squeezers, so replayed scores compare with the stored detector scores."""
+    return FeatureSqueezer(tuple((name, SQUEEZERS[name]) for name in settings.gateway.squeezers))
+
+
+async def replay(
+    settings: Settings,
+    request: ReplayRequest,
+    *,
+    registry: MlflowRegistry | None = None,
+    alerts: AlertmanagerClient | None = None,
+) -> AsyncGenerator[ReplayEvent, None]:
+    """Select, resolve, prepare, run, score. Adapters not given are made from ``settings``
+    (and closed at the end); errors are ConsoleErrors."""
+    async with AsyncExitStack() as stack:
+        if registry is None:
+            registry = MlflowRegistry.connect(settings.mlflow.url, settings.mlflow.timeout_s)
+            stack.push_async_callback(registry.aclose)
+        if alerts is None and request.alert is not None:
+            alerts = AlertmanagerClient.connect(
+                settings.alertmanager.url, settings.alertmanager.timeout_s
+            )
+            stack.push_async_callback(alerts.aclose)
+        samples = await select_samples(settings.samples.path, request, alerts)
+        model = samples.filter.model or DEFAULT_MODEL
+        refs = await resolve_versions(registry, model, request.versions)
+        runner: Runner
+        if request.endpoint is not None:
+            runner = RemoteRunner(
+                OpenInferenceClient.connect(request.endpoint, request.timeout_s), model
+            )
+        else:
+            runner = await LocalRunner.prepare(registry, model, refs)
+        stack.push_async_callback(runner.aclose)
+        batch_size = request.batch_size or runner.default_batch
+        yield ReplayStarted(model, runner.backend, samples, refs, batch_size)
+        started = time.perf_counter()
+        outputs = Outputs(refs, len(samples), squeezer_of(settings) if request.squeeze else None)
+        async for done in run_batches(samples.x, runner, outputs, batch_size):
+            yield done
+        runs = outputs.runs()
+        flips, summary = summarise(samples, runs, settings.gateway.flag_threshold)
+        yield ReplayFinished(
+            ReplayResult(
+                model=model,
+                backend=runner.backend,
+                samples=samples,
+                runs=runs,
+                flips=flips,
+                summary=summary,
+                elapsed_s=time.perf_counter() - started,
+            )
+        )
+
+
+async def replay_result(
+    settings: Settings,
+    request: ReplayRequest,
+    *,
+    registry: MlflowRegistry | None = None,
+    alerts: AlertmanagerClient | None = None,
+) -> ReplayResult:
+    """The whole replay, without progress (scripts, tests, the benchmark)."""
+    async for event in replay(settings, request, registry=registry, alerts=alerts):
+        if isinstance(event, ReplayFinished):
+            return event.result
+    raise AssertionError("a replay always ends with ReplayFinished")
