@@ -190,6 +190,8 @@ class Settings(BaseSettings):
     run_dir: Path = Path(".aml")
     """Data, pids, logs, run state and the default audit log."""
     runbook_dirs: list[Path] = Field(default_factory=lambda: [Path("runbooks")])
+    drill_dirs: list[Path] = Field(default_factory=lambda: [Path("configs/drills")])
+    """Game-day drill scenarios (``drill list``); reports go to ``<run_dir>/drills/``."""
 
     redis: RedisSection = Field(default_factory=RedisSection)
     mlflow: MlflowSection = Field(default_factory=MlflowSection)

@@ -42,13 +42,15 @@ def main(
 
 
 def _register() -> None:
-    from console.cli import audit, demo, lab, runbook, tui
+    from console.cli import audit, demo, drill, lab, replay, runbook, tui
 
     app.add_typer(lab.app, name="lab")
     app.add_typer(runbook.app, name="runbook")
     app.add_typer(audit.app, name="audit")
+    app.add_typer(drill.app, name="drill")
     app.command("tui")(tui.tui)
     app.command("demo")(demo.demo)
+    app.command("replay")(replay.replay)
 
 
 _register()

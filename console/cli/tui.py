@@ -18,6 +18,7 @@ class View(StrEnum):
     audit = "audit"
     samples = "samples"
     runbooks = "runbooks"
+    drills = "drills"
 
 
 class Engine(StrEnum):

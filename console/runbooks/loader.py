@@ -82,7 +82,7 @@ def parse_runbook(raw: bytes, path: Path) -> LoadedRunbook:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RunbookValidationError([f"{path}: not UTF-8 (byte {exc.start})"]) from None
-    data, lines = _parse_yaml(text, path)
+    data, lines = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise RunbookValidationError([f"{path}:1: a runbook is a mapping (name, steps, ...)"])
     try:
@@ -91,17 +91,17 @@ def parse_runbook(raw: bytes, path: Path) -> LoadedRunbook:
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            problems.append(f"{path}:{_line_of(lines, loc)}: {_dotted(loc)}: {err['msg']}")
+            problems.append(f"{path}:{line_of(lines, loc)}: {dotted(loc)}: {err['msg']}")
         raise RunbookValidationError(problems) from None
     problems = [
-        f"{path}:{_line_of(lines, loc)}: {_dotted(loc)}: {msg}" for loc, msg in _semantics(runbook)
+        f"{path}:{line_of(lines, loc)}: {dotted(loc)}: {msg}" for loc, msg in _semantics(runbook)
     ]
     if problems:
         raise RunbookValidationError(problems)
     return LoadedRunbook(runbook=runbook, path=path, sha256=hashlib.sha256(raw).hexdigest())
 
 
-def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
+def parse_yaml(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
     loader = _BoundedSafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -146,7 +146,7 @@ def _index(
             _index(item, (*at, i), lines, count, depth + 1)
 
 
-def _line_of(lines: dict[Path_, int], loc: tuple[Any, ...]) -> int:
+def line_of(lines: dict[Path_, int], loc: tuple[Any, ...]) -> int:
     for end in range(len(loc), -1, -1):
         key = tuple(loc[:end])
         if key in lines:
@@ -154,7 +154,7 @@ def _line_of(lines: dict[Path_, int], loc: tuple[Any, ...]) -> int:
     return 1
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
+def dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top)"
 
 

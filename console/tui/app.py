@@ -23,6 +23,7 @@ from console.tui.screens.audit import AuditScreen
 from console.tui.screens.base import ViewScreen
 from console.tui.screens.clients import ClientsScreen
 from console.tui.screens.dialogs import HelpScreen, PromptScreen
+from console.tui.screens.drills import DrillsScreen
 from console.tui.screens.mitigations import MitigationsScreen
 from console.tui.screens.models import ModelsScreen
 from console.tui.screens.runbook import RunbookScreen, params_from_words
@@ -41,6 +42,7 @@ VIEWS: dict[str, type[ViewScreen[object]]] = {
     "audit": AuditScreen,  # type: ignore[dict-item]
     "samples": SamplesScreen,  # type: ignore[dict-item]
     "runbooks": RunbooksScreen,  # type: ignore[dict-item]
+    "drills": DrillsScreen,  # type: ignore[dict-item]
 }
 COMMANDS = [*VIEWS, "help", "quit", "run "]
 
@@ -56,6 +58,7 @@ class ConsoleApp(App[None]):
         Binding("5", "view('audit')", "Audit", show=False),
         Binding("6", "view('samples')", "Samples", show=False),
         Binding("7", "view('runbooks')", "Runbooks", show=False),
+        Binding("8", "view('drills')", "Drills", show=False),
         Binding("colon", "command_line", ":cmd"),
         Binding("slash", "filter", "/filter"),
         Binding("question_mark", "help", "?help"),

@@ -208,6 +208,34 @@ def write_files(settings: Settings) -> None:
         )  # fmt: skip
     sink.close()
     _write_audit(settings)
+    _write_drill(settings)
+
+
+def _write_drill(settings: Settings) -> None:
+    from console.drills.report import DrillReport, DrillScores, TimelineEvent, write_report
+
+    events = [(0.1, "drill-start", "scenario extraction, attacker mallory-1-8e6ae8"),
+              (5.1, "attack-launched", "extraction round 1/1"),
+              (9.5, "first-request", "14 requests at the gateway"),
+              (32.5, "alert-firing", "AMLExtractionSuspected client=mallory-1-8e6ae8"),
+              (32.6, "response-started", "contain-extraction"),
+              (33.0, "mitigation", "contain-extraction/block policy.block_client"),
+              (34.6, "contained", "25 of 25 attacker requests refused in the last second"),
+              (34.6, "drill-end", "")]  # fmt: skip
+    rate = [0.0] * 8 + [14.0, 29.8, 27.3, 15.7, 29.3, 28.0] + [30.0] * 20 + [1.0]
+    write_report(settings, DrillReport(
+        id="20261201T025500-extraction-8e6ae8", scenario="extraction", responder="auto",
+        attacker="mallory-1-8e6ae8", model=MODEL, started_at=(NOW - timedelta(minutes=5))
+        .isoformat(), ended_at=(NOW - timedelta(minutes=4)).isoformat(),
+        scores=DrillScores(contained=True, time_to_detect_s=23.0, time_to_mitigate_s=23.5,
+                           time_to_contain_s=25.1, detect_to_mitigate_s=0.5,
+                           detection_floor_s=25.0, attacker_queries_answered=679,
+                           attacker_success=0.49, attacker_success_metric="surrogate_agreement",
+                           benign_blocked=0, benign_error_rate=0.0, false_alerts=0),
+        timeline=[TimelineEvent(at, kind, detail) for at, kind, detail in events],
+        series=[{"at_s": float(i + 1), "mallory-1-8e6ae8": v, "alice": 1.0}
+                for i, v in enumerate(rate)],
+    ))  # fmt: skip
 
 
 def _write_audit(settings: Settings) -> None:

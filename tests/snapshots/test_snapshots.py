@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "snapshot_apps"))
 from recorded import RecordedConsoleApp, recorded_app  # noqa: E402
 
 SIZE = (140, 42)
-VIEWS = ["alerts", "clients", "models", "mitigations", "audit", "samples", "runbooks"]
+VIEWS = ["alerts", "clients", "models", "mitigations", "audit", "samples", "runbooks", "drills"]
 
 
 async def _settled(pilot: Pilot[Any]) -> None:

@@ -47,7 +47,7 @@ class InspectScreen(ModalScreen[None]):
 
 HELP = """\
 Views         1 alerts  2 clients  3 models  4 mitigations  5 audit  6 samples  7 runbooks
-              :alerts :clients :models :mitigations :audit :samples client=ID :runbooks
+              8 drills   :alerts :clients :models ... :samples client=ID :drills
 Everywhere    :  command line        /  filter rows        ?  this help
               r  refresh now         i  the PromQL of the view
               ctrl+p  command palette   q  quit (the lab keeps running)

@@ -1,0 +1,180 @@
+"""Drill scenarios (``configs/drills/*.yaml``): which attack, against which model, when; what
+detection is expected; what counts as contained; and, for ``--responder auto``, which runbook a
+scripted responder runs when which alert fires.
+
+Read with the runbooks' bounded safe YAML loader and validated by pydantic; every problem is
+reported as ``file:line: field: reason``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from console.errors import DrillScenarioError, RunbookValidationError
+from console.runbooks.durations import parse_duration
+
+AttackKind = Literal["extraction", "evasion", "flood", "poisoning"]
+MAX_BYTES = 64 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return parse_duration(str(value)).total_seconds()
+
+
+class AttackSpec(_Strict):
+    kind: AttackKind
+    client: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,100}$")
+    """The attacker's client id; each drill run appends its own id to it, so runs never share
+    a client's series, detector state or policy."""
+    model: str | None = None
+    """Served model (default: the gateway's first)."""
+    start_after: float = 5.0
+    """Seconds of benign-only traffic before the attack (the timeline's quiet baseline)."""
+    rounds: int = Field(default=1, ge=1, le=50)
+    """Run the attack this many times (short attacks such as FGSM evasion repeat to sustain
+    a rate the alert rules can see), ``pause`` seconds apart, until contained."""
+    pause: float = 2.0
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the attack (those of ``aml-console lab attack KIND``)."""
+
+    _durations = field_validator("start_after", "pause", mode="before")(_seconds)
+
+    @model_validator(mode="after")
+    def _known_args(self) -> AttackSpec:
+        allowed = attack_arguments(self.kind)
+        unknown = sorted(set(self.args) - allowed)
+        if unknown:
+            raise ValueError(f"unknown {self.kind} argument(s) {unknown}; known: {sorted(allowed)}")
+        return self
+
+
+class DetectSpec(_Strict):
+    alertname: str
+    match: dict[str, str] = Field(default_factory=dict)
+    """Labels the alert must carry; values may use ``{{ attacker }}`` and ``{{ model }}``."""
+    within: float = 180.0
+    """Seconds after the attacker's first request by which the alert must fire."""
+
+    _durations = field_validator("within", mode="before")(_seconds)
+
+
+class ResponseSpec(_Strict):
+    alert: str
+    """Alert name that triggers this response (``on`` would read as a YAML 1.1 boolean)."""
+    runbook: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Runbook parameters: ``{{ labels.X }}``, ``{{ attacker }}``, ``{{ model }}``, or
+    ``{query: PROMQL, label: NAME}`` to take a value from the top series of a PromQL query
+    (per-model alerts whose runbook acts on a client)."""
+    delay: float = 0.0
+    """Seconds the scripted responder waits before acting (a human's reaction time)."""
+
+    _durations = field_validator("delay", mode="before")(_seconds)
+
+
+class ContainedSpec(_Strict):
+    refused_share: float | None = Field(default=0.9, gt=0, le=1)
+    """Contained once this share of the attacker's requests over ``window`` is refused (403
+    or 429) at the gateway."""
+    window: float = 5.0
+    served_version: str | None = None
+    """Or: contained once the gateway serves this version; ``before`` means the champion from
+    before the attack (the poisoning drill's rollback)."""
+
+    _durations = field_validator("window", mode="before")(_seconds)
+
+    @model_validator(mode="after")
+    def _one_criterion(self) -> ContainedSpec:
+        if self.served_version is not None:
+            return self.model_copy(update={"refused_share": None})
+        if self.refused_share is None:
+            raise ValueError("say what contained means: refused_share or served_version")
+        return self
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    title: str = ""
+    description: str = ""
+    attack: AttackSpec
+    detect: DetectSpec
+    respond: list[ResponseSpec] = Field(default_factory=list)
+    contained: ContainedSpec = Field(default_factory=ContainedSpec)
+    timeout: float = 300.0
+    """The drill ends here whatever happened (uncontained if it was not)."""
+
+    _durations = field_validator("timeout", mode="before")(_seconds)
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    scenario: Scenario
+    path: Path
+
+
+def attack_arguments(kind: str) -> set[str]:
+    """Keyword arguments ``run_<kind>`` takes after settings, client and model."""
+    from console.drills.runner import _attack_function
+
+    params = inspect.signature(_attack_function(kind)).parameters
+    return {n for n in params if n not in ("settings", "client", "model")}
+
+
+def load_scenario(path: Path) -> LoadedScenario:
+    from console.runbooks.loader import dotted, line_of, parse_yaml
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DrillScenarioError([f"{path}: cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_BYTES:
+        raise DrillScenarioError([f"{path}: {len(raw)} bytes, larger than {MAX_BYTES}"])
+    try:
+        data, lines = parse_yaml(raw.decode("utf-8", errors="strict"), path)
+    except UnicodeDecodeError as exc:
+        raise DrillScenarioError([f"{path}: not UTF-8 (byte {exc.start})"]) from None
+    except RunbookValidationError as exc:
+        raise DrillScenarioError(exc.problems) from None
+    if not isinstance(data, dict):
+        raise DrillScenarioError([f"{path}:1: a scenario is a mapping (name, attack, ...)"])
+    try:
+        return LoadedScenario(Scenario.model_validate(data), path)
+    except ValidationError as exc:
+        raise DrillScenarioError([
+            f"{path}:{line_of(lines, tuple(e['loc']))}: {dotted(tuple(e['loc']))}: {e['msg']}"
+            for e in exc.errors()
+        ]) from None  # fmt: skip
+
+
+def scenario_files(dirs: Iterable[Path]) -> list[Path]:
+    found: list[Path] = []
+    for folder in dirs:
+        if folder.is_dir():
+            found.extend(sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")))
+    return found
+
+
+def find_scenario(name_or_path: str, dirs: Iterable[Path]) -> LoadedScenario:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return load_scenario(candidate)
+    dirs = list(dirs)
+    for path in scenario_files(dirs):
+        if path.stem == name_or_path:
+            return load_scenario(path)
+    from console.errors import DrillError
+
+    where = ", ".join(str(d) for d in dirs)
+    raise DrillError(f"no drill scenario named {name_or_path!r} in {where} (see `drill list`)")
