@@ -159,22 +159,18 @@ def load_scenario(path: Path) -> LoadedScenario:
 
 
 def scenario_files(dirs: Iterable[Path]) -> list[Path]:
-    found: list[Path] = []
-    for folder in dirs:
-        if folder.is_dir():
-            found.extend(sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")))
-    return found
+    from console.runbooks.loader import yaml_files
+
+    return yaml_files(dirs)
 
 
 def find_scenario(name_or_path: str, dirs: Iterable[Path]) -> LoadedScenario:
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return load_scenario(candidate)
-    dirs = list(dirs)
-    for path in scenario_files(dirs):
-        if path.stem == name_or_path:
-            return load_scenario(path)
     from console.errors import DrillError
+    from console.runbooks.loader import find_yaml
 
+    dirs = list(dirs)
+    path = find_yaml(name_or_path, dirs)
+    if path is not None:
+        return load_scenario(path)
     where = ", ".join(str(d) for d in dirs)
     raise DrillError(f"no drill scenario named {name_or_path!r} in {where} (see `drill list`)")

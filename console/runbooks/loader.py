@@ -216,7 +216,8 @@ def _refs(value: Any, at: Path_, params: set[str], steps: set[str]) -> Iterable[
             yield at, f"{{{{ {ref} }}}}: run has id, operator and environment"
 
 
-def runbook_files(dirs: Iterable[Path]) -> list[Path]:
+def yaml_files(dirs: Iterable[Path]) -> list[Path]:
+    """The ``.yaml``/``.yml`` files of each folder (runbooks, drill scenarios), sorted."""
     files: list[Path] = []
     for folder in dirs:
         if folder.is_dir():
@@ -224,15 +225,23 @@ def runbook_files(dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
-def find_runbook(name_or_path: str, dirs: Iterable[Path]) -> LoadedRunbook:
-    """A runbook by name (from the runbook dirs) or by file path."""
+runbook_files = yaml_files
+
+
+def find_yaml(name_or_path: str, dirs: Iterable[Path]) -> Path | None:
+    """A YAML file given as a path, or named by its stem in one of ``dirs``."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return load_runbook(candidate)
+        return candidate
+    return next((p for p in yaml_files(dirs) if p.stem == name_or_path), None)
+
+
+def find_runbook(name_or_path: str, dirs: Iterable[Path]) -> LoadedRunbook:
+    """A runbook by name (from the runbook dirs) or by file path."""
     dirs = list(dirs)
-    for path in runbook_files(dirs):
-        if path.stem == name_or_path:
-            return load_runbook(path)
+    path = find_yaml(name_or_path, dirs)
+    if path is not None:
+        return load_runbook(path)
     from console.errors import RunbookError
 
     where = ", ".join(str(d) for d in dirs)
