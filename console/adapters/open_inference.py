@@ -2,10 +2,10 @@
 ``POST /v2/models/{name}/versions/{version}/infer`` per batch of rows.
 
 The served graph must be the registry's ONNX contract: input ``input`` FP32 ``[N, 64]``, outputs
-``probabilities`` FP32 ``[N, classes]`` and ``label`` INT64 ``[N]`` (``label`` may be left out:
-the arg max of the probabilities is taken). Errors are ``AdapterError``s: connect failures and
-timeouts ``BackendUnavailable``, an error status or a body that is not the expected JSON
-``BackendResponseError``, each naming the URL.
+``probabilities`` FP32 ``[N, classes]`` and ``label`` INT64 ``[N]`` (or ``[N, 1]``, as MLServer's
+NumPy codec sends it; ``label`` may be left out: the arg max of the probabilities is taken).
+Errors are ``AdapterError``s: connect failures and timeouts ``BackendUnavailable``, an error
+status or a body that is not the expected JSON ``BackendResponseError``, each naming the URL.
 """
 
 from __future__ import annotations

@@ -1,17 +1,24 @@
 """Replay fixtures: a freshly seeded model in the session lab's real MLflow (champion 2 the MLP,
 previous 1 the logistic regression, real ONNX artifacts), a sample store of real digits and
 FGSM-perturbed ones, onnxruntime sessions of the same artifacts for direct comparison, and the
-project's own V2 gateway started by the launcher.
+project's own V2 gateway started by the launcher, and a real third-party V2 server: MLServer,
+serving versions 1 and 2 of the model from their registry artifacts.
 
-MLServer is not used: `pip install --dry-run mlserver` (1.7.1) would downgrade fastapi
-0.165 -> 0.115, starlette 1.10 -> 0.46 and protobuf 7.36 -> 6.33 (docs/architecture.md, Replay).
+MLServer runs from a virtualenv of its own (``.aml-venvs/mlserver``, made by ``.ci/install``):
+installed beside the console it would downgrade fastapi 0.165 -> 0.115, starlette 1.10 -> 0.46
+and protobuf 7.36 -> 6.33 (docs/architecture.md, Replay). Its runtime, ``mlserver_runtime/``,
+imports MLServer, onnxruntime and numpy only, never the console.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from replay_support import digits, fgsm, record, write_store
@@ -26,7 +34,7 @@ from support import REPO, LabHandle, cli_env, free_port, unavailable
 
 from console.config import Settings, load_settings
 from console.errors import ConsoleError
-from console.lab.seed import SeededModel, download_artifact, seed_model
+from console.lab.seed import SeededModel, describe_model, download_artifact, seed_model
 
 CLEAN, ADVERSARIAL, UNLABELLED, OLD = 60, 40, 10, 5
 
@@ -184,3 +192,175 @@ def v2_gateway(lab: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield V2Gateway(settings, model, fill_store(base / "store", model.name))
     finally:
         services.down(settings, ["gateway"])
+
+
+MLSERVER_VENV = REPO / ".aml-venvs" / "mlserver"
+MLSERVER_RUNTIME = Path(__file__).resolve().parent / "mlserver_runtime"
+MLSERVER_INSTALL = (
+    "bash .ci/install (or: python3 -m venv .aml-venvs/mlserver && "
+    ".aml-venvs/mlserver/bin/python -m pip install 'mlserver>=1.7,<1.8' onnxruntime numpy)"
+)
+MLSERVER_VERSIONS = ("1", "2")
+MLSERVER_START_S = 90.0
+"""Bound on MLServer's start (~5 s alone; more with the other xdist worker busy)."""
+
+
+@dataclass(frozen=True)
+class MLServer:
+    """A running MLServer serving ``versions`` of ``model`` (their registry artifacts)."""
+
+    url: str
+    model: SeededModel
+    versions: tuple[str, ...]
+    ports: dict[str, int]
+    """``http``, ``grpc`` and ``metrics``, all on 127.0.0.1."""
+    repository: Path
+    log: Path
+
+
+def write_mlserver_repository(
+    root: Path, name: str, artifacts: dict[str, bytes], ports: dict[str, int]
+) -> None:
+    """An MLServer model repository: ``settings.json`` (loopback, the given ports, no parallel
+    workers) and ``<name>/<version>/`` per version (Triton's layout, which MLServer accepts
+    without a warning) with its ONNX file and model-settings.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": ports["http"],
+        "grpc_port": ports["grpc"],
+        "metrics_port": ports["metrics"],
+        "parallel_workers": 0,
+        "load_models_at_startup": True,
+    }
+    (root / "settings.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    for version, onnx in artifacts.items():
+        folder = root / name / version
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(onnx)
+        model_settings = {
+            "name": name,
+            "implementation": "onnx_contract.OnnxContract",
+            "parameters": {"version": version, "uri": str(folder / "model.onnx")},
+        }
+        (folder / "model-settings.json").write_text(
+            json.dumps(model_settings, indent=2), encoding="utf-8"
+        )
+
+
+def mlserver_env(ports: dict[str, int]) -> dict[str, str]:
+    """MLServer's environment: the machine's, less any MLSERVER_* setting, virtualenv or
+    PYTHONPATH of the caller's, plus the runtime's folder and the loopback ports (settings.json
+    says the same)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLSERVER_", "CONSOLE_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
+    env.update(
+        PYTHONPATH=str(MLSERVER_RUNTIME),
+        MLSERVER_HOST="127.0.0.1",
+        MLSERVER_HTTP_PORT=str(ports["http"]),
+        MLSERVER_GRPC_PORT=str(ports["grpc"]),
+        MLSERVER_METRICS_PORT=str(ports["metrics"]),
+        MLSERVER_PARALLEL_WORKERS="0",
+    )
+    return env
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, paths: list[str], log: Path) -> None:
+    """Every path answers 200 within MLSERVER_START_S, or unavailable (log tail shown)."""
+    deadline = time.monotonic() + MLSERVER_START_S
+    pending = list(paths)
+    with httpx.Client(base_url=url, trust_env=False, timeout=2) as http:
+        while pending:
+            if proc.poll() is not None:
+                unavailable(
+                    f"MLServer exited with {proc.returncode} before it was ready; "
+                    f"log {log}:\n{_log_tail(log)}"
+                )
+            if time.monotonic() > deadline:
+                unavailable(
+                    f"MLServer not ready after {MLSERVER_START_S:.0f} s ({pending[0]} not 200); "
+                    f"log {log}:\n{_log_tail(log)}"
+                )
+            try:
+                if http.get(pending[0]).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to MLServer's process group, SIGKILL after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def mlserver(
+    lab: LabHandle, replay_model: SeededModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MLServer]:
+    """MLServer (``.aml-venvs/mlserver``) serving versions 1 and 2 of ``replay_model``: their
+    ONNX artifacts downloaded from the registry and checked against their ``onnx_sha256``
+    tags, the ONNX runtime of ``mlserver_runtime/``; HTTP, gRPC and metrics on free loopback
+    ports; its process group killed at the end."""
+    binary = MLSERVER_VENV / "bin" / "mlserver"
+    if not os.access(binary, os.X_OK):
+        unavailable(
+            f"MLServer's virtualenv is missing ({binary}): install it with {MLSERVER_INSTALL}"
+        )
+    mlflow = lab.settings.mlflow.url
+    registered = describe_model(mlflow, replay_model.name)
+    assert registered is not None, replay_model.name
+    artifacts = {}
+    for version in MLSERVER_VERSIONS:
+        onnx = download_artifact(mlflow, replay_model.name, version)
+        tag = registered.version(version).sha256
+        assert tag and hashlib.sha256(onnx).hexdigest() == tag, f"version {version}: sha256"
+        artifacts[version] = onnx
+    base = tmp_path_factory.mktemp("mlserver")
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    repository, log = base / "models", base / "mlserver.log"
+    write_mlserver_repository(repository, replay_model.name, artifacts, ports)
+    url = f"http://127.0.0.1:{ports['http']}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "start", str(repository)],
+            cwd=base,
+            env=mlserver_env(ports),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        name = replay_model.name
+        _wait_ready(
+            proc,
+            url,
+            ["/v2/health/ready"]
+            + [f"/v2/models/{name}/versions/{v}/ready" for v in MLSERVER_VERSIONS],
+            log,
+        )
+        yield MLServer(url, replay_model, MLSERVER_VERSIONS, ports, repository, log)
+    finally:
+        _stop(proc)

@@ -63,6 +63,32 @@ async def test_a_good_answer_and_what_was_sent() -> None:
     assert len(body["inputs"][0]["data"]) == 192
 
 
+async def test_an_mlserver_shaped_answer() -> None:
+    """MLServer's NumPy codec sends a 1-D INT64 output as [N, 1], with a content type; the real
+    server is tested in test_replay_mlserver.py, this runs without its virtualenv."""
+    label = {
+        "name": "label",
+        "shape": [3, 1],
+        "datatype": "INT64",
+        "parameters": {"content_type": "np"},
+        "data": [0, 0, 1],  # not the arg max: the server's label is taken as sent
+    }
+    probabilities = {
+        "name": "probabilities",
+        "shape": [3, 2],
+        "datatype": "FP32",
+        "parameters": {"content_type": "np"},
+        "data": [0.1, 0.9, 0.8, 0.2, 0.3, 0.7],
+    }
+    answer: dict[str, object] = {"model_name": "digits", "model_version": "1", "id": "x"}
+    answer["outputs"] = [label, probabilities]
+    client = _client(lambda request: httpx.Response(200, json=answer))
+    got = await client.infer("digits", "1", ROWS)
+    await client.aclose()
+    assert got.labels.tolist() == [0, 0, 1] and got.labels.shape == (3,)
+    assert got.model_version == "1" and got.probabilities.shape == (3, 2)
+
+
 @pytest.mark.parametrize(
     ("response", "error", "text"),
     [

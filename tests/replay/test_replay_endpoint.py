@@ -1,5 +1,5 @@
 """Replay through a real Open Inference (V2) server: the project's gateway, started by the
-launcher (MLServer would downgrade installed packages: see conftest). The gateway serves one
+launcher (the third-party one, MLServer, is in test_replay_mlserver.py). The gateway serves one
 version, its champion: moving the alias lets the same server answer for each version."""
 
 from __future__ import annotations
