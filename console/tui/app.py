@@ -127,7 +127,7 @@ class ConsoleApp(App[None]):
         from console.runbooks.loader import runbook_files
 
         runbooks = [f"run {p.stem}" for p in runbook_files(self.settings.runbook_dirs)]
-        suggestions = [*COMMANDS, *runbooks, "samples client="]
+        suggestions = [*COMMANDS, *runbooks, "samples client=", "replay client="]
         self.push_screen(PromptScreen(":command", suggestions=suggestions), self._run_command)
 
     def action_filter(self) -> None:
@@ -141,13 +141,16 @@ class ConsoleApp(App[None]):
         if not words:
             return
         head, rest = words[0].lower(), words[1:]
-        if head == "samples" and rest:
+        if head in ("samples", "replay") and rest:
             try:
                 params = params_from_words(rest)
             except ValueError as exc:
                 self.notify(str(exc), severity="error")
                 return
-            self.show_samples(params.get("client"), params.get("model"))
+            if head == "samples":
+                self.show_samples(params.get("client"), params.get("model"))
+            else:
+                self.open_replay(params.get("client"), params.get("model"), params.get("alert"))
         elif head in VIEWS:
             self.action_view(head)
         elif head in ("help", "h", "?"):
@@ -179,6 +182,19 @@ class ConsoleApp(App[None]):
 
     def open_loaded_runbook(self, loaded: LoadedRunbook, params: dict[str, str]) -> None:
         self.push_screen(RunbookScreen(loaded, params))
+
+    def open_replay(
+        self, client: str | None, model: str | None = None, alert: str | None = None
+    ) -> None:
+        """The client's (or the alert's) sampled inputs through champion and previous."""
+        from console.replay.model import ReplayRequest
+        from console.tui.screens.replay import LIMIT, ReplayScreen
+
+        scope = f"alert {alert}" if alert else f"client {client or 'every client'}"
+        if model:
+            scope += f" on {model}"
+        request = ReplayRequest(model=model, client=client, alert=alert, limit=LIMIT)
+        self.push_screen(ReplayScreen(request, scope))
 
     def show_samples(self, client: str | None, model: str | None = None) -> None:
         screen = self.get_screen("samples")

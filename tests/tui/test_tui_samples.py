@@ -9,13 +9,15 @@ import uuid
 import httpx
 import numpy as np
 from lab_stack import LabStack
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 from tui_support import cells, stack_app, until
 
 from console.adapters.alertmanager import AlertmanagerClient
 from console.lab.gateway.detectors import FeatureSqueezer
 from console.lab.gateway.models import make_session
 from console.lab.seed import download_artifact
+from console.tui.screens.replay import ReplayScreen
+from console.tui.screens.runbook import RunbookScreen
 
 
 def _flagged_rows(stack: LabStack, count: int) -> np.ndarray:
@@ -67,7 +69,7 @@ async def test_alert_enter_opens_the_clients_samples_with_digit_and_trace(
             return str(app.screen.query_one("#alert-correlated", Static).render())
 
         # Beside the alert: its client's spans and sampled inputs, newest first.
-        await until(pilot, lambda: all(t in correlated() for t in trace_ids), 20,
+        await until(pilot, lambda: all(t[:16] in correlated() for t in trace_ids), 20,
                     "the client's spans beside the alert")  # fmt: skip
         assert "3 newest, 3 flagged" in correlated()
         await pilot.press("enter")
@@ -87,3 +89,32 @@ async def test_alert_enter_opens_the_clients_samples_with_digit_and_trace(
             return "aml.client = " + client in shown and "aml.flagged = True" in shown
 
         await until(pilot, trace_shown, 15, "the sample's span")
+
+        # v: the same inputs replayed through champion and previous, side by side.
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ReplayScreen), 5, "replay screen")
+        replay = app.screen
+        assert isinstance(replay, ReplayScreen)
+        await until(pilot, lambda: replay.result is not None or replay.error is not None, 60,
+                    "the replay")  # fmt: skip
+        assert replay.error is None, replay.error
+        assert replay.result is not None
+        columns = replay.query_one("#replay-table", DataTable).columns.values()
+        header = [str(c.label) for c in columns]
+        assert "champion (2)" in header and "previous (1)" in header
+        rows = cells(app, "#replay-table")
+        assert len(rows) == 3 and all(r[1] == client for r in rows)
+        # Each version's answer is what the version's own ONNX gives on the stored input.
+        for outcome in replay.result.outcomes():
+            assert outcome.served_prediction == outcome.predictions["2"]
+        verdict = str(replay.query_one("#replay-verdict", Static).render())
+        assert "3 samples, 3 flagged" in verdict
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, RunbookScreen), 5, "rollback dialog")
+        dialog = app.screen
+        assert isinstance(dialog, RunbookScreen)
+        assert dialog.loaded.runbook.name == "rollback-model"
+        assert dialog.query_one("#param-model").value == tui_stack.model  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen.name == "samples", 5, "back to samples")

@@ -29,6 +29,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         Binding("c", "contain", "Contain extraction"),
         Binding("s", "silence", "Silence"),
         Binding("enter", "samples", "Samples"),
+        Binding("v", "replay", "Replay"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -160,6 +161,14 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             self.notify("select an alert with a client label", severity="warning")
             return
         self.console_app.show_samples(alert.client, alert.model)
+
+    def action_replay(self) -> None:
+        """The alert's samples through champion and previous (its labels pick them)."""
+        alert = self.selected()
+        if alert is None:
+            self.notify("select an alert", severity="warning")
+            return
+        self.console_app.open_replay(alert.client, alert.model, alert.fingerprint)
 
     def action_silence(self) -> None:
         alert = self.selected()

@@ -33,6 +33,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         Binding("b", "block", "Block"),
         Binding("l", "lower_budget", "Lower budget"),
         Binding("u", "unblock", "Unblock"),
+        Binding("v", "replay", "Replay"),
     ]
 
     def __init__(self) -> None:
@@ -132,6 +133,10 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
     def action_lower_budget(self) -> None:
         if row := self._client():
             self.console_app.open_runbook("lower-query-budget", {"client": row.client})
+
+    def action_replay(self) -> None:
+        if row := self._client():
+            self.console_app.open_replay(row.client, row.model)
 
     def action_unblock(self) -> None:
         if row := self._client():

@@ -53,6 +53,8 @@ Everywhere    :  command line        /  filter rows        ?  this help
               ctrl+p  command palette   q  quit (the lab keeps running)
 Alerts        b  block the alert's client      c  contain-extraction
               s  silence the alert             enter  the client's samples and traces
+Alerts, Clients, Samples   v  replay the inputs through champion and previous
+Replay        R  roll back (rollback-model)    r  again   esc  back (cancels a replay)
 Clients       b  block client   l  lower its query budget   u  unblock
 Models        R  roll back the selected model (rollback-model runbook)
 Audit         arrows  the selected record in full, and its run

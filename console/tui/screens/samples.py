@@ -3,9 +3,12 @@ selected input drawn as the 8x8 image it is, and the span of the request that ca
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
@@ -18,6 +21,10 @@ from console.views.samples import SamplesSnapshot, fetch_samples, fetch_trace
 
 class SamplesScreen(ViewScreen[SamplesSnapshot]):
     VIEW = "samples"
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *ViewScreen.BINDINGS,
+        Binding("v", "replay", "Replay"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -35,6 +42,13 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         with Horizontal(id="sample-detail"):
             yield Static("", id="sample-digit")
             yield Static("", id="sample-trace")
+
+    def action_replay(self) -> None:
+        """These samples (the view's client and model, or the selected sample's) replayed."""
+        sample = self.selected()
+        client = self.client or (sample.client if sample else None)
+        model = self.model or (sample.model if sample else None)
+        self.console_app.open_replay(client, model)
 
     def scope(self, client: str | None, model: str | None = None) -> None:
         """Show the samples of one client (and model); None: every sample."""
