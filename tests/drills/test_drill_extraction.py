@@ -123,3 +123,79 @@ def test_extraction_drill_with_the_scripted_responder(drill_lab: LabStack) -> No
     refused = run_cli(["drill", "run", "evasion", "--responder", "auto"], drill_lab.env)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "AMLEvasionFlagRateSpike" in refused.stderr and "already firing" in refused.stderr
+
+
+@pytest.mark.timeout(480)
+async def test_a_human_responds_from_the_tui_and_the_drill_keeps_the_clock(
+    drill_lab: LabStack,
+) -> None:
+    """`drill run extraction` (human responder) in one process; an on-call engineer in the TUI
+    (Pilot) sees the alert, presses b, plans, confirms. The drill scores that response from
+    the audit log like any other."""
+    import subprocess
+    import sys
+    import time
+
+    from console.tui.app import ConsoleApp
+    from console.tui.screens.dialogs import ConfirmActionModal
+    from console.tui.screens.runbook import RunbookScreen
+    from console.views.sources import Sources
+
+    drill = subprocess.Popen(
+        [sys.executable, "-m", "console", "drill", "run", "extraction", "--output", "json"],
+        env=drill_lab.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    app = ConsoleApp(drill_lab.settings, Sources.from_settings(drill_lab.settings),
+                     start="alerts", refresh_s=0.5)  # fmt: skip
+
+    async def until(check: object, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():  # type: ignore[operator]
+            assert drill.poll() is None or what == "the drill's end", drill.communicate()
+            assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
+            await pilot.pause(0.2)
+
+    def attacker_row() -> int | None:
+        table = app.screen.query_one("#alerts-table")
+        for i in range(table.row_count):  # type: ignore[attr-defined]
+            row = [getattr(c, "plain", str(c)) for c in table.get_row_at(i)]  # type: ignore[attr-defined]
+            if row[1] == "AMLExtractionSuspected" and row[2].startswith("mallory-1-"):
+                return i
+        return None
+
+    try:
+        async with app.run_test(size=(150, 45)) as pilot:
+            await until(lambda: app.screen.name == "alerts" and attacker_row() is not None, 150,
+                        "the attacker's alert in the console")  # fmt: skip
+            table = app.screen.query_one("#alerts-table")
+            table.move_cursor(row=attacker_row())  # type: ignore[attr-defined]
+            table.focus()
+            await pilot.press("b")
+            await until(lambda: isinstance(app.screen, RunbookScreen), 10, "block dialog")
+            dialog = app.screen
+            assert isinstance(dialog, RunbookScreen)
+            await pilot.press("p")
+            await until(lambda: dialog.plan is not None, 30, "a plan")
+            await pilot.press("y")
+            await until(lambda: isinstance(app.screen, ConfirmActionModal), 5, "confirmation")
+            await pilot.press("y")
+            await until(lambda: dialog.state is not None, 30, "the block")
+            assert dialog.state is not None and dialog.state.status == "succeeded"
+        out, err = drill.communicate(timeout=180)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.communicate()
+    assert drill.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["responder"] == "human"
+    assert summary["contained"] is True
+    assert summary["time_to_detect_s"] <= summary["time_to_mitigate_s"]
+    assert summary["benign_blocked"] == 0 and summary["false_alerts"] == 0
+    folder = Path(summary["report_dir"])
+    report = json.loads(((folder if folder.is_absolute() else REPO / folder)
+                         / "report.json").read_text())  # fmt: skip
+    mitigation = next(e for e in report["timeline"] if e["kind"] == "mitigation")
+    assert "block-client/block" in mitigation["detail"]
+    assert "by stack-tester" in mitigation["detail"]  # the operator who pressed b
+    assert not any(e["kind"] == "response-started" for e in report["timeline"])
