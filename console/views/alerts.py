@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from console.views.sources import Sources
+from console.views.together import all_at_once
 
 SEVERITY_ORDER = {"critical": 0, "page": 0, "warning": 1, "ticket": 2, "info": 3}
 
@@ -50,8 +51,10 @@ class AlertsSnapshot:
 
 
 async def fetch_alerts(sources: Sources) -> AlertsSnapshot:
-    alerts = await sources.alertmanager.alerts()
-    silences = await sources.alertmanager.silences()
+    async with all_at_once() as group:
+        alerts_task = group.create_task(sources.alertmanager.alerts())
+        silences_task = group.create_task(sources.alertmanager.silences())
+    alerts, silences = alerts_task.result(), silences_task.result()
     rows = [
         AlertRow(
             fingerprint=a.fingerprint,

@@ -4,7 +4,6 @@ budget of each client."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from console.adapters.prometheus import Sample
 from console.errors import ConsoleError
 from console.views import queries as q
 from console.views.sources import Sources
+from console.views.together import all_at_once, settled
 
 
 @dataclass(frozen=True)
@@ -51,21 +51,18 @@ def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
 async def fetch_clients(sources: Sources) -> ClientsSnapshot:
     prom = sources.prometheus
     end = time.time()
-    rate, extraction, flagged, refused, heat = await asyncio.gather(
-        prom.query(q.CLIENT_RATE.promql),
-        prom.query(q.CLIENT_EXTRACTION.promql),
-        prom.query(q.CLIENT_FLAGGED.promql),
-        prom.query(q.CLIENT_REFUSED.promql),
-        prom.query_range(q.CLIENT_HEATMAP.promql, end - q.HEATMAP_WINDOW_S, end, q.HEATMAP_STEP_S),
-    )
-    blocks: dict[str, Block] = {}
-    budgets: dict[str, Budget] = {}
-    policy_error = None
-    try:
-        blocks = {b.client: b for b in await sources.policy.list_blocks()}
-        budgets = {b.client: b for b in await sources.policy.list_budgets()}
-    except ConsoleError as exc:
-        policy_error = str(exc)
+    start = end - q.HEATMAP_WINDOW_S
+    instant = (q.CLIENT_RATE, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED, q.CLIENT_REFUSED)
+    async with all_at_once() as group:
+        # One evaluation time for all: the per-client panels select the same top-K clients.
+        queries = [group.create_task(prom.query(pq.promql, end)) for pq in instant]
+        heat_task = group.create_task(
+            prom.query_range(q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
+        )
+        policies_task = group.create_task(_policies(sources))
+    rate, extraction, flagged, refused = (t.result() for t in queries)
+    heat = heat_task.result()
+    blocks, budgets, policy_error = policies_task.result()
     ext, flag, ref = _by_key(extraction.samples), _by_key(flagged.samples), _by_key(refused.samples)
     rows = [
         ClientRow(
@@ -93,6 +90,23 @@ async def fetch_clients(sources: Sources) -> ClientsSnapshot:
     warnings = [*rate.warnings, *extraction.warnings, *flagged.warnings, *refused.warnings,
                 *heat.warnings]  # fmt: skip
     return ClientsSnapshot(rows, Heatmap(heat_rows, times, values), warnings, policy_error)
+
+
+async def _policies(
+    sources: Sources,
+) -> tuple[dict[str, Block], dict[str, Budget], str | None]:
+    """Blocks and budgets read at once; a failure is reported as the first read that failed
+    (blocks, then budgets), with what was read before it, as when they were read in turn."""
+    async with all_at_once() as group:
+        blocks_task = group.create_task(settled(sources.policy.list_blocks()))
+        budgets_task = group.create_task(settled(sources.policy.list_budgets()))
+    found_blocks, found_budgets = blocks_task.result(), budgets_task.result()
+    if isinstance(found_blocks, ConsoleError):
+        return {}, {}, str(found_blocks)
+    blocks = {b.client: b for b in found_blocks}
+    if isinstance(found_budgets, ConsoleError):
+        return blocks, {}, str(found_budgets)
+    return blocks, {b.client: b for b in found_budgets}, None
 
 
 def _nearest(points: dict[float, float], t: float, step: float) -> float:

@@ -10,6 +10,7 @@ from datetime import datetime
 from console.adapters.policy import Block, Budget
 from console.audit.log import AuditLog
 from console.views.sources import Sources
+from console.views.together import all_at_once
 
 REGISTRY_ACTIONS = ("registry.rollback", "registry.set_alias")
 RECENT_RECORDS = 500
@@ -24,6 +25,10 @@ class RegistryChange:
     before: str
     after: str
     operator: str
+    model: str | None = None
+    alias: str | None = None
+    before_version: str | None = None
+    """Where the alias pointed before: what a revert moves it back to."""
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,21 @@ class MitigationsSnapshot:
 
 
 async def fetch_mitigations(sources: Sources) -> MitigationsSnapshot:
-    blocks = sorted(await sources.policy.list_blocks(), key=lambda b: b.expires_at)
-    budgets = sorted(await sources.policy.list_budgets(), key=lambda b: b.client)
-    changes: list[RegistryChange] = []
-    audit_error = None
-    try:
-        changes = await asyncio.to_thread(_registry_changes, sources)
-    except Exception as exc:  # noqa: BLE001 - any unreadable log is shown, not raised
-        audit_error = f"audit log: {exc}"
+    async with all_at_once() as group:
+        blocks_task = group.create_task(sources.policy.list_blocks())
+        budgets_task = group.create_task(sources.policy.list_budgets())
+        audit_task = group.create_task(_audit(sources))
+    blocks = sorted(blocks_task.result(), key=lambda b: b.expires_at)
+    budgets = sorted(budgets_task.result(), key=lambda b: b.client)
+    changes, audit_error = audit_task.result()
     return MitigationsSnapshot(blocks, budgets, changes, audit_error)
+
+
+async def _audit(sources: Sources) -> tuple[list[RegistryChange], str | None]:
+    try:
+        return await asyncio.to_thread(_registry_changes, sources), None
+    except Exception as exc:  # noqa: BLE001 - any unreadable log is shown, not raised
+        return [], f"audit log: {exc}"
 
 
 def _registry_changes(sources: Sources) -> list[RegistryChange]:
@@ -61,6 +72,7 @@ def _registry_changes(sources: Sources) -> list[RegistryChange]:
                     before=_short(record.before),
                     after=_short(record.after),
                     operator=record.operator,
+                    **_alias_move(record.before),
                 )
             )
     return out
@@ -70,3 +82,11 @@ def _short(value: object) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return "" if value is None else str(value)
+
+
+def _alias_move(before: object) -> dict[str, str | None]:
+    if not isinstance(before, dict):
+        return {}
+    version = before.get("version")
+    return {"model": before.get("model"), "alias": before.get("alias"),
+            "before_version": None if version is None else str(version)}  # fmt: skip

@@ -4,7 +4,6 @@ the MLflow registry."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +11,7 @@ from console.adapters.prometheus import QueryResult
 from console.errors import ConsoleError
 from console.views import queries as q
 from console.views.sources import Sources
+from console.views.together import all_at_once, settled
 
 
 @dataclass(frozen=True)
@@ -54,33 +54,53 @@ async def fetch_models(sources: Sources) -> ModelsSnapshot:
     end = time.time()
     instant = (q.MODEL_REQUESTS, q.MODEL_LATENCY_P50, q.MODEL_LATENCY_P95, q.MODEL_LATENCY_P99,
                q.MODEL_ERRORS, q.MODEL_FLAG_RATE, q.MODEL_CONFIDENCE_Z)  # fmt: skip
-    results = await asyncio.gather(*(prom.query(pq.promql) for pq in instant))
-    confidence = await prom.query_range(
-        q.MODEL_CONFIDENCE.promql, end - q.CONFIDENCE_WINDOW_S, end, q.CONFIDENCE_STEP_S
-    )
+    start = end - q.CONFIDENCE_WINDOW_S
+    async with all_at_once() as group:
+        queries = [group.create_task(prom.query(pq.promql)) for pq in instant]
+        confidence_task = group.create_task(
+            prom.query_range(q.MODEL_CONFIDENCE.promql, start, end, q.CONFIDENCE_STEP_S)
+        )
+        registry_task = group.create_task(_registry(sources))
+    results = [t.result() for t in queries]
+    confidence = confidence_task.result()
+    versions, registry_error = registry_task.result()
     columns = [_per_model(r) for r in results]
     names = sorted({m for c in columns for m in c} | set(sources.settings.gateway.models))
     rows = [ModelRow(name, *(c.get(name) for c in columns)) for name in names]
-    versions: dict[str, list[VersionRow]] = {}
-    registry_error = None
-    try:
-        for name in sources.settings.gateway.models:
-            versions[name] = await _versions(sources, name)
-    except ConsoleError as exc:
-        registry_error = str(exc)
     warnings = [w for r in results for w in r.warnings] + confidence.warnings
     series = {s.metric.get("model", ""): list(s.points) for s in confidence.series}
     return ModelsSnapshot(rows, series, versions, warnings, registry_error)
 
 
+async def _registry(sources: Sources) -> tuple[dict[str, list[VersionRow]], str | None]:
+    """Every served model's versions, read at once. On a failure: the models before the first
+    one (in the settings' order) that failed, and its error, as when they were read in turn."""
+    names = sources.settings.gateway.models
+    async with all_at_once() as group:
+        tasks = [group.create_task(settled(_versions(sources, name))) for name in names]
+    versions: dict[str, list[VersionRow]] = {}
+    for name, task in zip(names, tasks, strict=True):
+        found = task.result()
+        if isinstance(found, ConsoleError):
+            return versions, str(found)
+        versions[name] = found
+    return versions, None
+
+
 async def _versions(sources: Sources, name: str) -> list[VersionRow]:
-    model = await sources.registry.get_model(name)
+    async with all_at_once() as group:
+        model_task = group.create_task(settled(sources.registry.get_model(name)))
+        found_task = group.create_task(settled(sources.registry.list_versions(name)))
+    model, found = model_task.result(), found_task.result()
+    if isinstance(model, ConsoleError):
+        raise model
     if model is None:
-        return []
+        return []  # not registered: whatever the version search answered does not matter
+    if isinstance(found, ConsoleError):
+        raise found
     by_version: dict[str, list[str]] = {}
     for alias, version in model.aliases.items():
         by_version.setdefault(version, []).append(alias)
-    found = await sources.registry.list_versions(name)
     rows = [
         VersionRow(
             version=v.version,

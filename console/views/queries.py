@@ -20,10 +20,20 @@ HEATMAP_CLIENTS = 10
 HEATMAP_WINDOW_S = 600
 HEATMAP_STEP_S = 30
 
+_TOP_CLIENTS = f"topk({TOP_CLIENTS}, aml:client_requests:rate1m)"
+
+
+def _of_top_clients(expr: str) -> str:
+    """``expr`` for the listed clients only. Without it a per-client panel answers one sample
+    per client of the fleet: at 100,000 clients a 12 MB answer, over the adapter's limit
+    (benchmarks/bench_tui.py)."""
+    return f"({expr}) and on (model, client) {_TOP_CLIENTS}"
+
+
 CLIENT_RATE = PanelQuery(
     "clients.rate",
     "Request rate per model and client (top-K)",
-    f"topk({TOP_CLIENTS}, aml:client_requests:rate1m)",
+    _TOP_CLIENTS,
 )
 CLIENT_HEATMAP = PanelQuery(
     "clients.heatmap",
@@ -33,17 +43,17 @@ CLIENT_HEATMAP = PanelQuery(
 CLIENT_EXTRACTION = PanelQuery(
     "clients.extraction",
     "Extraction score per model and client (PRADA-style)",
-    "max by (model, client) (aml_client_extraction_score)",
+    _of_top_clients("max by (model, client) (aml_client_extraction_score)"),
 )
 CLIENT_FLAGGED = PanelQuery(
     "clients.flagged",
     "Flagged inputs per second per model and client",
-    "aml:client_flagged:rate1m",
+    _of_top_clients("aml:client_flagged:rate1m"),
 )
 CLIENT_REFUSED = PanelQuery(
     "clients.refused",
     "Share of a client's requests refused (403, 429)",
-    "aml:client_refused:ratio_rate1m",
+    _of_top_clients("aml:client_refused:ratio_rate1m"),
 )
 MODEL_REQUESTS = PanelQuery(
     "models.requests", "Requests per second per model", "aml:requests:rate1m"

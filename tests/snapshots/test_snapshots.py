@@ -33,6 +33,9 @@ async def _settled(pilot: Pilot[Any]) -> None:
         await pilot.wait_for_scheduled_animations()
         while any(w.is_running for w in app.workers):
             await pilot.pause(0.02)
+    # A DataTable sizes its columns to new rows on a later idle pass: let it run.
+    await pilot.pause(0.3)
+    await pilot.wait_for_scheduled_animations()
     assert view.refreshes >= 1, f"{app.current} never refreshed"
 
 

@@ -3,7 +3,6 @@ made; revert a block or a budget with one key (through the runbooks, so it is au
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -22,6 +21,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         *ViewScreen.BINDINGS,
         Binding("u", "unblock", "Unblock"),
         Binding("x", "restore_budget", "Restore budget"),
+        Binding("z", "revert_registry", "Revert alias"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -48,7 +48,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         return [snapshot.audit_error] if snapshot.audit_error else []
 
     def show_snapshot(self, snapshot: MitigationsSnapshot) -> None:
-        now = datetime.now(UTC)
+        now = self.console_app.now()
         blocks = self.query_one("#blocks-table", DataTable)
         blocks.clear()
         for b in snapshot.blocks:
@@ -67,9 +67,10 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
                                 key=g.client)  # fmt: skip
         changes = self.query_one("#registry-table", DataTable)
         changes.clear()
-        for c in snapshot.registry_changes:
+        for index, c in enumerate(snapshot.registry_changes):
             changes.add_row(Text(f"{c.time:%H:%M:%S}"), plain(c.runbook), plain(c.target),
-                            plain(c.before), plain(c.after), plain(c.operator))  # fmt: skip
+                            plain(c.before), plain(c.after), plain(c.operator),
+                            key=str(index))  # fmt: skip
         title = Text("registry changes made by the console (audit log)", style="bold")
         if snapshot.audit_error:
             title.append("  ✖ " + printable(snapshot.audit_error, 160), style="red")
@@ -89,3 +90,17 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
     def action_restore_budget(self) -> None:
         if client := self._selected("#budgets-table"):
             self.console_app.open_runbook("restore-query-budget", {"client": client})
+
+    def action_revert_registry(self) -> None:
+        """Move the alias back where it was before the selected change (set-model-alias)."""
+        key = self._selected("#registry-table")
+        if key is None or self.snapshot is None:
+            return
+        change = self.snapshot.registry_changes[int(key)]
+        if not (change.model and change.alias and change.before_version):
+            self.notify("this change has no earlier version to go back to", severity="warning")
+            return
+        self.console_app.open_runbook(
+            "set-model-alias",
+            {"model": change.model, "alias": change.alias, "version": change.before_version},
+        )
