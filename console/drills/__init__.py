@@ -1,0 +1,1 @@
+"""Game-day drills: scenarios, the watch loop on the real systems, scores and reports."""
