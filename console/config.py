@@ -66,6 +66,9 @@ class VictoriaMetricsSection(Section):
 class TracesSection(Section):
     path: str = ".aml/traces"
     """OTLP JSON-lines files, or a Tempo/Jaeger URL."""
+    otlp_endpoint: str | None = None
+    """The lab gateway also exports its spans over OTLP/HTTP (JSON) to this receiver's base
+    URL, e.g. ``http://127.0.0.1:4318`` (an OpenTelemetry Collector, Tempo or Jaeger v2)."""
 
 
 class SamplesSection(Section):

@@ -19,6 +19,7 @@ from console.config import Settings
 from console.lab.gateway.detectors import ExtractionMonitor
 from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
+from console.lab.gateway.otlp_export import OtlpHttpExporter
 from console.lab.gateway.protocol import RequestError, infer_response, parse_infer
 from console.lab.gateway.samples import Sample, SampleStore
 from console.lab.gateway.sinks import JsonlSink
@@ -107,7 +108,12 @@ class Gateway:
         self.extraction = {name: ExtractionMonitor() for name in cfg.models}
         self._span_sink = JsonlSink("traces", on_drop=self.metrics.dropped.labels("traces").inc)
         traces_dir = _local_path(settings.traces.path)
-        self.spans = SpanWriter(traces_dir, self._span_sink) if traces_dir else None
+        self.otlp: OtlpHttpExporter | None = None
+        if settings.traces.otlp_endpoint:
+            dropped = self.metrics.dropped.labels("otlp").inc
+            self.otlp = OtlpHttpExporter(settings.traces.otlp_endpoint, on_drop=dropped)
+        self.spans = (SpanWriter(traces_dir, self._span_sink, exporter=self.otlp)
+                      if traces_dir or self.otlp else None)  # fmt: skip
         samples_dir = _local_path(settings.samples.path)
         self.samples: SampleStore | None = None
         self._sample_sink = JsonlSink(
@@ -133,6 +139,8 @@ class Gateway:
 
     async def start(self) -> None:
         self._span_sink.start()
+        if self.otlp is not None:
+            self.otlp.start()
         self._sample_sink.start()  # its first housekeeping run applies the retention
         poll_s = self.settings.gateway.alias_poll_s
         self._tasks = [
@@ -153,6 +161,8 @@ class Gateway:
         await self.models.aclose()
         await self.policy.aclose()
         await asyncio.to_thread(self._span_sink.close)
+        if self.otlp is not None:
+            await asyncio.to_thread(self.otlp.close)
         await asyncio.to_thread(self._sample_sink.close)
 
     def _expire_samples(self) -> None:

@@ -16,12 +16,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from console.lab.gateway.sinks import JsonlSink
+
+if TYPE_CHECKING:
+    from console.lab.gateway.otlp_export import OtlpHttpExporter
 
 OTHER = "other"
 OUTCOMES = ("ok", "blocked", "throttled", "error")
@@ -252,11 +256,19 @@ def _attribute(key: str, value: AttributeValue) -> dict[str, object]:
 
 class SpanWriter:
     """Writes one OTLP ``ExportTraceServiceRequest`` JSON object per line (the Collector file
-    exporter's format) to ``<dir>/traces-YYYY-MM-DD.jsonl``, off the event loop."""
+    exporter's format) to ``<dir>/traces-YYYY-MM-DD.jsonl``, off the event loop; with an
+    ``exporter``, also sends each span over OTLP/HTTP."""
 
-    def __init__(self, directory: Path, sink: JsonlSink, service_name: str = "aml-gateway"):
+    def __init__(
+        self,
+        directory: Path | None,
+        sink: JsonlSink,
+        service_name: str = "aml-gateway",
+        exporter: OtlpHttpExporter | None = None,
+    ):
         self._dir = directory
         self._sink = sink
+        self._exporter = exporter
         self._resource = {
             "attributes": [
                 _attribute("service.name", service_name),
@@ -265,6 +277,8 @@ class SpanWriter:
         }
 
     def path_for(self, when: datetime) -> Path:
+        if self._dir is None:
+            raise ValueError("this span writer has no directory")
         return self._dir / f"traces-{when:%Y-%m-%d}.jsonl"
 
     def emit(self, span: Span, attributes: Mapping[str, AttributeValue]) -> None:
@@ -288,5 +302,8 @@ class SpanWriter:
                 }
             ]
         }
-        when = datetime.fromtimestamp(span.end_ns / 1e9, UTC)
-        self._sink.put(self.path_for(when), json.dumps(record, separators=(",", ":")))
+        if self._exporter is not None:
+            self._exporter.put(record)
+        if self._dir is not None:
+            when = datetime.fromtimestamp(span.end_ns / 1e9, UTC)
+            self._sink.put(self.path_for(when), json.dumps(record, separators=(",", ":")))
