@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "snapshot_apps"))
 
@@ -33,9 +34,16 @@ async def _settled(pilot: Pilot[Any]) -> None:
         await pilot.wait_for_scheduled_animations()
         while any(w.is_running for w in app.workers):
             await pilot.pause(0.02)
-    # A DataTable sizes its columns to new rows on a later idle pass: let it run.
-    await pilot.pause(0.3)
-    await pilot.wait_for_scheduled_animations()
+    # A DataTable sizes its columns to new rows when its message queue is idle, which on a
+    # loaded machine may come after the screenshot: ask every table to measure every cell
+    # again (public API), then let the idle passes run.
+    for table in app.screen.query(DataTable):
+        for row_key in list(table.rows):
+            for column_key in list(table.columns):
+                table.update_cell(row_key, column_key, table.get_cell(row_key, column_key),
+                                  update_width=True)  # fmt: skip
+    for _ in range(5):
+        await pilot.pause(0.05)
     assert view.refreshes >= 1, f"{app.current} never refreshed"
 
 

@@ -71,7 +71,7 @@ async def test_runbooks_view_lists_prefills_from_selection_and_confirm_can_say_n
         await until(pilot, lambda: dialog.plan is not None, 30, "a plan")
         plan_rows = cells(app, "#plan-table")
         assert [r[1] for r in plan_rows] == ["budget"]
-        assert "qpm=10" in plan_rows[0][5]  # after
+        assert "qpm=10" in plan_rows[0][6]  # after
         await pilot.press("y")
         await until(pilot, lambda: isinstance(app.screen, ConfirmActionModal), 5, "confirm")
         await pilot.press("n")

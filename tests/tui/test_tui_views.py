@@ -49,7 +49,7 @@ async def test_block_client_flow_plan_confirm_mitigation_audit(tui_stack: LabSta
         await until(pilot, lambda: dialog.plan is not None, 30, "a plan")
         assert not dialog.query_one("#apply", Button).disabled
         assert [r[1] for r in cells(app, "#plan-table")] == ["block"]  # the plan, as a table
-        assert cells(app, "#plan-table")[0][-1] == "planned"
+        assert cells(app, "#plan-table")[0][2] == "planned"
         await pilot.press("y")  # asks first
         await until(pilot, lambda: isinstance(app.screen, ConfirmActionModal), 5, "confirm")
         question = str(app.screen.query_one("#confirm-question", Static).render())
@@ -58,7 +58,7 @@ async def test_block_client_flow_plan_confirm_mitigation_audit(tui_stack: LabSta
         await until(pilot, lambda: dialog.state is not None, 30, "the run to finish")
         assert dialog.state is not None and dialog.state.status == "succeeded"
         assert app.screen is dialog
-        assert cells(app, "#plan-table")[0][-1] == "ok"  # the step's live status
+        assert cells(app, "#plan-table")[0][2] == "ok"  # the step's live status
         assert "succeeded" in str(dialog.query_one("#result", Static).render())
         run_id = dialog.state.run_id
         await pilot.press("escape")

@@ -83,7 +83,10 @@ class RunbookScreen(ModalScreen[str | None]):
                 yield Button("Close (esc)", id="close")
             yield Static("", id="result")
             plan_table: DataTable[Text] = DataTable(id="plan-table", cursor_type="row")
-            plan_table.add_columns("#", "step", "action", "change", "before", "after", "status")
+            plan_table.add_column("#")
+            plan_table.add_column("step")
+            plan_table.add_column("status", key="status")  # first: visible without scrolling
+            plan_table.add_columns("action", "change", "before", "after")
             yield plan_table
             yield RichLog(id="runbook-log", wrap=True, markup=False, highlight=False)
 
@@ -172,11 +175,11 @@ class RunbookScreen(ModalScreen[str | None]):
             table.add_row(
                 Text(str(i)),
                 plain(d["id"], "bold"),
+                _status("noop" if d["noop"] else "planned"),
                 plain(d["action"]),
                 plain(d["summary"], limit=200),
                 plain(_short(d["before"]), "dim", limit=80),
                 plain(_short(d["after"]), limit=80),
-                _status("noop" if d["noop"] else "planned"),
                 key=d["id"],
             )
             for request in d["requests"]:
@@ -192,7 +195,7 @@ class RunbookScreen(ModalScreen[str | None]):
         table = self.plan_table
         if step is None or step not in table.rows:
             return
-        table.update_cell(step, table.ordered_columns[-1].key, _status(status))
+        table.update_cell(step, "status", _status(status))
 
     @work(exclusive=True, group="runbook", exit_on_error=False)
     async def _apply(self, plan: RunPlan) -> None:
