@@ -98,8 +98,8 @@ async def _policies(
     """Blocks and budgets read at once; a failure is reported as the first read that failed
     (blocks, then budgets), with what was read before it, as when they were read in turn."""
     async with all_at_once() as group:
-        blocks_task = group.create_task(settled(sources.policy.list_blocks()))
-        budgets_task = group.create_task(settled(sources.policy.list_budgets()))
+        blocks_task = group.create_task(settled(sources.policy.list_blocks))
+        budgets_task = group.create_task(settled(sources.policy.list_budgets))
     found_blocks, found_budgets = blocks_task.result(), budgets_task.result()
     if isinstance(found_blocks, ConsoleError):
         return {}, {}, str(found_blocks)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from console.adapters.prometheus import QueryResult
 from console.errors import ConsoleError
@@ -77,7 +78,7 @@ async def _registry(sources: Sources) -> tuple[dict[str, list[VersionRow]], str 
     one (in the settings' order) that failed, and its error, as when they were read in turn."""
     names = sources.settings.gateway.models
     async with all_at_once() as group:
-        tasks = [group.create_task(settled(_versions(sources, name))) for name in names]
+        tasks = [group.create_task(settled(partial(_versions, sources, name))) for name in names]
     versions: dict[str, list[VersionRow]] = {}
     for name, task in zip(names, tasks, strict=True):
         found = task.result()
@@ -89,8 +90,8 @@ async def _registry(sources: Sources) -> tuple[dict[str, list[VersionRow]], str 
 
 async def _versions(sources: Sources, name: str) -> list[VersionRow]:
     async with all_at_once() as group:
-        model_task = group.create_task(settled(sources.registry.get_model(name)))
-        found_task = group.create_task(settled(sources.registry.list_versions(name)))
+        model_task = group.create_task(settled(partial(sources.registry.get_model, name)))
+        found_task = group.create_task(settled(partial(sources.registry.list_versions, name)))
     model, found = model_task.result(), found_task.result()
     if isinstance(model, ConsoleError):
         raise model

@@ -13,7 +13,7 @@ beside the data (the policy store, the registry) instead of failing the whole vi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -45,9 +45,11 @@ async def all_at_once() -> AsyncIterator[Reads]:
             await asyncio.wait(reads.tasks)
 
 
-async def settled(call: Awaitable[T]) -> T | ConsoleError:
-    """``call``'s result, or the ConsoleError it raised (anything else still raises)."""
+async def settled(call: Callable[[], Awaitable[T]]) -> T | ConsoleError:
+    """``call()``'s result, or the ConsoleError it raised (anything else still raises). A
+    callable, not a coroutine: a read cancelled before it started then leaves no coroutine
+    behind that was never awaited."""
     try:
-        return await call
+        return await call()
     except ConsoleError as exc:
         return exc

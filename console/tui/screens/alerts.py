@@ -83,12 +83,9 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         self._show_detail()
 
     def selected(self) -> AlertRow | None:
-        if self.snapshot is None:
+        key = self.cursor_key("#alerts-table")
+        if key is None or self.snapshot is None:
             return None
-        table = self.query_one("#alerts-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((a for a in self.snapshot.alerts if a.fingerprint == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

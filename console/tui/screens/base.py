@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, Static
 
 from console.errors import ConsoleError
 from console.tui.skin import environment_style
@@ -135,6 +135,15 @@ class ViewScreen(Screen[None], Generic[S]):
     def apply_filter_or_none(self, text: str | None) -> None:
         if text is not None:
             self.apply_filter(text)
+
+    def cursor_key(self, table_id: str) -> str | None:
+        """The key of the row under a table's cursor; None before data or when it is empty."""
+        if self.snapshot is None:
+            return None
+        table = self.query_one(table_id, DataTable)
+        if table.row_count == 0:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def keep(self, *values: object) -> bool:
         """Whether a row with these values passes the `/` filter (substring, any column)."""

@@ -100,10 +100,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
     def selected(self) -> ClientRow | None:
         if self.snapshot is None:
             return None
-        table = self.query_one("#clients-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+        key = self.cursor_key("#clients-table") or ""
         model, _, client = key.partition("\x00")
         return next(
             (r for r in self.snapshot.rows if r.model == model and r.client == client), None

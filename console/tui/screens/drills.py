@@ -74,12 +74,9 @@ class DrillsScreen(ViewScreen[DrillsSnapshot]):
         self._show_detail()
 
     def selected(self) -> PastDrill | None:
-        if self.snapshot is None:
+        key = self.cursor_key("#drills-table")
+        if key is None or self.snapshot is None:
             return None
-        table = self.query_one("#drills-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((d for d in self.snapshot.drills if d.id == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -67,12 +67,9 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
         self._show_detail()
 
     def selected(self) -> RunbookEntry | None:
-        if self.snapshot is None:
+        key = self.cursor_key("#runbooks-table")
+        if key is None or self.snapshot is None:
             return None
-        table = self.query_one("#runbooks-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((e for e in self.snapshot.entries if str(e.path) == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

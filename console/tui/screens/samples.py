@@ -100,12 +100,9 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         self._show_selected()
 
     def selected(self) -> SampleRecord | None:
-        if self.snapshot is None:
+        key = self.cursor_key("#samples-table")
+        if key is None or self.snapshot is None:
             return None
-        table = self.query_one("#samples-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((s for s in self.snapshot.records if s.sample_id == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
