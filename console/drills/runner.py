@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +21,19 @@ from typing import Any, Literal
 
 from console.adapters.alertmanager import Alert
 from console.config import Settings
+from console.drills.attacks import run_attack
 from console.drills.observe import Counts, Observation, Observer, audit_since
 from console.drills.report import DrillReport, DrillScores, TimelineEvent
 from console.drills.scenario import LoadedScenario, ResponseSpec, Scenario
+from console.drills.scores import (
+    SUCCESS_METRIC,
+    attacker_success,
+    benign_error_rate,
+    contained_at,
+    detection_floor,
+    series,
+    since,
+)
 from console.errors import ConsoleError, DrillError
 from console.runbooks.template import TemplateError, render
 from console.views.sources import Sources
@@ -35,8 +45,6 @@ MITIGATING_RESULTS = ("ok",)
 MITIGATING_ACTIONS = ("policy.block_client", "policy.set_budget", "registry.rollback",
                       "registry.set_alias")  # fmt: skip
 """Actions that stop an attacker or undo its effect; evidence capture and silences do not."""
-SUCCESS_METRIC = {"extraction": "surrogate_agreement", "evasion": "success_rate",
-                  "poisoning": "trigger_success_rate", "flood": "answered_share"}  # fmt: skip
 
 
 def _ignore(event: TimelineEvent) -> None:
@@ -166,7 +174,7 @@ class DrillRunner:
             if state.contained_s is not None:
                 break
             self._event(state, "attack-launched", f"{spec.kind} round {round_no}/{spec.rounds}")
-            report = await _run_attack(self.settings, spec.kind, self.attacker, self.model,
+            report = await run_attack(self.settings, spec.kind, self.attacker, self.model,
                                        spec.args)  # fmt: skip
             reports.append(report)
             self._event(state, "attack-finished",
@@ -359,7 +367,7 @@ class DrillRunner:
             # With hindsight: the watch loop ends the drill on a refused second, but the time
             # that counts is the first refusal after which the attacker stayed refused (an
             # attacker throttled with Retry-After may send nothing for a minute).
-            held = _contained_at(state.observations, self.attacker, share)
+            held = contained_at(state.observations, self.attacker, share)
             state.contained_s = held.at if held else None
             state.answered_at_containment = held.ok if held else None
             if held is not None:
@@ -375,16 +383,16 @@ class DrillRunner:
             records, state.errors = [], [*state.errors, str(exc)]
         scores = DrillScores(
             contained=contained,
-            time_to_detect_s=_since(start, state.detected_s),
-            time_to_mitigate_s=_since(start, state.mitigated_s),
-            time_to_contain_s=_since(start, state.contained_s),
-            detect_to_mitigate_s=_since(state.detected_s, state.mitigated_s),
+            time_to_detect_s=since(start, state.detected_s),
+            time_to_mitigate_s=since(start, state.mitigated_s),
+            time_to_contain_s=since(start, state.contained_s),
+            detect_to_mitigate_s=since(state.detected_s, state.mitigated_s),
             detection_floor_s=detection_floor(self.scenario.detect.alertname, self.rules_dir),
             attacker_queries_answered=int(answered or 0),
-            attacker_success=_attacker_success(self.scenario.attack.kind, attack_reports),
+            attacker_success=attacker_success(self.scenario.attack.kind, attack_reports),
             attacker_success_metric=SUCCESS_METRIC[self.scenario.attack.kind],
             benign_blocked=len(state.benign_blocked),
-            benign_error_rate=_benign_error_rate(state.observations, self.attacker),
+            benign_error_rate=benign_error_rate(state.observations, self.attacker),
             false_alerts=len(state.false_alerts),
         )
         return DrillReport(
@@ -397,7 +405,7 @@ class DrillRunner:
             ended_at=datetime.now(UTC).isoformat(),
             scores=scores,
             timeline=sorted(state.timeline, key=lambda e: e.at_s),
-            series=_series(state.observations),
+            series=series(state.observations),
             attack_reports=attack_reports,
             audit=records,
             errors=state.errors,
@@ -405,140 +413,6 @@ class DrillRunner:
 
 
 
-@dataclass(frozen=True)
-class _Held:
-    at: float
-    ok: float
-    """Attacker requests answered by then."""
-
-
-def _contained_at(
-    observations: list[Observation], attacker: str, share: float
-) -> _Held | None:
-    """The first second in which the attacker was refused, after which it was answered at most
-    ``1 - share`` of what it still sent (nothing sent counts as held)."""
-    if not observations:
-        return None
-    end = observations[-1].gateway.get(attacker) or Counts()
-    for before, now in zip(observations, observations[1:], strict=False):
-        here = now.gateway.get(attacker) or Counts()
-        if here.minus(before.gateway.get(attacker) or Counts()).refused <= 0:
-            continue
-        later = end.minus(here)
-        if later.total <= 0 or later.ok / later.total <= 1 - share:
-            return _Held(now.at, here.ok)
-    return None
-
-
-async def _run_attack(
-    settings: Settings, kind: str, client: str, model: str, args: dict[str, Any]
-) -> dict[str, Any]:
-    from console.lab.attacks import state as attack_state
-
-    attack = _attack_function(kind)
-    async with attack_state.tracked(settings, kind, client, model) as record:
-        report = await attack(settings, client, model=model, **args)
-        record.report = report.as_dict()
-    data: dict[str, Any] = report.as_dict()
-    return data
-
-
-def _attack_function(kind: str) -> Callable[..., Awaitable[Any]]:
-    """``run_<kind>`` of the lab's attacks, imported when used (scikit-learn, ART)."""
-    if kind == "extraction":
-        from console.lab.attacks.extraction import run_extraction
-
-        return run_extraction
-    if kind == "evasion":
-        from console.lab.attacks.evasion import run_evasion
-
-        return run_evasion
-    if kind == "flood":
-        from console.lab.attacks.flood import run_flood
-
-        return run_flood
-    from console.lab.attacks.poisoning import run_poisoning
-
-    return run_poisoning
-
-
-def _since(start: float | None, end: float | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return round(max(0.0, end - start), 3)
-
-
 def _labels(alert: Alert) -> str:
     keys = ("client", "model", "version")
     return " ".join(f"{k}={alert.labels[k]}" for k in keys if k in alert.labels)
-
-
-def _attacker_success(kind: str, reports: list[dict[str, Any]]) -> float | None:
-    if not reports:
-        return None
-    if kind == "extraction":
-        value = reports[-1].get("surrogate_agreement")
-    elif kind == "evasion":
-        attacked = sum(int(r.get("attacked") or 0) for r in reports)
-        evaded = sum(int(r.get("evaded") or 0) for r in reports)
-        value = evaded / attacked if attacked else None
-    elif kind == "poisoning":
-        value = reports[-1].get("trigger_success_rate")
-    else:
-        sent = sum(int(r.get("requests") or 0) for r in reports)
-        ok = sum(int((r.get("outcomes") or {}).get("ok") or 0) for r in reports)
-        value = ok / sent if sent else None
-    return None if value is None else round(float(value), 4)
-
-
-def _benign_error_rate(observations: list[Observation], attacker: str) -> float | None:
-    """Non-ok answers over all answers the benign clients saw during the drill (their own
-    view, from the traffic service)."""
-    if len(observations) < 2:
-        return None
-    first, last = observations[0].traffic, observations[-1].traffic
-    total = errors = 0.0
-    for client, counts in last.items():
-        if client == attacker:
-            continue
-        delta = counts.minus(first.get(client, Counts()))
-        total += delta.total
-        errors += delta.total - delta.ok
-    return round(errors / total, 4) if total else None
-
-
-def _series(observations: list[Observation]) -> list[dict[str, float]]:
-    rows = []
-    for before, now in zip(observations, observations[1:], strict=False):
-        span = max(1e-6, now.at - before.at)
-        row: dict[str, float] = {"at_s": now.at}
-        for client, counts in now.gateway.items():
-            delta = counts.minus(before.gateway.get(client, Counts()))
-            row[client] = round(max(0.0, delta.total) / span, 3)
-        rows.append(row)
-    return rows
-
-
-def detection_floor(alertname: str, rules_dir: Path | None = None) -> float | None:
-    """Scrape interval + rule evaluation interval + the alert's ``for:`` (docs/architecture.md,
-    "Detection-time floor"), from the rule files the lab's engine loads."""
-    import yaml
-
-    from console.lab.scrape import EVALUATION_INTERVAL, SCRAPE_INTERVAL
-    from console.lab.specs import DEFAULT_RULES_DIR
-    from console.runbooks.durations import parse_duration
-
-    folder = rules_dir or DEFAULT_RULES_DIR
-    for path in sorted(folder.glob("*.yml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        for group in doc.get("groups", []):
-            for rule in group.get("rules", []):
-                if rule.get("alert") == alertname:
-                    wait = parse_duration(str(rule.get("for", "0s"))).total_seconds()
-                    scrape = parse_duration(SCRAPE_INTERVAL).total_seconds()
-                    evaluation = parse_duration(EVALUATION_INTERVAL).total_seconds()
-                    return scrape + evaluation + wait
-    return None

@@ -126,9 +126,9 @@ class LoadedScenario:
 
 def attack_arguments(kind: str) -> set[str]:
     """Keyword arguments ``run_<kind>`` takes after settings, client and model."""
-    from console.drills.runner import _attack_function
+    from console.drills.attacks import attack_function
 
-    params = inspect.signature(_attack_function(kind)).parameters
+    params = inspect.signature(attack_function(kind)).parameters
     return {n for n in params if n not in ("settings", "client", "model")}
 
 

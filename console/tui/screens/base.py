@@ -5,7 +5,7 @@ the `/` filter."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
+
+
+def console_app_of(screen: Screen[Any]) -> ConsoleApp:
+    """The screen's app as the console's (screens reach settings, sources and the router)."""
+    from console.tui.app import ConsoleApp
+
+    app = screen.app
+    assert isinstance(app, ConsoleApp)
+    return app
 
 
 class TopBar(Static):
@@ -61,11 +70,7 @@ class ViewScreen(Screen[None], Generic[S]):
 
     @property
     def console_app(self) -> ConsoleApp:
-        from console.tui.app import ConsoleApp
-
-        app = self.app
-        assert isinstance(app, ConsoleApp)
-        return app
+        return console_app_of(self)
 
     def compose(self) -> ComposeResult:
         cfg = self.console_app.settings

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from console.errors import ConsoleError
-from console.tui.screens.base import TopBar
+from console.tui.screens.base import TopBar, console_app_of
 from console.tui.text import number, plain, printable
 
 if TYPE_CHECKING:
@@ -42,11 +42,7 @@ class ReplayScreen(Screen[None]):
 
     @property
     def console_app(self) -> ConsoleApp:
-        from console.tui.app import ConsoleApp
-
-        app = self.app
-        assert isinstance(app, ConsoleApp)
-        return app
+        return console_app_of(self)
 
     def compose(self) -> ComposeResult:
         cfg = self.console_app.settings
