@@ -34,7 +34,7 @@ async def _trials(settings: Settings, trials: int) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
     body = infer_body(digits_rows()[0])
-    path = f"/v2/models/{settings.gateway.models[0]}/infer"
+    path = f"/v2/models/{settings.models.served[0]}/infer"
     client = aioredis.Redis.from_url(settings.redis.url)
     store = PolicyStore(client, settings.redis.key_prefix)
     lags, round_trips, answered_after = [], [], []

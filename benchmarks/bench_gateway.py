@@ -7,7 +7,7 @@ Brings up (or reuses) Redis and MLflow of the given config with the project's la
 a gateway with the launcher on a free port and its own run dir (serving the seeded ``digits``
 champion), then measures sequentially over one keep-alive connection:
   * gateway: POST /v2/models/digits/infer of one row (V2 JSON) over loopback: policy lookup,
-             model, feature squeezing (gateway.squeezers), PRADA statistic, metrics, span,
+             model, feature squeezing (detectors.squeezers), PRADA statistic, metrics, span,
              sampling;
   * model:   the served version's plain graph on the same row (the floor);
   * guarded: what the gateway does per request in process: its guarded graph (the model on
@@ -35,7 +35,7 @@ import httpx
 from bench_support import digits_rows, infer_body, own_gateway, percentiles_ms
 
 from console.config import load_settings
-from console.lab.gateway.detectors import ExtractionMonitor
+from console.detectors.extraction import ExtractionMonitor
 from console.lab.gateway.models import LoadedModel, make_session
 from console.lab.seed import download_artifact
 
@@ -93,7 +93,7 @@ def run(config: Path, requests: int = 2000, concurrency: int = 8) -> dict[str, A
     plain = LoadedModel("digits", version, "", datetime.now(UTC), make_session(onnx))
     guarded_model = LoadedModel(
         "digits", version, "", datetime.now(UTC),
-        make_session(onnx, settings.gateway.squeezers), guarded=True,
+        make_session(onnx, settings.detectors.squeezers), guarded=True,
     )  # fmt: skip
     rows = [x[i % len(x)][None, :] for i in range(requests)]
     model = _timed(lambda i: plain.run(rows[i]), requests)

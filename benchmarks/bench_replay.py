@@ -134,7 +134,7 @@ def _measure(base: Settings, store: Path, samples: int, repeat: int) -> dict[str
             outputs = Outputs(refs, len(x), squeezer)
             async for _ in run_batches(x, runner, outputs, LocalRunner.default_batch):
                 pass
-            return summarise(selected, outputs.runs(), settings.gateway.flag_threshold)
+            return summarise(selected, outputs.runs(), settings.detectors.flag_threshold)
 
         return loop
 

@@ -41,12 +41,9 @@ def own_gateway(config: Path, **gateway: object) -> Iterator[Settings]:
             "redis": base.redis.model_copy(update={"key_prefix": f"bench{secrets.token_hex(4)}"}),
             "traces": base.traces.model_copy(update={"path": str(run_dir / "traces")}),
             "samples": base.samples.model_copy(update={"path": str(run_dir / "samples")}),
+            "models": base.models.model_copy(update={"served": [base.lab.seed_model]}),
             "gateway": base.gateway.model_copy(
-                update={
-                    "url": f"http://127.0.0.1:{free_port()}",
-                    "models": [base.lab.seed_model],
-                    **gateway,
-                }
+                update={"url": f"http://127.0.0.1:{free_port()}", **gateway}
             ),
         }
     )

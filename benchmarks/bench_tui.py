@@ -45,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from console.adapters.backends import Backends
 from console.adapters.prometheus import PrometheusClient
 from console.config import Settings, load_settings
 from console.errors import ConsoleError
@@ -54,7 +55,6 @@ from console.views.alerts import fetch_alerts
 from console.views.clients import ClientsSnapshot, fetch_clients
 from console.views.mitigations import _registry_changes, fetch_mitigations
 from console.views.models import fetch_models
-from console.views.sources import Sources
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "configs" / "prometheus"
@@ -145,7 +145,7 @@ def startup(config: Path, starts: int) -> dict[str, Any]:
 # --- views: one refresh against its slowest query alone --------------------------------------
 
 
-def _clients_calls(sources: Sources) -> dict[str, Call]:
+def _clients_calls(sources: Backends) -> dict[str, Call]:
     prom = sources.prometheus
     instant = (q.CLIENT_RATE, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED, q.CLIENT_REFUSED)
     calls: dict[str, Call] = {pq.key: _instant(prom, pq.promql) for pq in instant}
@@ -156,14 +156,14 @@ def _clients_calls(sources: Sources) -> dict[str, Call]:
     return calls
 
 
-def _models_calls(sources: Sources) -> dict[str, Call]:
+def _models_calls(sources: Backends) -> dict[str, Call]:
     prom = sources.prometheus
     instant = (q.MODEL_REQUESTS, q.MODEL_LATENCY_P50, q.MODEL_LATENCY_P95, q.MODEL_LATENCY_P99,
                q.MODEL_ERRORS, q.MODEL_FLAG_RATE, q.MODEL_CONFIDENCE_Z)  # fmt: skip
     calls: dict[str, Call] = {pq.key: _instant(prom, pq.promql) for pq in instant}
     calls[q.MODEL_CONFIDENCE.key] = _range(prom, q.MODEL_CONFIDENCE, q.CONFIDENCE_WINDOW_S,
                                            q.CONFIDENCE_STEP_S)  # fmt: skip
-    for name in sources.settings.gateway.models:
+    for name in sources.settings.models.served:
         calls[f"registry.model.{name}"] = _bind(sources.registry.get_model, name)
         calls[f"registry.versions.{name}"] = _bind(sources.registry.list_versions, name)
     return calls
@@ -187,7 +187,7 @@ def _bind(method: Callable[[str], Awaitable[object]], name: str) -> Call:
     return lambda: method(name)
 
 
-def _view_calls(sources: Sources) -> dict[str, tuple[Call, dict[str, Call]]]:
+def _view_calls(sources: Backends) -> dict[str, tuple[Call, dict[str, Call]]]:
     """Per view: its fetch, and every query or read the fetch makes (the same calls)."""
     return {
         "clients": (lambda: fetch_clients(sources), _clients_calls(sources)),
@@ -217,7 +217,7 @@ async def _timed(call: Call) -> float:
 
 
 async def _views(settings: Settings, refreshes: int, warmup: int = 3) -> dict[str, Any]:
-    sources = Sources.from_settings(settings)
+    sources = Backends(settings)
     fetch_times: dict[str, list[float]] = {}
     alone: dict[str, dict[str, list[float]]] = {}
     try:
@@ -374,7 +374,7 @@ async def _counts_are(prom: PrometheusClient, n: int) -> bool:
 async def _clients_at(
     settings: Settings, n: int, refreshes: int, settle_s: float
 ) -> dict[str, Any]:
-    sources = Sources.from_settings(settings)
+    sources = Backends(settings)
     try:
         ready_s = await _wait_for_series(sources.prometheus, n, settle_s)
         calls = _clients_calls(sources)
@@ -441,7 +441,7 @@ async def _repeat(call: Call, times: int, warmup: int = 2) -> Timing:
     return Timing(answered, times, error)
 
 
-async def _rows(sources: Sources) -> int:
+async def _rows(sources: Backends) -> int:
     try:
         return len((await fetch_clients(sources)).rows)
     except ConsoleError:
@@ -508,7 +508,7 @@ def _drive_tui(config: Path, refreshes: int) -> dict[str, Any]:
     from console.tui.app import ConsoleApp
 
     settings = load_settings(config)
-    app = ConsoleApp(settings, Sources.from_settings(settings), start="clients", refresh_s=0.5)
+    app = ConsoleApp(settings, Backends(settings), start="clients", refresh_s=0.5)
 
     async def drive() -> dict[str, Any]:
         async with app.run_test(size=(120, 40)) as pilot:

@@ -7,12 +7,21 @@ Environment variables win over the file: ``CONSOLE_REDIS__URL``, ``CONSOLE_AUDIT
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from console.errors import ConfigError
@@ -106,24 +115,36 @@ class HttpActionSection(Section):
 SqueezerName = Literal["bits2", "median2", "median3"]
 
 
+class ModelsSection(Section):
+    """The models under watch."""
+
+    served: list[str] = Field(default_factory=lambda: ["digits"], min_length=1)
+    """Registry models served to clients (each one's ``champion`` alias): the Models view,
+    replay's default and the lab gateway all read this list."""
+
+
+class DetectorsSection(Section):
+    """How inputs are scored, the same wherever they are scored (a gateway, replay)."""
+
+    squeezers: list[SqueezerName] = Field(default_factory=lambda: list[SqueezerName](["bits2"]))
+    """Feature-squeezing transforms. Median smoothing erases strokes on 8x8 digits and flags
+    about half of clean inputs, so the lab uses bit-depth reduction alone (measured in
+    docs/architecture.md); add medians for larger images."""
+    flag_threshold: float = Field(default=0.5, ge=0, le=1)
+    """Detector score at or above which an input is flagged (and, at a gateway, sampled)."""
+
+
 class GatewaySection(Section):
-    """The lab's guarded inference gateway (Open Inference / V2 protocol)."""
+    """The lab's guarded inference gateway (Open Inference / V2 protocol). It serves
+    ``models.served`` and scores with ``[detectors]``."""
 
     url: str = "http://127.0.0.1:18080"
-    models: list[str] = Field(default_factory=lambda: ["digits"])
-    """Registry models served: each one's ``champion`` alias."""
     alias_poll_s: float = Field(default=2.0, gt=0)
     """How often the gateway re-reads the aliases (a rollback applies within this)."""
     policy_cache_s: float = Field(default=0.5, ge=0, le=1.0)
     """Policy (block, budget) cache; changes also arrive by pub/sub. At most 1 s."""
     redis_failure_mode: Literal["open", "closed"] = "open"
     """When Redis is down: serve (open) or refuse with 503 (closed)."""
-    squeezers: list[SqueezerName] = Field(default_factory=lambda: list[SqueezerName](["bits2"]))
-    """Feature-squeezing transforms. Median smoothing erases strokes on 8x8 digits and flags
-    about half of clean inputs, so the lab uses bit-depth reduction alone (measured in
-    docs/architecture.md); add medians for larger images."""
-    flag_threshold: float = Field(default=0.5, ge=0, le=1)
-    """Detector score at or above which a request is flagged and its input sampled."""
     sample_fraction: float = Field(default=0.01, ge=0, le=1)
     """Fraction of unflagged requests sampled too."""
     hash_only: bool = False
@@ -200,16 +221,40 @@ class Settings(BaseSettings):
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
     alertmanager: AlertmanagerSection = Field(default_factory=AlertmanagerSection)
     prometheus: PrometheusSection = Field(default_factory=PrometheusSection)
-    victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)
     traces: TracesSection = Field(default_factory=TracesSection)
     samples: SamplesSection = Field(default_factory=SamplesSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     locks: LockSection = Field(default_factory=LockSection)
     http_action: HttpActionSection = Field(default_factory=HttpActionSection)
+    models: ModelsSection = Field(default_factory=ModelsSection)
+    detectors: DetectorsSection = Field(default_factory=DetectorsSection)
+    tui: TuiSection = Field(default_factory=TuiSection)
+    # The lab's own sections: what `lab up` starts. A production file leaves them out.
+    victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     traffic: TrafficSection = Field(default_factory=TrafficSection)
     lab: LabSection = Field(default_factory=LabSection)
-    tui: TuiSection = Field(default_factory=TuiSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_layout(cls, data: Any) -> Any:
+        """Files written before ``[models]`` and ``[detectors]`` existed kept these under
+        ``[gateway]``; they still mean the same (an explicit new key wins)."""
+        if not isinstance(data, dict) or not isinstance(data.get("gateway"), dict):
+            return data
+        gateway = dict(data["gateway"])
+        moved = {"models": ("models", "served"), "squeezers": ("detectors", "squeezers"),
+                 "flag_threshold": ("detectors", "flag_threshold")}  # fmt: skip
+        for old, (section, field) in moved.items():
+            if old in gateway:
+                value = gateway.pop(old)
+                if isinstance(value, str) and old != "flag_threshold":
+                    value = _json_list(value)  # from CONSOLE_GATEWAY__MODELS: not yet parsed
+                target = data.get(section)
+                target = dict(target) if isinstance(target, dict) else {}
+                target.setdefault(field, value)
+                data = {**data, section: target}
+        return {**data, "gateway": gateway}
 
     @field_validator("operator")
     @classmethod
@@ -263,6 +308,13 @@ class Settings(BaseSettings):
                 ) from None
             return key or None
         return None
+
+
+def _json_list(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # left for the field's own validation to name
 
 
 def _default_operator() -> str:

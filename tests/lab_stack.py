@@ -43,7 +43,7 @@ def stack_env(lab: LabHandle, run_dir: Path, model: str, clients: int) -> dict[s
         "CONSOLE_TRACES__PATH": str(run_dir / "traces"),
         "CONSOLE_SAMPLES__PATH": str(run_dir / "samples"),
         "CONSOLE_GATEWAY__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_GATEWAY__MODELS": json.dumps([model]),
+        "CONSOLE_MODELS__SERVED": json.dumps([model]),
         "CONSOLE_GATEWAY__SAMPLE_FRACTION": "0",
         "CONSOLE_TRAFFIC__URL": f"http://127.0.0.1:{free_port()}",
         "CONSOLE_TRAFFIC__CLIENTS": str(clients),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import REPO
 from typer.testing import CliRunner
 
 from console.cli.main import app
@@ -67,3 +68,38 @@ def test_tui_refresh_must_be_sane(tmp_path: Path) -> None:
     config.write_text("[tui]\nrefresh_s = 0.01\n")
     with pytest.raises(ConfigError, match="refresh_s"):
         load_settings(config)
+
+
+def test_product_settings_need_no_lab_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production template names its served models and detectors in product sections: no
+    ``[gateway]`` (the lab's) is needed, and the views and replay read those."""
+    monkeypatch.delenv("CONSOLE_CONFIG", raising=False)
+    text = (REPO / "configs" / "prod.toml").read_text()
+    assert "[gateway]" not in text and "[traffic]" not in text and "[lab]" not in text
+    settings = load_settings(REPO / "configs" / "prod.toml")
+    assert settings.models.served == ["digits"]
+    assert settings.detectors.squeezers == ["bits2"]
+
+
+def test_files_of_the_earlier_layout_mean_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Served models, squeezers and the flag threshold used to live under [gateway]: such a
+    file, or such an environment variable, still means the same; an explicit new key wins."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[gateway]\nurl = "http://127.0.0.1:1"\nmodels = ["a", "b"]\n'
+        'squeezers = ["median2"]\nflag_threshold = 0.3\n'
+    )
+    settings = load_settings(config)
+    assert settings.models.served == ["a", "b"]
+    assert settings.detectors.squeezers == ["median2"]
+    assert settings.detectors.flag_threshold == 0.3
+    assert settings.gateway.url == "http://127.0.0.1:1"
+    monkeypatch.setenv("CONSOLE_GATEWAY__MODELS", '["c"]')
+    monkeypatch.setenv("CONSOLE_DETECTORS__FLAG_THRESHOLD", "0.7")
+    settings = load_settings(config)
+    assert settings.models.served == ["c"]
+    assert settings.detectors.flag_threshold == 0.7
+    config.write_text('[gateway]\nmodels = ["old"]\n[models]\nserved = ["new"]\n')
+    assert load_settings(config).models.served == ["new"]

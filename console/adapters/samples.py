@@ -9,25 +9,25 @@ the newest ``limit`` matches and whether there are more are known.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
-import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as clock
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from console.errors import AdapterError, ConfigError, ConsoleError
+from console.adapters.day_files import (
+    check_window,
+    day_start,
+    in_window,
+    newest_matches,
+    read_lines,
+)
+from console.errors import AdapterError, ConfigError
 
 BACKEND = "sample store"
-MAX_LIMIT = 10_000
 INPUT_SIZE = 64
-SHADES = " ░▒▓█"
-"""Pixel shades from 0 (blank) to 16 (full), for ``digit_rows``."""
 
 _PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})")
 _PLAIN_NUMBERS = {int, float}
@@ -132,7 +132,7 @@ def find_sample(path: Path, sample_id: str) -> SampleRecord | None:
     plain = sample_id.isascii() and sample_id.isprintable() and not set(sample_id) & {'"', "\\"}
     for _day, list_files in _partitions(path):
         for file in list_files():
-            for line in _lines(file, BACKEND) or ():
+            for line in read_lines(file, BACKEND) or ():
                 if plain and sample_id not in line:
                     continue
                 try:
@@ -143,127 +143,6 @@ def find_sample(path: Path, sample_id: str) -> SampleRecord | None:
                     if record.sample_id == sample_id:
                         return record
     return None
-
-
-def digit_rows(values: Sequence[float], side: int = 8) -> list[str]:
-    """``side`` lines of shade characters drawing a ``side`` x ``side`` image of pixels in
-    0..16 (clipped), two characters per pixel so it looks square in a terminal."""
-    if side < 1:
-        raise ValueError(f"side must be at least 1, not {side}")
-    if len(values) != side * side:
-        raise ValueError(f"expected {side * side} values ({side}x{side}), got {len(values)}")
-    top = len(SHADES) - 1
-    rows = []
-    for r in range(side):
-        chars = []
-        for value in values[r * side : (r + 1) * side]:
-            v = float(value)
-            if math.isnan(v):
-                raise ValueError("a pixel value is NaN")
-            level = int(min(max(v, 0.0), 16.0) / 16.0 * top + 0.5)
-            chars.append(SHADES[level] * 2)
-        rows.append("".join(chars))
-    return rows
-
-
-# Shared with console.adapters.traces -----------------------------------------------------------
-
-
-def check_window(since: datetime | None, until: datetime | None, limit: int, what: str) -> None:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.utcoffset() is None:
-            raise ConsoleError(f"{what}: {name} must be a timezone-aware datetime", what)
-    if since is not None and until is not None and since > until:
-        raise ConsoleError(f"{what}: since ({since}) is after until ({until})", what)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ConsoleError(f"{what}: limit must be between 1 and {MAX_LIMIT}, not {limit}", what)
-
-
-def in_window(when: datetime, since: datetime | None, until: datetime | None) -> bool:
-    return (since is None or when >= since) and (until is None or when < until)
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, clock(), UTC)
-
-
-@dataclass(frozen=True)
-class Scan(Generic[T]):
-    records: list[T]
-    skipped_lines: int
-    files_read: int
-    truncated: bool
-
-
-def newest_matches(
-    days: Iterable[tuple[date, Callable[[], list[Path]]]],
-    parse: Callable[[str], Sequence[T]],
-    keep: Callable[[T], bool],
-    when: Callable[[T], datetime],
-    limit: int,
-    backend: str,
-) -> Scan[T]:
-    """The ``limit`` newest kept records of day files, given newest day first.
-
-    Every record in an earlier day's files is taken to be older than that day's end; a record
-    may still be older than its own file's day (a span that ended after midnight). So reading
-    stops once ``limit`` + 1 records are kept (``truncated`` is then known) and the ``limit``
-    newest all fall on or after the start of the last day read. Memory holds ``limit`` + 1
-    records. ``parse`` raises ValueError on a malformed line.
-    """
-    heap: list[tuple[datetime, int, T]] = []  # the limit + 1 newest so far, oldest on top
-    seq = itertools.count()
-    skipped = files_read = 0
-    for day, list_files in days:
-        for file in list_files():
-            lines = _lines(file, backend)
-            if lines is None:
-                continue
-            files_read += 1
-            for line in lines:
-                try:
-                    records = parse(line)
-                except ValueError:
-                    skipped += 1
-                    continue
-                for record in records:
-                    if not keep(record):
-                        continue
-                    item = (when(record), next(seq), record)
-                    if len(heap) <= limit:
-                        heapq.heappush(heap, item)
-                    else:
-                        heapq.heappushpop(heap, item)
-        if len(heap) > limit and heapq.nsmallest(2, heap)[1][0] >= day_start(day):
-            break
-    ordered = sorted(heap, key=lambda item: (item[0], item[1]), reverse=True)
-    return Scan([r for _, _, r in ordered[:limit]], skipped, files_read, len(heap) > limit)
-
-
-def _lines(path: Path, backend: str) -> Iterator[str] | None:
-    """The non-blank lines of ``path``; None if it vanished (retention deleted it)."""
-    try:
-        # errors="replace": a line torn inside a UTF-8 sequence becomes a skipped line.
-        handle = path.open(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise AdapterError(
-            f"{backend}: cannot read {path}: {exc.strerror or exc}", backend
-        ) from None
-
-    def lines() -> Iterator[str]:
-        with handle:
-            try:
-                for line in handle:
-                    if line.strip():
-                        yield line
-            except OSError as exc:
-                raise AdapterError(
-                    f"{backend}: cannot read {path}: {exc.strerror or exc}", backend
-                ) from None
-
-    return lines()
 
 
 def _partitions(root: Path) -> list[tuple[date, Callable[[], list[Path]]]]:
@@ -379,7 +258,6 @@ __all__ = [
     "SampleBatch",
     "SampleFilter",
     "SampleRecord",
-    "digit_rows",
     "find_sample",
     "read_samples",
 ]

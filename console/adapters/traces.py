@@ -30,9 +30,9 @@ from typing import Any, Literal
 
 import httpx
 
+from console.adapters.day_files import check_window, day_start, in_window, newest_matches
 from console.adapters.http import make_client, request_json
 from console.adapters.retry import with_retries
-from console.adapters.samples import check_window, day_start, in_window, newest_matches
 from console.errors import AdapterError, BackendResponseError, ConfigError, ConsoleError
 
 BACKEND = "span files"

@@ -49,8 +49,8 @@ def demo(
                 env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
+        from console.adapters.backends import Backends
         from console.tui.app import ConsoleApp
-        from console.views.sources import Sources
 
         hint = (
             f"Demo: benign clients are running; {ATTACKER} starts extracting the model in "
@@ -60,7 +60,7 @@ def demo(
         )
         app = ConsoleApp(
             settings,
-            Sources.from_settings(settings),
+            Backends(settings),
             refresh_s=refresh or settings.tui.refresh_s,
             hint=hint,
         )

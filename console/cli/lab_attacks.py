@@ -28,7 +28,7 @@ attack_app = typer.Typer(
 )
 
 ClientOption = typer.Option(..., "--client", help="Client id the attacker sends (X-Client-Id).")
-ModelOption = typer.Option(None, "--model", help="Served model (default: gateway.models[0]).")
+ModelOption = typer.Option(None, "--model", help="Served model (default: models.served[0]).")
 SeedOption = typer.Option(0, "--seed", help="Seed of every random choice.")
 
 
@@ -55,7 +55,7 @@ def _run_attack(
         settings = context(ctx).settings
         target = settings.mlflow.url if kind == "poisoning" else settings.gateway.url
         require_loopback_target(target, "mlflow" if kind == "poisoning" else "gateway")
-        model_name = model or settings.gateway.models[0]
+        model_name = model or settings.models.served[0]
         err.print(f"{safe(kind)} as {safe(client)} against {safe(model_name)} at {safe(target)}")
 
         async def tracked() -> Any:

@@ -127,7 +127,7 @@ def parse_time(text: str | None, now: datetime, option: str) -> datetime | None:
     """``15m`` (that long before ``now``) or an ISO time with a UTC offset."""
     if text is None:
         return None
-    from console.runbooks.durations import parse_duration
+    from console.durations import parse_duration
 
     try:
         return now - parse_duration(text)

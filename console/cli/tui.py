@@ -52,12 +52,12 @@ def tui(
         if read_only:
             cli.read_only = True
         settings = cli.settings
+        from console.adapters.backends import Backends
         from console.tui.app import ConsoleApp
-        from console.views.sources import Sources
 
         app = ConsoleApp(
             settings,
-            Sources.from_settings(settings, metrics=metrics.value),
+            Backends(settings, metrics=metrics.value),
             start=view.value,
             refresh_s=refresh or settings.tui.refresh_s,
         )

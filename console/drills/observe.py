@@ -18,9 +18,9 @@ from datetime import datetime
 import httpx
 
 from console.adapters.alertmanager import Alert
+from console.adapters.backends import Backends
 from console.audit.records import AuditRecord
 from console.errors import BackendResponseError, BackendUnavailable
-from console.views.sources import Sources
 
 REFUSED = ("blocked", "throttled")
 
@@ -61,7 +61,7 @@ class Observation:
     alerts: list[Alert]
     blocked_clients: frozenset[str]
     errors: tuple[str, ...] = ()
-    """Sources that could not be read this time (the drill goes on without them)."""
+    """Backends that could not be read this time (the drill goes on without them)."""
 
 
 async def counters(client: httpx.AsyncClient, url: str, metric: str) -> dict[str, Counts]:
@@ -105,8 +105,8 @@ async def served_version(client: httpx.AsyncClient, gateway_url: str, model: str
 class Observer:
     """Reads every source at once; a source that fails is noted, not fatal."""
 
-    def __init__(self, sources: Sources, model: str) -> None:
-        self.sources = sources
+    def __init__(self, backends: Backends, model: str) -> None:
+        self.backends = backends
         self.model = model
         self.http = httpx.AsyncClient(timeout=2.0, trust_env=False, follow_redirects=False)
 
@@ -114,13 +114,13 @@ class Observer:
         await self.http.aclose()
 
     async def observe(self, at: float) -> Observation:
-        settings = self.sources.settings
+        settings = self.backends.settings
         results = await asyncio.gather(
             counters(self.http, settings.gateway.url, "aml_requests_total"),
             counters(self.http, settings.traffic.url, "aml_lab_traffic_requests_total"),
             served_version(self.http, settings.gateway.url, self.model),
-            self.sources.alertmanager.alerts(),
-            self.sources.policy.list_blocks(),
+            self.backends.alertmanager.alerts(),
+            self.backends.policy.list_blocks(),
             return_exceptions=True,
         )
         errors = tuple(str(r) for r in results if isinstance(r, Exception))
@@ -140,9 +140,9 @@ class Observer:
         )
 
 
-def audit_since(sources: Sources, since: datetime, limit: int = 2000) -> list[AuditRecord]:
+def audit_since(backends: Backends, since: datetime, limit: int = 2000) -> list[AuditRecord]:
     """Audit records written at or after ``since`` (oldest first)."""
     from console.audit.log import AuditLog
 
-    log = AuditLog.from_settings(sources.settings)
+    log = AuditLog.from_settings(backends.settings)
     return [r for r in log.tail(limit) if r.time >= since]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from console.adapters.alertmanager import Alert
+from console.adapters.backends import Backends
 from console.config import Settings
 from console.drills.attacks import run_attack
 from console.drills.observe import Counts, Observation, Observer, audit_since
@@ -36,7 +37,6 @@ from console.drills.scores import (
 )
 from console.errors import ConsoleError, DrillError
 from console.runbooks.template import TemplateError, render
-from console.views.sources import Sources
 
 Responder = Literal["auto", "human"]
 EventSink = Callable[[TimelineEvent], None]
@@ -97,15 +97,15 @@ class DrillRunner:
         # Each run its own attacker id: no series, detector window, policy or silence of an
         # earlier run can make this one look detected or contained.
         self.attacker = f"{self.scenario.attack.client}-{self.drill_id[-6:]}"
-        self.model = self.scenario.attack.model or settings.gateway.models[0]
+        self.model = self.scenario.attack.model or settings.models.served[0]
 
     # ---------------------------------------------------------------------------------------
     async def run(self) -> DrillReport:
         if self.settings.read_only and self.responder == "auto":
             raise DrillError("read-only mode: the scripted responder cannot act (use "
                              "--responder human, or leave read-only mode)")  # fmt: skip
-        sources = Sources.from_settings(self.settings)
-        observer = Observer(sources, self.model)
+        backends = Backends(self.settings)
+        observer = Observer(backends, self.model)
         state = _State(time.monotonic(), datetime.now(UTC), self.attacker, self.model)
         try:
             baseline = await observer.observe(0.0)
@@ -121,7 +121,7 @@ class DrillRunner:
             attack = asyncio.create_task(self._attack(state))
             responses: list[asyncio.Task[None]] = []
             try:
-                await self._watch(state, observer, sources, attack, responses, before_version)
+                await self._watch(state, observer, backends, attack, responses, before_version)
             finally:
                 for task in [attack, *responses]:
                     if not task.done():
@@ -132,10 +132,10 @@ class DrillRunner:
             if attack.done() and not attack.cancelled() and attack.exception() is not None:
                 state.errors.append(f"attack failed: {attack.exception()}")
             self._event(state, "drill-end", "")
-            return self._report(state, sources, reports)
+            return self._report(state, backends, reports)
         finally:
             await observer.aclose()
-            await sources.aclose()
+            await backends.aclose()
 
     def _expected(self, alert: Alert) -> bool:
         detect = self.scenario.detect
@@ -187,7 +187,7 @@ class DrillRunner:
         self,
         state: _State,
         observer: Observer,
-        sources: Sources,
+        backends: Backends,
         attack: asyncio.Task[list[dict[str, Any]]],
         responses: list[asyncio.Task[None]],
         before_version: str | None,
@@ -209,8 +209,8 @@ class DrillRunner:
                         state.responded.add(response.alert)
                         alert = fired[response.alert]
                         responses.append(asyncio.create_task(
-                            self._respond(state, sources, response, alert)))  # fmt: skip
-            await self._see_mitigation(state, sources)
+                            self._respond(state, backends, response, alert)))  # fmt: skip
+            await self._see_mitigation(state, backends)
             self._see_containment(state, obs, before_version)
             if attack.done() and attack_done_at is None:
                 attack_done_at = obs.at
@@ -257,14 +257,14 @@ class DrillRunner:
         return fired
 
     async def _respond(
-        self, state: _State, sources: Sources, response: ResponseSpec, alert: Alert
+        self, state: _State, backends: Backends, response: ResponseSpec, alert: Alert
     ) -> None:
         from console.runbooks.engine import RunbookEngine
         from console.runbooks.loader import find_runbook
 
         await asyncio.sleep(response.delay)
         try:
-            params = await self._response_params(sources, response, alert)
+            params = await self._response_params(backends, response, alert)
             loaded = find_runbook(response.runbook, self.settings.runbook_dirs)
             engine = RunbookEngine(self.settings)
             self._event(state, "response-started", f"{response.runbook} {params}")
@@ -277,14 +277,14 @@ class DrillRunner:
         self._event(state, "response-finished", f"{response.runbook} {run.run_id}: {run.status}")
 
     async def _response_params(
-        self, sources: Sources, response: ResponseSpec, alert: Alert
+        self, backends: Backends, response: ResponseSpec, alert: Alert
     ) -> dict[str, str]:
         scope = {"labels": dict(alert.labels), "attacker": self.attacker, "model": self.model}
         params: dict[str, str] = {}
         for name, value in response.params.items():
             if isinstance(value, dict) and "query" in value:
                 expr = str(render(value["query"], scope))
-                result = await sources.prometheus.query(expr)
+                result = await backends.prometheus.query(expr)
                 label = str(value.get("label", name))
                 if not result.samples:
                     raise DrillError(f"responder: {expr} found no series for {name}")
@@ -297,12 +297,12 @@ class DrillRunner:
                     raise DrillError(f"responder: parameter {name}: {exc}") from None
         return params
 
-    async def _see_mitigation(self, state: _State, sources: Sources) -> None:
+    async def _see_mitigation(self, state: _State, backends: Backends) -> None:
         if state.mitigated_s is not None:
             return
         targets = {f"client:{self.attacker}", f"model:{self.model}"}
         try:
-            records = await asyncio.to_thread(audit_since, sources, state.started_at)
+            records = await asyncio.to_thread(audit_since, backends, state.started_at)
         except ConsoleError as exc:
             if str(exc) not in state.errors:
                 state.errors.append(str(exc))
@@ -357,7 +357,7 @@ class DrillRunner:
         self.on_event(event)
 
     def _report(
-        self, state: _State, sources: Sources, attack_reports: list[dict[str, Any]]
+        self, state: _State, backends: Backends, attack_reports: list[dict[str, Any]]
     ) -> DrillReport:
         start = state.first_request_s
         last = state.observations[-1] if state.observations else None
@@ -378,7 +378,7 @@ class DrillRunner:
             final.ok if final else 0.0)  # fmt: skip
         contained = state.contained_s is not None
         try:
-            records = [r.model_dump(mode="json") for r in audit_since(sources, state.started_at)]
+            records = [r.model_dump(mode="json") for r in audit_since(backends, state.started_at)]
         except ConsoleError as exc:
             records, state.errors = [], [*state.errors, str(exc)]
         scores = DrillScores(

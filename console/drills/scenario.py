@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from console.durations import parse_duration
 from console.errors import DrillScenarioError, RunbookValidationError
-from console.runbooks.durations import parse_duration
 
 AttackKind = Literal["extraction", "evasion", "flood", "poisoning"]
 MAX_BYTES = 64 * 1024

@@ -92,25 +92,7 @@ def series(observations: list[Observation]) -> list[dict[str, float]]:
 
 
 def detection_floor(alertname: str, rules_dir: Path | None = None) -> float | None:
-    """Scrape interval + rule evaluation interval + the alert's ``for:`` (docs/architecture.md,
-    "Detection-time floor"), from the rule files the lab's engine loads."""
-    import yaml
+    """The earliest an alert can page (docs/architecture.md, "Detection-time floor")."""
+    from console.adapters.rule_files import detection_floor_s
 
-    from console.lab.scrape import EVALUATION_INTERVAL, SCRAPE_INTERVAL
-    from console.lab.specs import DEFAULT_RULES_DIR
-    from console.runbooks.durations import parse_duration
-
-    folder = rules_dir or DEFAULT_RULES_DIR
-    for path in sorted(folder.glob("*.yml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        for group in doc.get("groups", []):
-            for rule in group.get("rules", []):
-                if rule.get("alert") == alertname:
-                    wait = parse_duration(str(rule.get("for", "0s"))).total_seconds()
-                    scrape = parse_duration(SCRAPE_INTERVAL).total_seconds()
-                    evaluation = parse_duration(EVALUATION_INTERVAL).total_seconds()
-                    return scrape + evaluation + wait
-    return None
+    return detection_floor_s(alertname, rules_dir)

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from console.adapters import processes
+
 # Popen objects of services this process started, so they can be reaped instead of lingering
 # as zombies (the launcher may live as long as a test session).
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -29,39 +31,15 @@ class PidRecord:
     port: int
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` from field 3 (state) on; None if there is no such process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
-    return raw[raw.rfind(")") + 2 :].split()
-
-
 def start_ticks(pid: int) -> int | None:
-    """Start time of a live (non-zombie) process, or None."""
+    """Start time of a live process, after reaping it if it is a child of ours that exited (a
+    zombie's pid would otherwise look alive to the launcher)."""
     _reap(pid)
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return processes.start_ticks(pid)
 
 
 def is_alive(record: PidRecord) -> bool:
     return start_ticks(record.pid) == record.start_ticks
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes in process group ``pgid``."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
 
 
 def read_pid(path: Path) -> PidRecord | None:
@@ -120,14 +98,14 @@ def stop(record: PidRecord, timeout_s: float = 10.0) -> None:
     if ticks is not None and ticks != record.start_ticks:
         return  # the pid now belongs to another program
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        if not group_members(pgid):
+        if not processes.group_members(pgid):
             break
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             _reap(pgid)
-            if not group_members(pgid):
+            if not processes.group_members(pgid):
                 break
             time.sleep(0.05)
     _reap(pgid)

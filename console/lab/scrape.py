@@ -13,12 +13,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from console.adapters.rule_files import EVALUATION_INTERVAL, SCRAPE_INTERVAL
 from console.config import Settings
 
-SCRAPE_INTERVAL = "5s"
-"""Also the rule evaluation interval: the detection-time floor in docs/architecture.md
-("Prometheus rules and query engines") is derived from these two and the rules' ``for:``."""
-EVALUATION_INTERVAL = "5s"
+__all__ = ["EVALUATION_INTERVAL", "SCRAPE_INTERVAL", "TARGETS_JOB"]
 TARGETS_JOB = "lab"
 """Job of file-registered targets (a target file may set its own ``job`` label)."""
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from console.adapters.rule_files import RULES_DIR
 from console.config import Settings
 from console.errors import LabError
 from console.lab import probes, resolved, scrape
@@ -63,7 +64,7 @@ MLFLOW_MODULE = "mlflow"
 DEFAULT_START_TIMEOUT_S = 15.0
 GATEWAY_START_TIMEOUT_S = 60.0
 """Ready means every served model is loaded: imports, artifact download, hash check."""
-DEFAULT_RULES_DIR = Path("configs/prometheus")
+DEFAULT_RULES_DIR = RULES_DIR
 """Prometheus loads ``*.yml`` rule files from here (relative to the working directory)."""
 
 
@@ -425,7 +426,7 @@ def _gateway(
     )  # fmt: skip
 
 
-GATEWAY_SECTIONS = ("redis", "mlflow", "traces", "samples", "gateway")
+GATEWAY_SECTIONS = ("redis", "mlflow", "traces", "samples", "models", "detectors", "gateway")
 """The settings the gateway runs with (``console.lab.resolved``)."""
 
 
@@ -434,7 +435,7 @@ def _traffic(
 ) -> ServiceSpec:
     return _python_service(
         settings, "traffic", "console.lab.traffic_service", port, url, home, "/metrics",
-        ("gateway", "traffic"),
+        ("models", "gateway", "traffic"),
     )  # fmt: skip
 
 

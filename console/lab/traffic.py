@@ -90,7 +90,7 @@ async def run_benign(
     require_loopback_target(settings.gateway.url)
     pool = digits_split().x_test  # loaded before the clock starts: the import takes seconds
     clock = Clock(bounds.duration_s)
-    model_name = model or settings.gateway.models[0]
+    model_name = model or settings.models.served[0]
     rng = np.random.default_rng(seed)
     rates = client_rates(len(names), rate, rng)
     async with V2Client(settings.gateway.url, model_name, clock) as v2:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import numpy as np
 from numpy.typing import NDArray
 
+from console.detectors.squeezing import FeatureSqueezer
 from console.errors import ReplayError
-from console.lab.gateway.detectors import FeatureSqueezer
 from console.replay.model import BatchDone, VersionRef, VersionRun
 from console.replay.runners import Runner
 

@@ -9,11 +9,10 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 
-from console.adapters.alertmanager import AlertmanagerClient
-from console.adapters.mlflow import MlflowRegistry
+from console.adapters.backends import Backends
 from console.adapters.open_inference import OpenInferenceClient
 from console.config import Settings
-from console.lab.gateway.detectors import SQUEEZERS, FeatureSqueezer
+from console.detectors.squeezing import SQUEEZERS, FeatureSqueezer
 from console.replay.engine import Outputs, run_batches
 from console.replay.model import (
     DEFAULT_MODEL,
@@ -31,27 +30,23 @@ from console.replay.versions import resolve_versions
 
 def squeezer_of(settings: Settings) -> FeatureSqueezer:
     """The gateway's squeezers, so replayed scores compare with the stored detector scores."""
-    return FeatureSqueezer(tuple((name, SQUEEZERS[name]) for name in settings.gateway.squeezers))
+    return FeatureSqueezer(tuple((name, SQUEEZERS[name]) for name in settings.detectors.squeezers))
 
 
 async def replay(
     settings: Settings,
     request: ReplayRequest,
     *,
-    registry: MlflowRegistry | None = None,
-    alerts: AlertmanagerClient | None = None,
+    backends: Backends | None = None,
 ) -> AsyncGenerator[ReplayEvent, None]:
-    """Select, resolve, prepare, run, score. Adapters not given are made from ``settings``
-    (and closed at the end); errors are ConsoleErrors."""
+    """Select, resolve, prepare, run, score. Without ``backends``, clients are made from
+    ``settings`` (and closed at the end); errors are ConsoleErrors."""
     async with AsyncExitStack() as stack:
-        if registry is None:
-            registry = MlflowRegistry.connect(settings.mlflow.url, settings.mlflow.timeout_s)
-            stack.push_async_callback(registry.aclose)
-        if alerts is None and request.alert is not None:
-            alerts = AlertmanagerClient.connect(
-                settings.alertmanager.url, settings.alertmanager.timeout_s
-            )
-            stack.push_async_callback(alerts.aclose)
+        if backends is None:
+            backends = Backends(settings)
+            stack.push_async_callback(backends.aclose)
+        registry = backends.registry
+        alerts = backends.alertmanager if request.alert is not None else None
         samples = await select_samples(settings.samples.path, request, alerts)
         model = samples.filter.model or DEFAULT_MODEL
         refs = await resolve_versions(registry, model, request.versions)
@@ -70,7 +65,7 @@ async def replay(
         async for done in run_batches(samples.x, runner, outputs, batch_size):
             yield done
         runs = outputs.runs()
-        flips, summary = summarise(samples, runs, settings.gateway.flag_threshold)
+        flips, summary = summarise(samples, runs, settings.detectors.flag_threshold)
         yield ReplayFinished(
             ReplayResult(
                 model=model,
@@ -88,11 +83,10 @@ async def replay_result(
     settings: Settings,
     request: ReplayRequest,
     *,
-    registry: MlflowRegistry | None = None,
-    alerts: AlertmanagerClient | None = None,
+    backends: Backends | None = None,
 ) -> ReplayResult:
     """The whole replay, without progress (scripts, tests, the benchmark)."""
-    async for event in replay(settings, request, registry=registry, alerts=alerts):
+    async for event in replay(settings, request, backends=backends):
         if isinstance(event, ReplayFinished):
             return event.result
     raise AssertionError("a replay always ends with ReplayFinished")

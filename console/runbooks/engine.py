@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from console.adapters.backends import Backends
+from console.adapters.processes import start_ticks
 from console.adapters.retry import with_retries
 from console.audit.log import AuditLog
 from console.audit.records import AuditEvent, RecordKind
 from console.config import Settings
+from console.durations import parse_duration
 from console.errors import (
     AuditError,
     BackendResponseError,
@@ -31,10 +34,7 @@ from console.errors import (
     RunStateError,
     StalePlanError,
 )
-from console.lab.process import start_ticks
 from console.runbooks.actions import ACTIONS, Action, ActionContext, StepPlan
-from console.runbooks.backends import Backends
-from console.runbooks.durations import parse_duration
 from console.runbooks.lease import LeaseKeeper
 from console.runbooks.loader import LoadedRunbook, load_runbook
 from console.runbooks.model import StepSpec

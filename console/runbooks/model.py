@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from console.runbooks.durations import parse_duration
+from console.durations import parse_duration
 
 IDENT = r"^[a-z][a-z0-9_-]{0,62}$"
 

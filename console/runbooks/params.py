@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from console.durations import format_duration, parse_duration
 from console.errors import ParameterError
-from console.runbooks.durations import format_duration, parse_duration
 from console.runbooks.model import ParameterSpec, Runbook
 
 REDACTED = "***"

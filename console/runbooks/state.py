@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from console.adapters.processes import start_ticks
 from console.errors import RunNotFound, RunStateError
-from console.lab.process import start_ticks
 
 StepStatus = Literal[
     "pending",

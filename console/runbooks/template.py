@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from console.runbooks.durations import format_duration
+from console.durations import format_duration
 
 REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*(\|\s*url\s*)?\}\}")
 ROOTS = ("params", "steps", "run")

@@ -1,6 +1,6 @@
 """The console app: a thin router between the on-call views (k9s-style `:` commands, number
 keys, the command palette) and the runbook dialog. Data comes from ``console.views`` through
-the ``Sources`` given to the constructor, so tests and recorded harnesses can inject their own.
+the ``Backends`` given to the constructor, so tests and recorded harnesses can inject their own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from console.adapters.backends import Backends
 from console.config import Settings
 from console.errors import ConsoleError
 from console.tui.screens.alerts import AlertsScreen
@@ -29,7 +30,6 @@ from console.tui.screens.models import ModelsScreen
 from console.tui.screens.runbook import RunbookScreen, params_from_words
 from console.tui.screens.runbooks import RunbooksScreen
 from console.tui.screens.samples import SamplesScreen
-from console.views.sources import Sources
 
 if TYPE_CHECKING:
     from console.runbooks.loader import LoadedRunbook
@@ -68,7 +68,7 @@ class ConsoleApp(App[None]):
     def __init__(
         self,
         settings: Settings,
-        sources: Sources,
+        backends: Backends,
         *,
         start: str = "alerts",
         refresh_s: float = 2.0,
@@ -78,7 +78,7 @@ class ConsoleApp(App[None]):
         if start not in VIEWS:
             raise ConsoleError(f"unknown view {start!r} (views: {', '.join(VIEWS)})")
         self.settings = settings
-        self.sources = sources
+        self.backends = backends
         self.start = start
         self.refresh_s = refresh_s
         self.hint = hint
@@ -95,7 +95,7 @@ class ConsoleApp(App[None]):
             self.notify(self.hint, timeout=15)
 
     async def on_unmount(self) -> None:
-        await self.sources.aclose()
+        await self.backends.aclose()
 
     def now(self) -> datetime:
         """Wall-clock time for ages and expiries (a recorded harness freezes it)."""

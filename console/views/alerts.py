@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from console.views.sources import Sources
+from console.adapters.backends import Backends
 from console.views.together import all_at_once
 
 SEVERITY_ORDER = {"critical": 0, "page": 0, "warning": 1, "ticket": 2, "info": 3}
@@ -50,10 +50,10 @@ class AlertsSnapshot:
         return [a for g in self.groups for a in g.alerts]
 
 
-async def fetch_alerts(sources: Sources) -> AlertsSnapshot:
+async def fetch_alerts(backends: Backends) -> AlertsSnapshot:
     async with all_at_once() as group:
-        alerts_task = group.create_task(sources.alertmanager.alerts())
-        silences_task = group.create_task(sources.alertmanager.silences())
+        alerts_task = group.create_task(backends.alertmanager.alerts())
+        silences_task = group.create_task(backends.alertmanager.silences())
     alerts, silences = alerts_task.result(), silences_task.result()
     rows = [
         AlertRow(

@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.adapters.backends import Backends
 from console.audit.log import AuditLog
 from console.audit.records import AuditRecord
 from console.audit.verify import VerifyReport, verify_log
-from console.views.sources import Sources
 
 TAIL = 200
 
@@ -28,12 +28,12 @@ class AuditSnapshot:
     verify_error: str | None
 
 
-async def fetch_audit(sources: Sources) -> AuditSnapshot:
-    return await asyncio.to_thread(_read, sources)
+async def fetch_audit(backends: Backends) -> AuditSnapshot:
+    return await asyncio.to_thread(_read, backends)
 
 
-def _read(sources: Sources) -> AuditSnapshot:
-    settings = sources.settings
+def _read(backends: Backends) -> AuditSnapshot:
+    settings = backends.settings
     if not settings.audit_path.exists() and not settings.audit_checkpoint_path.exists():
         return AuditSnapshot([], None, None)  # nothing has been done here yet
     records = AuditLog.from_settings(settings).tail(TAIL)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from console.adapters.backends import Backends
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import Sample
 from console.errors import ConsoleError
 from console.views import queries as q
-from console.views.sources import Sources
 from console.views.together import all_at_once, settled
 
 
@@ -48,8 +48,8 @@ def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
     return {(s.metric.get("model", ""), s.metric.get("client", "")): s.value for s in samples}
 
 
-async def fetch_clients(sources: Sources) -> ClientsSnapshot:
-    prom = sources.prometheus
+async def fetch_clients(backends: Backends) -> ClientsSnapshot:
+    prom = backends.prometheus
     end = time.time()
     start = end - q.HEATMAP_WINDOW_S
     instant = (q.CLIENT_RATE, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED, q.CLIENT_REFUSED)
@@ -59,7 +59,7 @@ async def fetch_clients(sources: Sources) -> ClientsSnapshot:
         heat_task = group.create_task(
             prom.query_range(q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
         )
-        policies_task = group.create_task(_policies(sources))
+        policies_task = group.create_task(_policies(backends))
     rate, extraction, flagged, refused = (t.result() for t in queries)
     heat = heat_task.result()
     blocks, budgets, policy_error = policies_task.result()
@@ -93,13 +93,13 @@ async def fetch_clients(sources: Sources) -> ClientsSnapshot:
 
 
 async def _policies(
-    sources: Sources,
+    backends: Backends,
 ) -> tuple[dict[str, Block], dict[str, Budget], str | None]:
     """Blocks and budgets read at once; a failure is reported as the first read that failed
     (blocks, then budgets), with what was read before it, as when they were read in turn."""
     async with all_at_once() as group:
-        blocks_task = group.create_task(settled(sources.policy.list_blocks))
-        budgets_task = group.create_task(settled(sources.policy.list_budgets))
+        blocks_task = group.create_task(settled(backends.policy.list_blocks))
+        budgets_task = group.create_task(settled(backends.policy.list_budgets))
     found_blocks, found_budgets = blocks_task.result(), budgets_task.result()
     if isinstance(found_blocks, ConsoleError):
         return {}, {}, str(found_blocks)

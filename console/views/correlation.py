@@ -8,11 +8,11 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from console.adapters.backends import Backends
 from console.adapters.samples import SampleFilter, SampleRecord, read_samples
 from console.adapters.traces import SpanFilter, SpanRecord, read_spans
 from console.errors import ConsoleError
 from console.views.samples import local_path
-from console.views.sources import Sources
 
 LOOKBACK = timedelta(minutes=2)
 """How far before the alert's start to look: the alert fires a `for:` after the behaviour began."""
@@ -28,17 +28,17 @@ class Correlated:
 
 
 async def fetch_correlated(
-    sources: Sources, client: str, model: str | None, started: datetime | None
+    backends: Backends, client: str, model: str | None, started: datetime | None
 ) -> Correlated:
     since = started - LOOKBACK if started is not None else None
 
     def spans() -> list[SpanRecord]:
-        path = local_path(sources.settings.traces.path, "traces")
+        path = local_path(backends.settings.traces.path, "traces")
         return read_spans(path, SpanFilter(client=client, model=model, since=since,
                                            limit=LIMIT)).records  # fmt: skip
 
     def samples() -> list[SampleRecord]:
-        path = local_path(sources.settings.samples.path, "sample store")
+        path = local_path(backends.settings.samples.path, "sample store")
         return read_samples(path, SampleFilter(client=client, model=model, since=since,
                                                limit=LIMIT)).records  # fmt: skip
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from console.adapters.backends import Backends
 from console.drills.report import PastDrill, history
-from console.views.sources import Sources
 
 
 @dataclass(frozen=True)
@@ -15,5 +15,5 @@ class DrillsSnapshot:
     drills: list[PastDrill]
 
 
-async def fetch_drills(sources: Sources) -> DrillsSnapshot:
-    return DrillsSnapshot(await asyncio.to_thread(history, sources.settings))
+async def fetch_drills(backends: Backends) -> DrillsSnapshot:
+    return DrillsSnapshot(await asyncio.to_thread(history, backends.settings))

@@ -7,9 +7,9 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from console.adapters.backends import Backends
 from console.adapters.policy import Block, Budget
 from console.audit.log import AuditLog
-from console.views.sources import Sources
 from console.views.together import all_at_once
 
 REGISTRY_ACTIONS = ("registry.rollback", "registry.set_alias")
@@ -39,26 +39,26 @@ class MitigationsSnapshot:
     audit_error: str | None = None
 
 
-async def fetch_mitigations(sources: Sources) -> MitigationsSnapshot:
+async def fetch_mitigations(backends: Backends) -> MitigationsSnapshot:
     async with all_at_once() as group:
-        blocks_task = group.create_task(sources.policy.list_blocks())
-        budgets_task = group.create_task(sources.policy.list_budgets())
-        audit_task = group.create_task(_audit(sources))
+        blocks_task = group.create_task(backends.policy.list_blocks())
+        budgets_task = group.create_task(backends.policy.list_budgets())
+        audit_task = group.create_task(_audit(backends))
     blocks = sorted(blocks_task.result(), key=lambda b: b.expires_at)
     budgets = sorted(budgets_task.result(), key=lambda b: b.client)
     changes, audit_error = audit_task.result()
     return MitigationsSnapshot(blocks, budgets, changes, audit_error)
 
 
-async def _audit(sources: Sources) -> tuple[list[RegistryChange], str | None]:
+async def _audit(backends: Backends) -> tuple[list[RegistryChange], str | None]:
     try:
-        return await asyncio.to_thread(_registry_changes, sources), None
+        return await asyncio.to_thread(_registry_changes, backends), None
     except Exception as exc:  # noqa: BLE001 - any unreadable log is shown, not raised
         return [], f"audit log: {exc}"
 
 
-def _registry_changes(sources: Sources) -> list[RegistryChange]:
-    log = AuditLog.from_settings(sources.settings)
+def _registry_changes(backends: Backends) -> list[RegistryChange]:
+    log = AuditLog.from_settings(backends.settings)
     out: list[RegistryChange] = []
     for record in reversed(log.tail(RECENT_RECORDS)):
         applied = record.kind == "step-outcome" and record.result == "ok"

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
+from console.adapters.backends import Backends
 from console.adapters.prometheus import QueryResult
 from console.errors import ConsoleError
 from console.views import queries as q
-from console.views.sources import Sources
 from console.views.together import all_at_once, settled
 
 
@@ -50,8 +50,8 @@ def _per_model(result: QueryResult) -> dict[str, float]:
     return {s.metric.get("model", ""): s.value for s in result.samples}
 
 
-async def fetch_models(sources: Sources) -> ModelsSnapshot:
-    prom = sources.prometheus
+async def fetch_models(backends: Backends) -> ModelsSnapshot:
+    prom = backends.prometheus
     end = time.time()
     instant = (q.MODEL_REQUESTS, q.MODEL_LATENCY_P50, q.MODEL_LATENCY_P95, q.MODEL_LATENCY_P99,
                q.MODEL_ERRORS, q.MODEL_FLAG_RATE, q.MODEL_CONFIDENCE_Z)  # fmt: skip
@@ -61,24 +61,24 @@ async def fetch_models(sources: Sources) -> ModelsSnapshot:
         confidence_task = group.create_task(
             prom.query_range(q.MODEL_CONFIDENCE.promql, start, end, q.CONFIDENCE_STEP_S)
         )
-        registry_task = group.create_task(_registry(sources))
+        registry_task = group.create_task(_registry(backends))
     results = [t.result() for t in queries]
     confidence = confidence_task.result()
     versions, registry_error = registry_task.result()
     columns = [_per_model(r) for r in results]
-    names = sorted({m for c in columns for m in c} | set(sources.settings.gateway.models))
+    names = sorted({m for c in columns for m in c} | set(backends.settings.models.served))
     rows = [ModelRow(name, *(c.get(name) for c in columns)) for name in names]
     warnings = [w for r in results for w in r.warnings] + confidence.warnings
     series = {s.metric.get("model", ""): list(s.points) for s in confidence.series}
     return ModelsSnapshot(rows, series, versions, warnings, registry_error)
 
 
-async def _registry(sources: Sources) -> tuple[dict[str, list[VersionRow]], str | None]:
+async def _registry(backends: Backends) -> tuple[dict[str, list[VersionRow]], str | None]:
     """Every served model's versions, read at once. On a failure: the models before the first
     one (in the settings' order) that failed, and its error, as when they were read in turn."""
-    names = sources.settings.gateway.models
+    names = backends.settings.models.served
     async with all_at_once() as group:
-        tasks = [group.create_task(settled(partial(_versions, sources, name))) for name in names]
+        tasks = [group.create_task(settled(partial(_versions, backends, name))) for name in names]
     versions: dict[str, list[VersionRow]] = {}
     for name, task in zip(names, tasks, strict=True):
         found = task.result()
@@ -88,10 +88,10 @@ async def _registry(sources: Sources) -> tuple[dict[str, list[VersionRow]], str 
     return versions, None
 
 
-async def _versions(sources: Sources, name: str) -> list[VersionRow]:
+async def _versions(backends: Backends, name: str) -> list[VersionRow]:
     async with all_at_once() as group:
-        model_task = group.create_task(settled(partial(sources.registry.get_model, name)))
-        found_task = group.create_task(settled(partial(sources.registry.list_versions, name)))
+        model_task = group.create_task(settled(partial(backends.registry.get_model, name)))
+        found_task = group.create_task(settled(partial(backends.registry.list_versions, name)))
     model, found = model_task.result(), found_task.result()
     if isinstance(model, ConsoleError):
         raise model

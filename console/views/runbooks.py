@@ -7,9 +7,9 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.adapters.backends import Backends
 from console.errors import RunbookValidationError
 from console.runbooks.loader import LoadedRunbook, load_runbook, runbook_files
-from console.views.sources import Sources
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class RunbooksSnapshot:
     entries: list[RunbookEntry]
 
 
-async def fetch_runbooks(sources: Sources) -> RunbooksSnapshot:
-    return await asyncio.to_thread(read_runbooks, sources.settings.runbook_dirs)
+async def fetch_runbooks(backends: Backends) -> RunbooksSnapshot:
+    return await asyncio.to_thread(read_runbooks, backends.settings.runbook_dirs)
 
 
 def read_runbooks(dirs: list[Path]) -> RunbooksSnapshot:

@@ -7,10 +7,10 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.adapters.backends import Backends
 from console.adapters.samples import SampleFilter, SampleRecord, read_samples
 from console.adapters.traces import SpanFilter, SpanRecord, read_spans
 from console.errors import ConsoleError
-from console.views.sources import Sources
 
 LIMIT = 200
 
@@ -29,15 +29,15 @@ def local_path(location: str, what: str) -> Path:
 
 
 async def fetch_samples(
-    sources: Sources, client: str | None = None, model: str | None = None
+    backends: Backends, client: str | None = None, model: str | None = None
 ) -> SamplesSnapshot:
-    path = local_path(sources.settings.samples.path, "sample store")
+    path = local_path(backends.settings.samples.path, "sample store")
     flt = SampleFilter(client=client, model=model, limit=LIMIT)
     batch = await asyncio.to_thread(read_samples, path, flt)
     return SamplesSnapshot(batch.records, batch.skipped_lines, batch.truncated)
 
 
-async def fetch_trace(sources: Sources, trace_id: str) -> list[SpanRecord]:
-    path = local_path(sources.settings.traces.path, "traces")
+async def fetch_trace(backends: Backends, trace_id: str) -> list[SpanRecord]:
+    path = local_path(backends.settings.traces.path, "traces")
     flt = SpanFilter(trace_ids=frozenset({trace_id}), limit=50)
     return (await asyncio.to_thread(read_spans, path, flt)).records

@@ -45,7 +45,7 @@ def attack_env(config_path: Path, run_dir: Path, models: list[str]) -> dict[str,
         "CONSOLE_TRACES__PATH": str(run_dir / "traces"),
         "CONSOLE_SAMPLES__PATH": str(run_dir / "samples"),
         "CONSOLE_GATEWAY__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_GATEWAY__MODELS": json.dumps(models),
+        "CONSOLE_MODELS__SERVED": json.dumps(models),
         "CONSOLE_GATEWAY__ALIAS_POLL_S": "0.3",
         "CONSOLE_GATEWAY__SAMPLE_FRACTION": "0",
     }

@@ -15,10 +15,10 @@ import yaml
 from lab_stack import LabStack, lab_stack
 from support import REPO, LabHandle, run_cli
 
+from console.detectors.extraction import ExtractionMonitor
+from console.durations import parse_duration
 from console.lab import scrape
-from console.lab.gateway.detectors import ExtractionMonitor
 from console.lab.seed import SeededModel
-from console.runbooks.durations import parse_duration
 
 RATE = 30.0  # configs/drills/extraction.yaml
 POLL_S = 1.0  # the drill reads Alertmanager once a second
@@ -136,16 +136,16 @@ async def test_a_human_responds_from_the_tui_and_the_drill_keeps_the_clock(
     import sys
     import time
 
+    from console.adapters.backends import Backends
     from console.tui.app import ConsoleApp
     from console.tui.screens.dialogs import ConfirmActionModal
     from console.tui.screens.runbook import RunbookScreen
-    from console.views.sources import Sources
 
     drill = subprocess.Popen(
         [sys.executable, "-m", "console", "drill", "run", "extraction", "--output", "json"],
         env=drill_lab.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    app = ConsoleApp(drill_lab.settings, Sources.from_settings(drill_lab.settings),
+    app = ConsoleApp(drill_lab.settings, Backends(drill_lab.settings),
                      start="alerts", refresh_s=0.5)  # fmt: skip
 
     async def until(check: object, timeout_s: float, what: str) -> None:

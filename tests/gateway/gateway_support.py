@@ -53,11 +53,13 @@ def gateway_env(lab: Any, tmp_path: Path, model: str, **gateway: Any) -> dict[st
         "CONSOLE_TRACES__PATH": str(run_dir / "traces"),
         "CONSOLE_SAMPLES__PATH": str(run_dir / "samples"),
         "CONSOLE_GATEWAY__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_GATEWAY__MODELS": json.dumps([model]),
+        "CONSOLE_MODELS__SERVED": json.dumps([model]),
         "CONSOLE_GATEWAY__ALIAS_POLL_S": "0.3",
         "CONSOLE_GATEWAY__SAMPLE_FRACTION": "0",
     }
-    env.update({f"CONSOLE_GATEWAY__{k.upper()}": str(v) for k, v in gateway.items()})
+    for key, value in gateway.items():
+        section = "DETECTORS" if key in ("flag_threshold", "squeezers") else "GATEWAY"
+        env[f"CONSOLE_{section}__{key.upper()}"] = str(value)
     return env
 
 

@@ -16,7 +16,8 @@ import pytest
 from gateway_support import body, digits, metric_lines, read_jsonl, spans
 from support import free_port
 
-from console.lab.gateway.detectors import ExtractionMonitor, FeatureSqueezer
+from console.detectors.extraction import ExtractionMonitor
+from console.detectors.squeezing import FeatureSqueezer
 from console.lab.seed import SeededModel, download_artifact
 
 pytestmark = pytest.mark.asyncio

@@ -9,12 +9,8 @@ import pytest
 from scipy.ndimage import median_filter
 from scipy.stats import shapiro
 
-from console.lab.gateway.detectors import (
-    ExtractionMonitor,
-    bit_depth,
-    median_smoothing,
-    shapiro_francia,
-)
+from console.detectors.extraction import ExtractionMonitor, shapiro_francia
+from console.detectors.squeezing import bit_depth, median_smoothing
 from console.lab.gateway.telemetry import OTHER, ClientLabeler, parse_traceparent
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from console.detectors.squeezing import SQUEEZERS, FeatureSqueezer
 from console.lab.attacks.common import digits_split
-from console.lab.gateway.detectors import SQUEEZERS, FeatureSqueezer
 from console.lab.gateway.models import LoadRefused, make_session, verify_and_load
 from console.lab.seed import SeededModel, download_artifact
 

@@ -17,9 +17,10 @@ import pytest
 from support import REPO, LabHandle
 from typer.testing import CliRunner
 
+from console.adapters import processes
 from console.cli.main import app
 from console.errors import LabError
-from console.lab import process, services, specs
+from console.lab import services, specs
 
 runner = CliRunner()
 
@@ -38,7 +39,7 @@ def states(handle: LabHandle) -> dict[str, dict[str, object]]:
 def gone(pgid: int, timeout_s: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not process.group_members(pgid):
+        if not processes.group_members(pgid):
             return True
         time.sleep(0.05)
     return False

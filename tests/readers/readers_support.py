@@ -173,7 +173,7 @@ def gateway_settings(lab: Any, run_dir: Path, model: str, mp: pytest.MonkeyPatch
         "CONSOLE_TRACES__PATH": str(run_dir / "traces"),
         "CONSOLE_SAMPLES__PATH": str(run_dir / "samples"),
         "CONSOLE_GATEWAY__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_GATEWAY__MODELS": json.dumps([model]),
+        "CONSOLE_MODELS__SERVED": json.dumps([model]),
         "CONSOLE_GATEWAY__SAMPLE_FRACTION": "1.0",
     }
     for key, value in env.items():

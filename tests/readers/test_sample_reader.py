@@ -13,13 +13,9 @@ import numpy as np
 import pytest
 from readers_support import T0, GatewayRun, sample, unopenable, write_samples
 
-from console.adapters.samples import (
-    SampleFilter,
-    digit_rows,
-    find_sample,
-    read_samples,
-)
+from console.adapters.samples import SampleFilter, find_sample, read_samples
 from console.errors import AdapterError, ConfigError, ConsoleError
+from console.tui.digits import digit_rows
 
 # Against the real gateway ------------------------------------------------------------------
 

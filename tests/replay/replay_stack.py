@@ -165,7 +165,7 @@ def gateway_settings(lab: LabHandle, run_dir: Path, model: str) -> Settings:
         "CONSOLE_TRACES__PATH": str(run_dir / "traces"),
         "CONSOLE_SAMPLES__PATH": str(run_dir / "gateway-samples"),
         "CONSOLE_GATEWAY__URL": f"http://127.0.0.1:{free_port()}",
-        "CONSOLE_GATEWAY__MODELS": json.dumps([model]),
+        "CONSOLE_MODELS__SERVED": json.dumps([model]),
         "CONSOLE_GATEWAY__ALIAS_POLL_S": "0.3",
         "CONSOLE_GATEWAY__SAMPLE_FRACTION": "0",
     }

@@ -16,7 +16,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from console.cli.main import app
-from console.lab.gateway.detectors import FeatureSqueezer
+from console.detectors.squeezing import FeatureSqueezer
 from console.lab.gateway.samples import Sample
 
 

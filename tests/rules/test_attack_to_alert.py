@@ -22,7 +22,7 @@ from lab_stack import LabStack, lab_stack
 from metrics_support import alert_bound_s, wait_for_alert, wait_for_result
 from support import REPO, LabHandle
 
-from console.lab.gateway.detectors import ExtractionMonitor
+from console.detectors.extraction import ExtractionMonitor
 from console.lab.seed import SeededModel
 
 log = logging.getLogger(__name__)

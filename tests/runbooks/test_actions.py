@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import pytest
 from runbook_support import Console
 
+from console.adapters.backends import Backends
 from console.errors import BackendResponseError, BackendUnavailable, ParameterError
 from console.lab.seed import SeededModel
 from console.runbooks.actions import ACTIONS, ActionContext
-from console.runbooks.backends import Backends
 
 T = TypeVar("T")
 

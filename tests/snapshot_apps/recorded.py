@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from console.adapters.alertmanager import Alert, Silence
+from console.adapters.backends import Backends
 from console.adapters.mlflow import ModelVersion, RegisteredModel
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import QueryResult, RangeResult, Sample, Series
@@ -28,7 +29,6 @@ from console.lab.gateway.sinks import JsonlSink
 from console.lab.gateway.telemetry import Span, SpanWriter
 from console.tui.app import ConsoleApp
 from console.views import queries as q
-from console.views.sources import Sources
 
 NOW = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -291,7 +291,7 @@ def recorded_settings(root: Path, **changes: Any) -> Settings:
         traces={"path": str(root / "traces")},
         audit={"path": root / "audit" / "audit.jsonl",
                "hmac_key": "recorded-snapshot-audit-key-" + "x" * 16},
-        gateway={"models": [MODEL]},
+        models={"served": [MODEL]},
         **changes,
     )  # fmt: skip
 
@@ -310,8 +310,8 @@ class RecordedConsoleApp(ConsoleApp):
 def recorded_app(root: Path, start: str, **settings_changes: Any) -> RecordedConsoleApp:
     settings = recorded_settings(root, **settings_changes)
     write_files(settings)
-    sources = Sources(
-        settings=settings,
+    sources = Backends(
+        settings,
         prometheus=RecordedPrometheus(),  # type: ignore[arg-type]
         alertmanager=RecordedAlertmanager(),  # type: ignore[arg-type]
         registry=RecordedRegistry(),  # type: ignore[arg-type]

@@ -43,7 +43,7 @@ async def test_rollback_from_models_then_revert_from_mitigations(
 ) -> None:
     model, url = seeded_model.name, tui_stack.settings.mlflow.url
     settings = tui_stack.settings.model_copy(
-        update={"gateway": tui_stack.settings.gateway.model_copy(update={"models": [model]})}
+        update={"models": tui_stack.settings.models.model_copy(update={"served": [model]})}
     )
     app = make_app(settings, start="models")
     async with app.run_test(size=(150, 45)) as pilot:

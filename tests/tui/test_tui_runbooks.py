@@ -13,9 +13,9 @@ from support import REPO
 from textual.widgets import Button, Input, Static
 from tui_support import cells, make_app, until
 
+from console.adapters.backends import Backends
 from console.tui.screens.dialogs import ConfirmActionModal
 from console.tui.screens.runbook import RunbookScreen
-from console.views.sources import Sources
 
 SHIPPED = {p.stem for p in (REPO / "runbooks").glob("*.yaml")}
 
@@ -85,7 +85,7 @@ async def test_runbooks_view_lists_prefills_from_selection_and_confirm_can_say_n
         await pilot.press("enter")
         await until(pilot, lambda: app.screen is dialog, 5, "back to the dialog")
         assert dialog.state is None
-    sources = Sources.from_settings(settings)
+    sources = Backends(settings)
     try:
         assert await sources.policy.get_budget(client) is None  # nothing was applied
     finally:

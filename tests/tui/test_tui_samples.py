@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 from tui_support import cells, stack_app, until
 
 from console.adapters.alertmanager import AlertmanagerClient
-from console.lab.gateway.detectors import FeatureSqueezer
+from console.detectors.squeezing import FeatureSqueezer
 from console.lab.gateway.models import make_session
 from console.lab.seed import download_artifact
 from console.tui.screens.replay import ReplayScreen

@@ -40,7 +40,7 @@ async def test_policy_store_and_registry_go_stale_and_recover(
         services.down(own, OWN)
         unavailable(str(exc))
     settings = own.model_copy(
-        update={"gateway": own.gateway.model_copy(update={"models": [model]})}
+        update={"models": own.models.model_copy(update={"served": [model]})}
     )
     client = aioredis.Redis.from_url(settings.redis.url)
     try:

@@ -147,9 +147,9 @@ async def test_read_only_shows_a_banner_and_applies_nothing(tui_stack: LabStack)
         assert dialog.state is None
         log = "\n".join(str(line.text) for line in dialog.query_one(RichLog).lines)
         assert "read-only mode" in log
-    from console.views.sources import Sources
+    from console.adapters.backends import Backends
 
-    sources = Sources.from_settings(settings)
+    sources = Backends(settings)
     try:
         assert await sources.policy.get_block("ro-client") is None
     finally:

@@ -9,14 +9,14 @@ from typing import Any
 from lab_stack import LabStack
 from textual.pilot import Pilot
 
+from console.adapters.backends import Backends
 from console.config import Settings
 from console.tui.app import ConsoleApp
-from console.views.sources import Sources
 
 
 def make_app(settings: Settings, **kwargs: Any) -> ConsoleApp:
     kwargs.setdefault("refresh_s", 0.5)
-    return ConsoleApp(settings, Sources.from_settings(settings), **kwargs)
+    return ConsoleApp(settings, Backends(settings), **kwargs)
 
 
 def stack_app(stack: LabStack, **kwargs: Any) -> ConsoleApp:

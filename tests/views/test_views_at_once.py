@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from console.adapters.alertmanager import Alert, Silence
+from console.adapters.backends import Backends
 from console.adapters.mlflow import ModelVersion, RegisteredModel
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import QueryResult, RangeResult, Sample
@@ -25,7 +26,6 @@ from console.views.alerts import fetch_alerts
 from console.views.clients import fetch_clients
 from console.views.mitigations import fetch_mitigations
 from console.views.models import fetch_models
-from console.views.sources import Sources
 
 NOW = datetime.now(UTC)
 
@@ -116,14 +116,14 @@ class Alertmanager:
         return []
 
 
-def _sources(tmp_path: Path, gate: Gate, models: list[str] | None = None, **kw: Any) -> Sources:
+def _sources(tmp_path: Path, gate: Gate, models: list[str] | None = None, **kw: Any) -> Backends:
     settings = Settings(
         run_dir=tmp_path,
-        gateway={"models": models or ["digits"]},  # type: ignore[arg-type]
+        models={"served": models or ["digits"]},  # type: ignore[arg-type]
         audit={"hmac_key": "k" * 32},  # type: ignore[arg-type]
     )
-    return Sources(
-        settings=settings,
+    return Backends(
+        settings,
         prometheus=Prometheus(gate),  # type: ignore[arg-type]
         alertmanager=Alertmanager(gate),  # type: ignore[arg-type]
         registry=Registry(gate, **kw),  # type: ignore[arg-type]

@@ -99,7 +99,7 @@ async def run_evasion(
     if method not in ("fgsm", "pgd", "hsj"):
         raise LabError(f"unknown evasion method {method!r} (known: fgsm, pgd, hsj)")
     require_loopback_target(settings.gateway.url)
-    model_name = model or settings.gateway.models[0]
+    model_name = model or settings.models.served[0]
     rng = np.random.default_rng(seed)
     split = digits_split()
     pick = rng.choice(len(split.x_test), min(samples, len(split.x_test)), replace=False)

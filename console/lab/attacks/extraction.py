@@ -95,7 +95,7 @@ async def run_extraction(
     if not 1 <= batch <= 1024:
         raise LabError("batch: between 1 and 1024 rows per request")
     require_loopback_target(settings.gateway.url)
-    model_name = model or settings.gateway.models[0]
+    model_name = model or settings.models.served[0]
     rng = np.random.default_rng(seed)
     walker = _Walker(strategy, rng, walk_length, step, natural_seeds)
     await asyncio.to_thread(_fit, *_warm_up())  # imports scikit-learn before the clock starts

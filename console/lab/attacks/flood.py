@@ -62,7 +62,7 @@ async def run_flood(
     require_loopback_target(settings.gateway.url)
     pool = digits_split().x_test  # loaded before the clock starts: the import takes seconds
     clock = Clock(bounds.duration_s)
-    model_name = model or settings.gateway.models[0]
+    model_name = model or settings.models.served[0]
     rng = np.random.default_rng(seed)
     async with V2Client(
         settings.gateway.url,

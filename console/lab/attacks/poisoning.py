@@ -90,7 +90,7 @@ async def run_poisoning(
     if not 0 < poison_fraction <= 0.5:
         raise LabError("poison fraction: within (0, 0.5]")
     mlflow_url = require_loopback_target(settings.mlflow.url, "mlflow")
-    model_name = model or settings.gateway.models[0]
+    model_name = model or settings.models.served[0]
     clock = Clock(3600.0)
     registry = MlflowRegistry.connect(mlflow_url, settings.mlflow.timeout_s)
     try:

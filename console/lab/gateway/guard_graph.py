@@ -1,8 +1,8 @@
 """Feature squeezing inside the served model's ONNX graph.
 
 The gateway scores every request by how much the model's probabilities move when the input is
-squeezed (``detectors.FeatureSqueezer`` is the same computation in numpy, and the reference the
-tests hold this graph to). Done in numpy, the squeezing and scoring are a dozen small array
+squeezed (``console.detectors.squeezing`` is the same computation in numpy, and the reference
+the tests hold this graph to). Done in numpy, the squeezing and scoring are a dozen small array
 calls per request, and on the lab's model (a 40 us call) their fixed per-call cost is several
 times the model's. Here they are nodes of one graph around the model:
 
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from console.lab.gateway.detectors import PIXEL_MAX, median_window_index
+from console.detectors.squeezing import PIXEL_MAX, median_window_index
 
 SCORE_OUTPUT = "squeeze_score"
 LABEL_ALL_OUTPUT = "label_all"
@@ -47,7 +47,7 @@ class GraphError(Exception):
 
 def with_squeeze_score(model_bytes: bytes, squeezers: Sequence[str]) -> bytes:
     """The serialized model with ``squeeze_score`` added and ``label`` replaced by
-    ``label_all`` (``squeezers``: names of ``detectors.SQUEEZERS``, at least one)."""
+    ``label_all`` (``squeezers``: ``SQUEEZERS`` names, at least one)."""
     if not squeezers:
         raise GraphError("no squeezer: serve the model as it is")
     import onnx

@@ -16,7 +16,7 @@ import numpy as np
 
 from console.adapters.policy import CLIENT_ID
 from console.config import Settings
-from console.lab.gateway.detectors import ExtractionMonitor
+from console.detectors.extraction import ExtractionMonitor
 from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
 from console.lab.gateway.otlp_export import OtlpHttpExporter
@@ -89,12 +89,12 @@ class Gateway:
         cfg = settings.gateway
         self.metrics = GatewayMetrics()
         self.models = ModelStore(
-            list(cfg.models),
+            list(settings.models.served),
             settings.mlflow.url,
             settings.mlflow.timeout_s,
             on_failure=lambda name, reason: self.metrics.load_failures.labels(name, reason).inc(),
             on_loaded=self._model_loaded,
-            squeezers=cfg.squeezers,
+            squeezers=settings.detectors.squeezers,
         )
         self.policy = PolicyEnforcer(
             settings.redis.url,
@@ -105,7 +105,7 @@ class Gateway:
             timeout_s=min(settings.redis.timeout_s, 0.25),
             on_store_state=lambda up: self.metrics.policy_up.set(1 if up else 0),
         )
-        self.extraction = {name: ExtractionMonitor() for name in cfg.models}
+        self.extraction = {name: ExtractionMonitor() for name in settings.models.served}
         self._span_sink = JsonlSink("traces", on_drop=self.metrics.dropped.labels("traces").inc)
         traces_dir = _local_path(settings.traces.path)
         self.otlp: OtlpHttpExporter | None = None
@@ -345,7 +345,7 @@ class Gateway:
                 "aml.extraction_score": round(extraction, 6),
                 "aml.input_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
                 "aml.rows": rows,
-                "aml.flagged": bool((scores >= self.settings.gateway.flag_threshold).any()),
+                "aml.flagged": bool((scores >= self.settings.detectors.flag_threshold).any()),
             }
         )
         if sample_ids:
@@ -373,7 +373,7 @@ class Gateway:
         """Metrics per row; samples of flagged (and a fraction of other) rows; their ids."""
         m, name, version = self.metrics, loaded.name, loaded.version
         confidence = probabilities.max(axis=1)
-        threshold = self.settings.gateway.flag_threshold
+        threshold = self.settings.detectors.flag_threshold
         detector, conf_hist = m.detector.labels(name, version), m.confidence.labels(name, version)
         if client_label != OTHER:
             m.extraction.labels(name, client_label).set(extraction)

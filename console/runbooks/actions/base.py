@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from console.adapters.backends import Backends
 from console.config import Settings
-from console.runbooks.backends import Backends
 
 
 class ActionArgs(BaseModel):

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from console.durations import Duration, format_duration
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.durations import Duration, format_duration
 
 
 class WaitArgs(ActionArgs):

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from console.adapters.alertmanager import Matcher, Silence
+from console.durations import Duration, format_duration
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.durations import Duration, format_duration
 
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 

@@ -47,7 +47,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         self.correlated: Correlated | None = None
 
     async def fetch(self) -> AlertsSnapshot:
-        return await fetch_alerts(self.console_app.sources)
+        return await fetch_alerts(self.console_app.backends)
 
     def action_refresh_now(self) -> None:
         self.correlated_for = None  # `r` reloads the correlated spans and samples too
@@ -126,7 +126,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             return
         box.update(Text("reading spans and samples…", style="dim"))
         correlated = await fetch_correlated(
-            self.console_app.sources, alert.client, alert.model, alert.starts_at
+            self.console_app.backends, alert.client, alert.model, alert.starts_at
         )
         self.correlated = correlated
         box.update(render_correlated(alert.client, correlated))

@@ -28,7 +28,7 @@ S = TypeVar("S")
 
 
 def console_app_of(screen: Screen[Any]) -> ConsoleApp:
-    """The screen's app as the console's (screens reach settings, sources and the router)."""
+    """The screen's app as the console's (screens reach settings, backends and the router)."""
     from console.tui.app import ConsoleApp
 
     app = screen.app

@@ -52,7 +52,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         yield Static("", id="policy-status")
 
     async def fetch(self) -> ClientsSnapshot:
-        return await fetch_clients(self.console_app.sources)
+        return await fetch_clients(self.console_app.backends)
 
     def has_no_data(self, snapshot: ClientsSnapshot) -> bool:
         return not snapshot.rows

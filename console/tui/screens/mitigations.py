@@ -39,7 +39,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         yield changes
 
     async def fetch(self) -> MitigationsSnapshot:
-        return await fetch_mitigations(self.console_app.sources)
+        return await fetch_mitigations(self.console_app.backends)
 
     def has_no_data(self, snapshot: MitigationsSnapshot) -> bool:
         return not (snapshot.blocks or snapshot.budgets or snapshot.registry_changes)

@@ -56,7 +56,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         yield versions
 
     async def fetch(self) -> ModelsSnapshot:
-        return await fetch_models(self.console_app.sources)
+        return await fetch_models(self.console_app.backends)
 
     def has_no_data(self, snapshot: ModelsSnapshot) -> bool:
         return all(r.requests is None for r in snapshot.rows)

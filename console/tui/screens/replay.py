@@ -76,7 +76,9 @@ class ReplayScreen(Screen[None]):
         bar = self.query_one("#replay-progress", ProgressBar)
         verdict = self.query_one("#replay-verdict", Static)
         try:
-            async with aclosing(replay(self.console_app.settings, self.request)) as events:
+            app = self.console_app
+            stream = replay(app.settings, self.request, backends=app.backends)
+            async with aclosing(stream) as events:
                 async for event in events:
                     if isinstance(event, ReplayStarted):
                         bar.update(total=len(event.samples.records), progress=0)
@@ -127,7 +129,7 @@ class ReplayScreen(Screen[None]):
         self._show_selected()
 
     def _show_selected(self) -> None:
-        from console.adapters.samples import digit_rows
+        from console.tui.digits import digit_rows
 
         result = self.result
         table = self.query_one("#replay-table", DataTable)

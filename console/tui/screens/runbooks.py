@@ -30,7 +30,7 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
         yield Static("", id="runbook-detail")
 
     async def fetch(self) -> RunbooksSnapshot:
-        return await fetch_runbooks(self.console_app.sources)
+        return await fetch_runbooks(self.console_app.backends)
 
     def has_no_data(self, snapshot: RunbooksSnapshot) -> bool:
         return not snapshot.entries

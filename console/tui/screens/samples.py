@@ -12,8 +12,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
-from console.adapters.samples import SampleRecord, digit_rows
+from console.adapters.samples import SampleRecord
 from console.errors import ConsoleError
+from console.tui.digits import digit_rows
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
 from console.views.samples import SamplesSnapshot, fetch_samples, fetch_trace
@@ -57,7 +58,7 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
             self.action_refresh_now()
 
     async def fetch(self) -> SamplesSnapshot:
-        return await fetch_samples(self.console_app.sources, self.client, self.model)
+        return await fetch_samples(self.console_app.backends, self.client, self.model)
 
     def has_no_data(self, snapshot: SamplesSnapshot) -> bool:
         return not snapshot.records
@@ -129,7 +130,7 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
     async def _load_trace(self, trace_id: str) -> None:
         box = self.query_one("#sample-trace", Static)
         try:
-            spans = await fetch_trace(self.console_app.sources, trace_id)
+            spans = await fetch_trace(self.console_app.backends, trace_id)
         except ConsoleError as exc:
             self.trace_for = None
             box.update(Text("trace: " + printable(exc, 200), style="red"))
