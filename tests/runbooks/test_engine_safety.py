@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from runbook_support import REPO, Console
@@ -19,6 +20,7 @@ from console.adapters.locks import LockService
 from console.cli.main import app
 from console.config import load_settings
 from console.errors import StalePlanError
+from console.lab.seed import SeededModel
 from console.runbooks.engine import RunbookEngine
 from console.runbooks.loader import find_runbook
 
@@ -82,6 +84,29 @@ def test_stale_plan_is_refused(console: Console) -> None:
     assert value is not None and json.loads(value)["operator"] == "bob"
     runs = {json.loads(line)["run_id"] for line in settings.audit_path.read_text().splitlines()}
     assert plan.run_id not in runs
+
+
+def test_target_moving_after_confirmation_is_stale(
+    console: Console, seeded_model: SeededModel
+) -> None:
+    settings = load_settings()
+    engine = RunbookEngine(settings)
+    loaded = find_runbook("rollback-model", settings.runbook_dirs)
+    plan = asyncio.run(engine.plan(loaded, {"model": seeded_model.name}))
+    assert plan.steps[0].plan is not None
+    assert plan.steps[0].plan.after["version"] == seeded_model.previous
+    # Someone points `previous` elsewhere after the operator confirmed "v2 -> v1".
+    httpx.post(
+        f"{settings.mlflow.url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": seeded_model.name, "alias": "previous", "version": seeded_model.champion},
+    ).raise_for_status()
+    with pytest.raises(StalePlanError, match="changed since the plan was confirmed"):
+        asyncio.run(engine.run(plan, confirmed=True))
+    alias = httpx.get(
+        f"{settings.mlflow.url}/api/2.0/mlflow/registered-models/alias",
+        params={"name": seeded_model.name, "alias": "champion"},
+    ).json()["model_version"]["version"]
+    assert alias == seeded_model.champion
 
 
 @pytest.mark.parametrize(

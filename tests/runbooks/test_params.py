@@ -6,7 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from runbook_support import Console
+from typer.testing import CliRunner
 
+from console.cli.main import app
 from console.errors import ParameterError
 from console.runbooks.loader import load_runbook
 from console.runbooks.params import parse_assignments, resolve
@@ -72,3 +75,31 @@ def test_assignments() -> None:
         parse_assignments(["novalue"])
     with pytest.raises(ParameterError, match="twice"):
         parse_assignments(["a=1", "a=2"])
+
+
+def test_huge_durations_and_bad_references_are_clear(console: Console, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "runbook",
+            "run",
+            "block-client",
+            "-p",
+            "client=c",
+            "-p",
+            "reason=why",
+            "-p",
+            "ttl=99999999999w",
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 1 and "longer than 100 years" in result.output
+    bad = tmp_path / "bad-ref.yaml"
+    bad.write_text(
+        'name: bad-ref\ntarget: "client:{{ params.client.x }}"\n'
+        "parameters:\n  client: {type: string, required: true}\n"
+        "steps:\n  - id: a\n    action: policy.unblock_client\n"
+        '    with: {client: "{{ params.client }}"}\n'
+    )
+    result = CliRunner().invoke(app, ["runbook", "run", str(bad), "-p", "client=c", "--dry-run"])
+    assert result.exit_code == 1 and "no 'x'" in result.output

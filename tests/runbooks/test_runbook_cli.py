@@ -152,6 +152,26 @@ def test_unblock_budget_and_restore(console: Console) -> None:
     assert json.loads(r.get(budget_key))["qpm"] == 100
 
 
+def test_noop_runs_still_report_their_outputs(console: Console) -> None:
+    args = [
+        "runbook",
+        "run",
+        "lower-query-budget",
+        "-p",
+        "client=n1",
+        "-p",
+        "qpm=9",
+        "--yes",
+        "-o",
+        "json",
+    ]
+    first = CliRunner().invoke(app, args)
+    second = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and second.exit_code == 0, second.output
+    outputs = json.loads(second.output)["run"]["outputs"]
+    assert outputs == {"qpm": 9, "previous_qpm": None}
+
+
 def test_rollback_model_moves_champion(console: Console, seeded_model: SeededModel) -> None:
     name = seeded_model.name
     assert seeded_model.previous is not None
