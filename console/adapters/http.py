@@ -29,16 +29,20 @@ async def request_json(
     *,
     json_body: Any = None,
     params: dict[str, Any] | None = None,
+    content: bytes | None = None,
     allow_404: bool = False,
 ) -> Any:
-    """Send a request and return its decoded JSON body (None for an empty body).
+    """Send a request (a JSON body, or raw ``content``) and return its decoded JSON body (None
+    for an empty body).
 
     Raises BackendUnavailable (retryable) on connect errors and timeouts, and
     BackendResponseError on error statuses or a body that is not JSON.
     """
     where = f"{backend} {method} {client.base_url.join(url)}"
     try:
-        response = await client.request(method, url, json=json_body, params=params)
+        response = await client.request(
+            method, url, json=json_body, params=params, content=content
+        )
     except httpx.TimeoutException:
         raise BackendUnavailable(f"{where}: timed out", backend) from None
     except httpx.TransportError as exc:

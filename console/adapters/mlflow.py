@@ -1,4 +1,5 @@
-"""MLflow model registry over REST: models, versions, aliases, tags.
+"""MLflow model registry over REST: models, versions, aliases, tags; and the tracking calls
+that registering a new artifact needs (experiments, runs, artifact upload).
 
 Plain httpx rather than the mlflow client: the client costs ~2 s to import and its default
 retries run for minutes, both wrong for an incident console.
@@ -7,7 +8,7 @@ retries run for minutes, both wrong for an incident console.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -71,6 +72,17 @@ class RegisteredModel(BaseModel):
     description: str = ""
 
 
+class Run(BaseModel):
+    """A tracking run: its artifacts live under ``artifact_uri``."""
+
+    run_id: str
+    experiment_id: str = ""
+    status: str = ""
+    artifact_uri: str = ""
+    """``mlflow-artifacts:/<experiment>/<run>/artifacts`` when the server proxies artifacts."""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
 class MlflowRegistry:
     backend = "mlflow"
 
@@ -95,17 +107,7 @@ class MlflowRegistry:
             if _not_found(exc):
                 return None
             raise
-        raw = _field(body, "registered_model", dict)
-        aliases = {
-            str(item.get("alias")): str(item.get("version"))
-            for item in raw.get("aliases", []) or []
-            if isinstance(item, dict)
-        }
-        return RegisteredModel(
-            name=str(raw.get("name", name)),
-            aliases=aliases,
-            description=str(raw.get("description", "") or ""),
-        )
+        return _registered_model(_field(body, "registered_model", dict), name)
 
     async def require_model(self, name: str) -> RegisteredModel:
         model = await self.get_model(name)
@@ -125,12 +127,12 @@ class MlflowRegistry:
             raise
         return _version(_field(body, "model_version", dict))
 
-    async def list_versions(self, name: str) -> list[ModelVersion]:
+    async def list_versions(self, name: str, max_results: int = 200) -> list[ModelVersion]:
         check_model_name(name)
         body = await self._call(
             "GET",
             "/model-versions/search",
-            params={"filter": f"name='{name}'", "max_results": 200},
+            params={"filter": f"name='{name}'", "max_results": max_results},
         )
         raw = body.get("model_versions", []) if isinstance(body, dict) else []
         versions = [_version(item) for item in raw if isinstance(item, dict)]
@@ -152,13 +154,12 @@ class MlflowRegistry:
             params={"name": name, "version": str(version)},
         )
         uri = str(body.get("artifact_uri", "")) if isinstance(body, dict) else ""
-        parts = urlsplit(uri)
-        if parts.scheme != "mlflow-artifacts":
+        path = _proxy_path(uri)
+        if path is None:
             raise ArtifactRefused(
                 "download_failed",
                 f"artifact {uri!r} is not served by the tracking server's artifact proxy",
             )
-        path = f"{ARTIFACTS_API}/{parts.path.lstrip('/')}"
         try:
             async with self._client.stream("GET", path) as response:
                 if response.status_code != 200:
@@ -200,10 +201,167 @@ class MlflowRegistry:
             "DELETE", "/registered-models/alias", json_body={"name": name, "alias": alias}
         )
 
+    async def create_model(
+        self, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> RegisteredModel | None:
+        """The new registered model; None when one of that name exists already."""
+        check_model_name(name)
+        try:
+            body = await self._call(
+                "POST",
+                "/registered-models/create",
+                json_body={"name": name, "description": description, "tags": _tag_list(tags)},
+            )
+        except BackendResponseError as exc:
+            if _already_exists(exc):
+                return None
+            raise
+        return _registered_model(_field(body, "registered_model", dict), name)
+
+    async def create_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        """A new version of the existing model ``name`` whose artifact is ``source``."""
+        check_model_name(name)
+        body = await self._call(
+            "POST",
+            "/model-versions/create",
+            json_body={
+                "name": name,
+                "source": source,
+                "run_id": run_id,
+                "description": description,
+                "tags": _tag_list(tags),
+            },
+        )
+        return _version(_field(body, "model_version", dict))
+
+    async def get_experiment_id(self, name: str) -> str | None:
+        try:
+            body = await self._call(
+                "GET", "/experiments/get-by-name", params={"experiment_name": name}
+            )
+        except BackendResponseError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return str(_field(_field(body, "experiment", dict), "experiment_id", str))
+
+    async def create_experiment(self, name: str) -> str | None:
+        """The new experiment's id; None when one of that name exists already."""
+        try:
+            body = await self._call("POST", "/experiments/create", json_body={"name": name})
+        except BackendResponseError as exc:
+            if _already_exists(exc):
+                return None
+            raise
+        return str(_field(body, "experiment_id", str))
+
+    async def create_run(
+        self,
+        experiment_id: str,
+        run_name: str,
+        start_time_ms: int,
+        tags: dict[str, str] | None = None,
+    ) -> Run:
+        body = await self._call(
+            "POST",
+            "/runs/create",
+            json_body={
+                "experiment_id": experiment_id,
+                "run_name": run_name,
+                "start_time": start_time_ms,
+                "tags": _tag_list(tags),
+            },
+        )
+        return _run(_field(body, "run", dict))
+
+    async def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str = "",
+        max_results: int = 100,
+        order_by: Sequence[str] = (),
+    ) -> list[Run]:
+        """Runs matching MLflow's search syntax (``tags.k = 'v' and attributes.status = ...``)."""
+        body = await self._call(
+            "POST",
+            "/runs/search",
+            json_body={
+                "experiment_ids": list(experiment_ids),
+                "filter": filter_string,
+                "max_results": max_results,
+                "order_by": list(order_by),
+            },
+        )
+        raw = body.get("runs", []) if isinstance(body, dict) else []
+        return [_run(item) for item in raw if isinstance(item, dict)]
+
+    async def log_metric(
+        self, run_id: str, key: str, value: float, timestamp_ms: int, step: int = 0
+    ) -> None:
+        await self._call(
+            "POST",
+            "/runs/log-metric",
+            json_body={
+                "run_id": run_id,
+                "key": key,
+                "value": value,
+                "timestamp": timestamp_ms,
+                "step": step,
+            },
+        )
+
+    async def update_run(self, run_id: str, status: str, end_time_ms: int) -> None:
+        """Set a run's status (``FINISHED``, ``FAILED``, ``KILLED``) and end time."""
+        await self._call(
+            "POST",
+            "/runs/update",
+            json_body={"run_id": run_id, "status": status, "end_time": end_time_ms},
+        )
+
+    async def log_artifact(self, uri: str, content: bytes) -> None:
+        """Upload ``content`` as the artifact file ``uri`` (``<run artifact_uri>/<path>``)
+        through the tracking server's artifact proxy."""
+        path = _proxy_path(uri)
+        if path is None:
+            raise BackendResponseError(
+                f"mlflow: artifact {uri!r} is not served by the tracking server "
+                "(start it with --serve-artifacts)",
+                self.backend,
+            )
+        await request_json(self._client, self.backend, "PUT", path, content=content)
+
 
 def _not_found(exc: BackendResponseError) -> bool:
     # Only MLflow's own answer counts: a 404 page from something else is a wrong URL.
     return "RESOURCE_DOES_NOT_EXIST" in str(exc)
+
+
+def _already_exists(exc: BackendResponseError) -> bool:
+    return "RESOURCE_ALREADY_EXISTS" in str(exc)
+
+
+def _proxy_path(uri: str) -> str | None:
+    """``mlflow-artifacts:/1/<run>/artifacts/x`` -> the server's artifact proxy path; None for
+    an artifact the tracking server does not serve (a local path, s3://...)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "mlflow-artifacts":
+        return None
+    return f"{ARTIFACTS_API}/{parts.path.lstrip('/')}"
+
+
+def _tag_list(tags: dict[str, str] | None) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in (tags or {}).items()]
+
+
+def _tags(raw: Any) -> dict[str, str]:
+    return {str(t.get("key")): str(t.get("value")) for t in raw or [] if isinstance(t, dict)}
 
 
 def _field(body: Any, key: str, kind: type) -> Any:
@@ -212,18 +370,39 @@ def _field(body: Any, key: str, kind: type) -> Any:
     return body[key]
 
 
-def _version(raw: dict[str, Any]) -> ModelVersion:
-    tags = {
-        str(t.get("key")): str(t.get("value"))
-        for t in raw.get("tags", []) or []
-        if isinstance(t, dict)
+def _registered_model(raw: dict[str, Any], name: str) -> RegisteredModel:
+    aliases = {
+        str(item.get("alias")): str(item.get("version"))
+        for item in raw.get("aliases", []) or []
+        if isinstance(item, dict)
     }
+    return RegisteredModel(
+        name=str(raw.get("name", name)),
+        aliases=aliases,
+        description=str(raw.get("description", "") or ""),
+    )
+
+
+def _version(raw: dict[str, Any]) -> ModelVersion:
     return ModelVersion(
         name=str(raw.get("name", "")),
         version=str(raw.get("version", "")),
         source=str(raw.get("source", "") or ""),
         run_id=str(raw.get("run_id", "") or ""),
         status=str(raw.get("status", "") or ""),
-        tags=tags,
+        tags=_tags(raw.get("tags")),
         aliases=[str(a) for a in raw.get("aliases", []) or []],
+    )
+
+
+def _run(raw: dict[str, Any]) -> Run:
+    """``{"info": {...}, "data": {"tags": [...]}}`` as MLflow answers a run."""
+    info = _field(raw, "info", dict)
+    data = raw.get("data")
+    return Run(
+        run_id=str(_field(info, "run_id", str)),
+        experiment_id=str(info.get("experiment_id", "") or ""),
+        status=str(info.get("status", "") or ""),
+        artifact_uri=str(info.get("artifact_uri", "") or ""),
+        tags=_tags(data.get("tags") if isinstance(data, dict) else None),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +14,15 @@ import pytest
 from support import LabHandle
 
 from console.errors import LabError
-from console.lab.seed import SeededModel, describe_model, download_artifact, seed_model
+from console.lab import seed, seed_runs
+from console.lab.seed import (
+    SeededModel,
+    describe_model,
+    download_artifact,
+    ensure_seed_model,
+    register_onnx_version,
+    seed_model,
+)
 
 
 def rest(lab: LabHandle, endpoint: str, **params: str) -> dict[str, Any]:
@@ -95,3 +104,65 @@ def test_lab_seed_model_exists(lab: LabHandle) -> None:
     assert [v.version for v in digits.versions] == ["1", "2"]
     assert (digits.champion, digits.previous) == ("2", "1")
     assert all(len(v.sha256) == 64 for v in digits.versions)
+
+
+def test_reseeding_reuses_the_logged_runs_without_training(
+    lab: LabHandle, seeded_model: SeededModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a second ``lab up`` (a new process: no cache) does: the seed's runs are found by
+    their tags on the server, nothing is trained or logged again."""
+
+    def no_training() -> None:
+        raise AssertionError("the seed models were trained again")
+
+    monkeypatch.setattr(seed, "_seed_artifacts", {})
+    monkeypatch.setattr(seed_runs, "train_seed_models", no_training)
+    again = seed_model(lab.settings.mlflow.url, f"{seeded_model.name}-again")
+    assert [v.run_id for v in again.versions] == [v.run_id for v in seeded_model.versions]
+    assert again.sha256 == seeded_model.sha256
+
+
+def test_ensure_seed_model_reads_back_what_exists(lab: LabHandle) -> None:
+    first = ensure_seed_model(lab.settings)
+    assert ensure_seed_model(lab.settings) == first
+    assert [v.version for v in first.versions] == ["1", "2"]
+
+
+def test_a_seed_model_without_versions_is_reported(lab: LabHandle) -> None:
+    name = f"digits-empty-{uuid.uuid4().hex[:12]}"
+    response = httpx.post(
+        f"{lab.settings.mlflow.url}/api/2.0/mlflow/registered-models/create",
+        json={"name": name},
+        timeout=10,
+        trust_env=False,
+    )
+    response.raise_for_status()
+    settings = lab.settings.model_copy(
+        update={"lab": lab.settings.lab.model_copy(update={"seed_model": name})}
+    )
+    with pytest.raises(LabError, match="exists but has no versions"):
+        ensure_seed_model(settings)
+
+
+def test_register_onnx_version_adds_a_tagged_version_and_leaves_aliases(
+    lab: LabHandle, seeded_model: SeededModel
+) -> None:
+    url, name = lab.settings.mlflow.url, seeded_model.name
+    onnx = download_artifact(url, name, "1")
+    added = register_onnx_version(
+        url, name, onnx, kind="test", accuracy=0.5, description="added", tags={"extra": "yes"}
+    )
+    assert (added.version, added.kind, added.sha256) == ("3", "test", seeded_model.sha256["1"])
+    assert download_artifact(url, name, "3") == onnx
+    back = describe_model(url, name)
+    assert back is not None and (back.champion, back.previous) == ("2", "1")
+    assert back.version("3").sha256 == added.sha256 and back.version("3").accuracy == 0.5
+    with pytest.raises(LabError, match="does not exist"):
+        register_onnx_version(url, f"{name}-missing", onnx, kind="x", accuracy=0, description="")
+
+
+async def test_the_seed_calls_work_from_a_running_event_loop(
+    lab: LabHandle, seeded_model: SeededModel
+) -> None:
+    back = describe_model(lab.settings.mlflow.url, seeded_model.name)
+    assert back is not None and back.sha256 == seeded_model.sha256
