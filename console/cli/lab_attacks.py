@@ -7,9 +7,8 @@ gateway (loopback only), and prints its report.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -17,9 +16,6 @@ from rich.table import Table
 from console.cli.common import OutputFormat, OutputOption, context, emit, errors_as_exit, safe
 from console.cli.common import stderr as err
 from console.cli.common import stdout as out
-
-if TYPE_CHECKING:
-    from console.config import Settings
 
 attack_app = typer.Typer(
     help="Attack the lab gateway (loopback only; seeded; stops by itself). Each attack is "
@@ -46,26 +42,17 @@ def _run_attack(
     client: str,
     model: str | None,
     output: OutputFormat,
-    attack: Callable[[Settings, str], Awaitable[Any]],
+    args: dict[str, Any],
+    start_after: float = 0.0,
 ) -> None:
+    """Attack ``kind`` through the one tracked runner (``console.lab.attacks.launch``)."""
     with errors_as_exit():
-        from console.lab.attacks import state
-        from console.lab.attacks.common import require_loopback_target
+        from console.lab.attacks.launch import prepare_attack
 
-        settings = context(ctx).settings
-        target = settings.mlflow.url if kind == "poisoning" else settings.gateway.url
-        require_loopback_target(target, "mlflow" if kind == "poisoning" else "gateway")
-        model_name = model or settings.models.served[0]
-        err.print(f"{safe(kind)} as {safe(client)} against {safe(model_name)} at {safe(target)}")
-
-        async def tracked() -> Any:
-            async with state.tracked(settings, kind, client, model_name) as record:
-                report = await attack(settings, model_name)
-                record.report = report.as_dict()
-                return report
-
-        report = asyncio.run(tracked())
-    data = report.as_dict()
+        attack = prepare_attack(context(ctx).settings, kind, client, model, args)
+        err.print(f"{safe(kind)} as {safe(client)} against {safe(attack.model)} at "
+                  f"{safe(attack.target)}")  # fmt: skip
+        data = asyncio.run(attack.run(start_after=start_after))
     emit(data, output, lambda: _render_report(f"{kind} report", data))
 
 
@@ -108,26 +95,10 @@ def extraction(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Query with synthetic inputs, train a surrogate, report its agreement with the model."""
-
-    async def attack(settings: Settings, model_name: str) -> Any:
-        from console.lab.attacks.extraction import run_extraction
-
-        await asyncio.sleep(start_after)  # a scripted attack (demo, drills) starts later
-
-        return await run_extraction(
-            settings,
-            client,
-            model=model_name,
-            rate=rate,
-            budget=budget,
-            duration=duration,
-            seed=seed,
-            strategy=strategy.value,
-            batch=batch,
-            give_up_after=give_up_after,
-        )
-
-    _run_attack(ctx, "extraction", client, model, output, attack)
+    args = {"rate": rate, "budget": budget, "duration": duration, "seed": seed,
+            "strategy": strategy.value, "batch": batch, "give_up_after": give_up_after}  # fmt: skip
+    # A scripted attack (demo) waits inside its `lab status` record.
+    _run_attack(ctx, "extraction", client, model, output, args, start_after=start_after)
 
 
 class EvasionMethod(StrEnum):
@@ -155,23 +126,9 @@ def evasion(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Adversarial examples (ART) sent to the gateway; report success rate and queries."""
-
-    async def attack(settings: Settings, model_name: str) -> Any:
-        from console.lab.attacks.evasion import run_evasion
-
-        return await run_evasion(
-            settings,
-            client,
-            model=model_name,
-            method=method.value,
-            samples=samples,
-            eps=eps,
-            budget=budget,
-            duration=duration,
-            seed=seed,
-        )
-
-    _run_attack(ctx, "evasion", client, model, output, attack)
+    args = {"method": method.value, "samples": samples, "eps": eps, "budget": budget,
+            "duration": duration, "seed": seed}  # fmt: skip
+    _run_attack(ctx, "evasion", client, model, output, args)
 
 
 @attack_app.command()
@@ -189,22 +146,9 @@ def flood(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Many concurrent requests; report achieved rate, outcomes and latency percentiles."""
-
-    async def attack(settings: Settings, model_name: str) -> Any:
-        from console.lab.attacks.flood import run_flood
-
-        return await run_flood(
-            settings,
-            client,
-            model=model_name,
-            concurrency=concurrency,
-            budget=budget,
-            duration=duration,
-            seed=seed,
-            respect_retry_after=respect_retry_after,
-        )
-
-    _run_attack(ctx, "flood", client, model, output, attack)
+    args = {"concurrency": concurrency, "budget": budget, "duration": duration, "seed": seed,
+            "respect_retry_after": respect_retry_after}  # fmt: skip
+    _run_attack(ctx, "flood", client, model, output, args)
 
 
 @attack_app.command()
@@ -219,21 +163,8 @@ def poisoning(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Register a backdoored version (trigger: bright 2x2 corner patch) and promote it."""
-
-    async def attack(settings: Settings, model_name: str) -> Any:
-        from console.lab.attacks.poisoning import run_poisoning
-
-        return await run_poisoning(
-            settings,
-            client,
-            model=model_name,
-            target=target,
-            poison_fraction=fraction,
-            promote=promote,
-            seed=seed,
-        )
-
-    _run_attack(ctx, "poisoning", client, model, output, attack)
+    args = {"target": target, "poison_fraction": fraction, "promote": promote, "seed": seed}
+    _run_attack(ctx, "poisoning", client, model, output, args)
 
 
 def traffic(

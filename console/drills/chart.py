@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from console.drills.report import DrillReport
+from console.drills.report_data import DrillReport
 
 MARKS = {"first-request": ("attack", "black"), "alert-firing": ("alert", "orange"),
          "mitigation": ("mitigation", "blue"), "contained": ("contained", "green")}  # fmt: skip

@@ -1,85 +1,21 @@
-"""A drill's report: the timeline, the scores, the per-second request series, the attack's own
-report and the audit records of the run, kept in ``<run_dir>/drills/<id>/`` (report.json,
-audit.jsonl, series.csv, chart.png) so runs can be compared over time (``drill history``)."""
+"""A drill's report files: the timeline, the scores, the per-second request series, the attack's
+own report and the audit records of the run (``report_data.py``), kept in
+``<run_dir>/drills/<id>/`` (report.json, audit.jsonl, series.csv, chart.png) so runs can be
+compared over time (``drill history``)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from console.config import Settings
+from console.drills.chart import draw_chart
+from console.drills.report_data import DrillReport, DrillScores, TimelineEvent
 from console.errors import DrillError
-
-
-@dataclass(frozen=True)
-class TimelineEvent:
-    at_s: float
-    """Seconds since the drill started."""
-    kind: str
-    """drill-start, attack-launched, first-request, alert-firing, false-alert,
-    response-started, response-finished, mitigation, contained, attack-finished, drill-end."""
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class DrillScores:
-    contained: bool
-    time_to_detect_s: float | None
-    """First attacker request answered by the gateway -> the expected alert seen firing in
-    Alertmanager (M9)."""
-    time_to_mitigate_s: float | None
-    """First attacker request -> the first mitigation's outcome record in the audit log."""
-    time_to_contain_s: float | None
-    detect_to_mitigate_s: float | None
-    detection_floor_s: float | None
-    """Scrape interval + rule evaluation interval + the alert's ``for:``."""
-    attacker_queries_answered: int
-    """Attacker requests the gateway answered (200) before containment (or the end)."""
-    attacker_success: float | None
-    attacker_success_metric: str
-    benign_blocked: int
-    benign_error_rate: float | None
-    false_alerts: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class DrillReport:
-    id: str
-    scenario: str
-    responder: str
-    attacker: str
-    model: str
-    started_at: str
-    ended_at: str
-    scores: DrillScores
-    timeline: list[TimelineEvent]
-    series: list[dict[str, float]] = field(default_factory=list)
-    """One row a second: ``at_s`` and each client's requests per second at the gateway."""
-    attack_reports: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """The flat keys a script reads (``drill run --output json``)."""
-        return {"id": self.id, "scenario": self.scenario, "responder": self.responder,
-                "attacker": self.attacker, "model": self.model, **self.scores.as_dict(),
-                "report_dir": ""}  # fmt: skip
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "scenario": self.scenario, "responder": self.responder,
-            "attacker": self.attacker, "model": self.model, "started_at": self.started_at,
-            "ended_at": self.ended_at, "scores": self.scores.as_dict(),
-            "timeline": [asdict(e) for e in self.timeline], "series": self.series,
-            "attack_reports": self.attack_reports, "errors": self.errors,
-        }  # fmt: skip
 
 
 def drills_dir(settings: Settings) -> Path:
@@ -99,8 +35,6 @@ def write_report(settings: Settings, report: DrillReport) -> Path:
         reason = exc.strerror or exc
         raise DrillError(f"cannot write the drill report to {folder}: {reason}") from None
     try:
-        from console.drills.chart import draw_chart
-
         draw_chart(report, folder / "chart.png")
     except Exception as exc:  # noqa: BLE001 - the chart must not lose the report
         (folder / "chart.error").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
@@ -157,3 +91,7 @@ def load_report(settings: Settings, drill_id: str) -> PastDrill:
             return past
     where = drills_dir(settings)
     raise DrillError(f"no drill report {drill_id!r} under {where} (see `drill history`)")
+
+
+__all__ = ["DrillReport", "DrillScores", "PastDrill", "TimelineEvent", "drills_dir", "history",
+           "load_report", "write_report"]  # fmt: skip

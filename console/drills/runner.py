@@ -24,16 +24,16 @@ from console.adapters.backends import Backends
 from console.config import Settings
 from console.drills.attacks import run_attack
 from console.drills.observe import Counts, Observation, Observer, audit_since
-from console.drills.report import DrillReport, DrillScores, TimelineEvent
+from console.drills.report_data import DrillReport, DrillScores, TimelineEvent
 from console.drills.scenario import LoadedScenario, ResponseSpec, Scenario
 from console.drills.scores import (
-    SUCCESS_METRIC,
     attacker_success,
     benign_error_rate,
     contained_at,
     detection_floor,
     series,
     since,
+    success_metric,
 )
 from console.errors import ConsoleError, DrillError
 from console.runbooks.template import TemplateError, render
@@ -390,7 +390,7 @@ class DrillRunner:
             detection_floor_s=detection_floor(self.scenario.detect.alertname, self.rules_dir),
             attacker_queries_answered=int(answered or 0),
             attacker_success=attacker_success(self.scenario.attack.kind, attack_reports),
-            attacker_success_metric=SUCCESS_METRIC[self.scenario.attack.kind],
+            attacker_success_metric=success_metric(self.scenario.attack.kind),
             benign_blocked=len(state.benign_blocked),
             benign_error_rate=benign_error_rate(state.observations, self.attacker),
             false_alerts=len(state.false_alerts),

@@ -2,25 +2,26 @@
 detection is expected; what counts as contained; and, for ``--responder auto``, which runbook a
 scripted responder runs when which alert fires.
 
-Read with the runbooks' bounded safe YAML loader and validated by pydantic; every problem is
-reported as ``file:line: field: reason``.
+Read with the bounded safe YAML loader (``console.safe_yaml``) and validated by pydantic; every
+problem is reported as ``file:line: field: reason``. Attack kinds and their arguments are the
+lab's attack registry's, through the drills' attack bridge (``console.drills.attacks``).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from console.drills.attacks import attack_argument_problem, attack_kinds
 from console.durations import parse_duration
-from console.errors import DrillScenarioError, RunbookValidationError
+from console.errors import DrillError, DrillScenarioError
+from console.safe_yaml import Limits, find_yaml, load_model, yaml_files
 
-AttackKind = Literal["extraction", "evasion", "flood", "poisoning"]
-MAX_BYTES = 64 * 1024
+LIMITS = Limits(max_bytes=64 * 1024)
 
 
 class _Strict(BaseModel):
@@ -33,8 +34,15 @@ def _seconds(value: Any) -> float:
     return parse_duration(str(value)).total_seconds()
 
 
+def _known_kind(kind: str) -> str:
+    if kind not in attack_kinds():
+        raise ValueError(f"unknown attack kind {kind!r}; known: {', '.join(attack_kinds())}")
+    return kind
+
+
 class AttackSpec(_Strict):
-    kind: AttackKind
+    kind: str
+    """One of the lab's attacks (``aml-console lab attack --help`` lists them)."""
     client: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,100}$")
     """The attacker's client id; each drill run appends its own id to it, so runs never share
     a client's series, detector state or policy."""
@@ -50,13 +58,13 @@ class AttackSpec(_Strict):
     """Keyword arguments of the attack (those of ``aml-console lab attack KIND``)."""
 
     _durations = field_validator("start_after", "pause", mode="before")(_seconds)
+    _kind = field_validator("kind")(_known_kind)
 
     @model_validator(mode="after")
     def _known_args(self) -> AttackSpec:
-        allowed = attack_arguments(self.kind)
-        unknown = sorted(set(self.args) - allowed)
-        if unknown:
-            raise ValueError(f"unknown {self.kind} argument(s) {unknown}; known: {sorted(allowed)}")
+        problem = attack_argument_problem(self.kind, self.args)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -124,50 +132,16 @@ class LoadedScenario:
     path: Path
 
 
-def attack_arguments(kind: str) -> set[str]:
-    """Keyword arguments ``run_<kind>`` takes after settings, client and model."""
-    from console.drills.attacks import attack_function
-
-    params = inspect.signature(attack_function(kind)).parameters
-    return {n for n in params if n not in ("settings", "client", "model")}
-
-
 def load_scenario(path: Path) -> LoadedScenario:
-    from console.runbooks.loader import dotted, line_of, parse_yaml
-
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DrillScenarioError([f"{path}: cannot read: {exc.strerror}"]) from None
-    if len(raw) > MAX_BYTES:
-        raise DrillScenarioError([f"{path}: {len(raw)} bytes, larger than {MAX_BYTES}"])
-    try:
-        data, lines = parse_yaml(raw.decode("utf-8", errors="strict"), path)
-    except UnicodeDecodeError as exc:
-        raise DrillScenarioError([f"{path}: not UTF-8 (byte {exc.start})"]) from None
-    except RunbookValidationError as exc:
-        raise DrillScenarioError(exc.problems) from None
-    if not isinstance(data, dict):
-        raise DrillScenarioError([f"{path}:1: a scenario is a mapping (name, attack, ...)"])
-    try:
-        return LoadedScenario(Scenario.model_validate(data), path)
-    except ValidationError as exc:
-        raise DrillScenarioError([
-            f"{path}:{line_of(lines, tuple(e['loc']))}: {dotted(tuple(e['loc']))}: {e['msg']}"
-            for e in exc.errors()
-        ]) from None  # fmt: skip
+    loaded = load_model(path, Scenario, error=DrillScenarioError, limits=LIMITS)
+    return LoadedScenario(loaded.model, path)
 
 
-def scenario_files(dirs: Iterable[Path]) -> list[Path]:
-    from console.runbooks.loader import yaml_files
-
-    return yaml_files(dirs)
+scenario_files = yaml_files
+"""The ``.yaml``/``.yml`` files of the drill folders, sorted."""
 
 
 def find_scenario(name_or_path: str, dirs: Iterable[Path]) -> LoadedScenario:
-    from console.errors import DrillError
-    from console.runbooks.loader import find_yaml
-
     dirs = list(dirs)
     path = find_yaml(name_or_path, dirs)
     if path is not None:

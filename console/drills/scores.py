@@ -12,6 +12,13 @@ from console.drills.observe import Counts, Observation
 
 SUCCESS_METRIC = {"extraction": "surrogate_agreement", "evasion": "success_rate",
                   "poisoning": "trigger_success_rate", "flood": "answered_share"}  # fmt: skip
+"""What ``attacker_success`` measures per attack kind; a kind not listed is not measured
+(``attacker_success`` None), so a newly registered attack can be drilled before it is."""
+NOT_MEASURED = "not measured"
+
+
+def success_metric(kind: str) -> str:
+    return SUCCESS_METRIC.get(kind, NOT_MEASURED)
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,12 @@ def attacker_success(kind: str, reports: list[dict[str, Any]]) -> float | None:
         value = evaded / attacked if attacked else None
     elif kind == "poisoning":
         value = reports[-1].get("trigger_success_rate")
-    else:
+    elif kind == "flood":
         sent = sum(int(r.get("requests") or 0) for r in reports)
         ok = sum(int((r.get("outcomes") or {}).get("ok") or 0) for r in reports)
         value = ok / sent if sent else None
+    else:
+        value = None
     return None if value is None else round(float(value), 4)
 
 

@@ -77,3 +77,42 @@ def test_unknown_scenario_and_a_lab_that_is_down_are_one_line_errors(tmp_path: P
     assert read_only.returncode == 1
     assert "read-only mode" in read_only.stderr
     assert not (tmp_path / "run" / "drills").exists()  # nothing ran, no report
+
+
+def test_an_unknown_attack_kind_is_refused_with_its_line_and_the_known_kinds(
+    tmp_path: Path,
+) -> None:
+    """Kinds come from the lab's attack registry: `nonsense` is refused at validation, not run
+    as some other attack."""
+    from typer.testing import CliRunner
+
+    from console.cli.main import app
+    from console.drills.attacks import attack_kinds
+
+    path = tmp_path / "nonsense.yaml"
+    path.write_text("name: x\nattack:\n  client: m\n  kind: nonsense\ndetect: {alertname: A}\n",
+                    encoding="utf-8")  # fmt: skip
+    result = CliRunner().invoke(app, ["drill", "validate", str(path)])
+    assert result.exit_code == 1
+    [problem] = result.stderr.strip().splitlines()
+    known = ", ".join(attack_kinds())
+    assert problem == (
+        f"{path}:4: attack.kind: Value error, unknown attack kind 'nonsense'; known: {known}"
+    )
+    good = tmp_path / "good.yaml"
+    good.write_text(path.read_text().replace("nonsense", attack_kinds()[-1]), encoding="utf-8")
+    ok = CliRunner().invoke(app, ["drill", "validate", str(good)])
+    assert ok.exit_code == 0 and f"ok {good}" in ok.stdout
+
+
+def test_a_scenario_is_bounded_at_64_kib(tmp_path: Path) -> None:
+    from console.drills.scenario import load_scenario
+    from console.errors import DrillScenarioError
+
+    path = tmp_path / "big.yaml"
+    text = "name: x\nattack: {kind: flood, client: m}\ndetect: {alertname: A}\n"
+    path.write_text(text + "#" * (64 * 1024) + "\n", encoding="utf-8")
+    with pytest.raises(DrillScenarioError, match=f"larger than {64 * 1024}"):
+        load_scenario(path)
+    path.write_text(text, encoding="utf-8")
+    assert load_scenario(path).scenario.attack.kind == "flood"
