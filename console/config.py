@@ -153,6 +153,16 @@ class GatewaySection(Section):
     """Sample-store partitions older than this are deleted."""
     default_qpm: int | None = None
     """Budget for clients without one in the policy store (None: unlimited)."""
+    client_labels: int = Field(default=200, ge=1, le=100_000)
+    """Clients with a ``client`` label of their own; the slots go to the riskiest clients,
+    the others are counted as ``other``."""
+    client_label_idle_s: float = Field(default=600.0, gt=0)
+    """A client idle this long gives its slot up to anyone."""
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A request body must arrive within this (else 408): a client that sends its headers and
+    then trickles or never sends its body does not hold the gateway."""
+    max_pending_bodies: int = Field(default=256, ge=1)
+    """Request bodies read at once; beyond that a request is refused at once with 503."""
 
 
 class TrafficSection(Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +52,15 @@ def stack_env(lab: LabHandle, run_dir: Path, model: str, clients: int) -> dict[s
 
 
 @contextmanager
-def lab_stack(lab: LabHandle, model: str, run_dir: Path, clients: int = 4) -> Iterator[LabStack]:
-    env = stack_env(lab, run_dir, model, clients)
+def lab_stack(
+    lab: LabHandle,
+    model: str,
+    run_dir: Path,
+    clients: int = 4,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[LabStack]:
+    """``extra_env``: more CONSOLE_* settings of this stack (e.g. the gateway's)."""
+    env = {**stack_env(lab, run_dir, model, clients), **(extra_env or {})}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

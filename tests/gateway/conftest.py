@@ -19,6 +19,9 @@ from console.lab import services
 from console.lab.gateway.app import create_app
 from console.lab.seed import SeededModel, seed_model
 
+SLOW_BODY_TIMEOUT_S = 2
+MAX_PENDING_BODIES = 4
+
 
 @pytest.fixture(scope="module")
 def module_model(lab: Any) -> SeededModel:
@@ -36,7 +39,12 @@ def launched(
     mp = pytest.MonkeyPatch()
     try:
         gw = make_gateway_env(
-            lab, tmp_path_factory.mktemp("launched"), module_model.name, mp.setenv
+            lab,
+            tmp_path_factory.mktemp("launched"),
+            module_model.name,
+            mp.setenv,
+            body_timeout_s=SLOW_BODY_TIMEOUT_S,
+            max_pending_bodies=MAX_PENDING_BODIES,
         )
         try:
             services.up(gw.settings, ["gateway"], seed=False)

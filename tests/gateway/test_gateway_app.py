@@ -80,6 +80,9 @@ async def test_bad_requests_get_clear_4xx_and_the_gateway_stays_up(
         (b"x" * (1024 * 1024 + 1), {}, 413, "over 1048576"),
         (body(good), {"who": None}, 400, "missing client identity"),
         (body(good), {"who": "bad client!"}, 400, "X-Client-Id must be"),
+        # The bucket labels are not client ids: a client calling itself so would hide there.
+        (body(good), {"who": "other"}, 400, "is reserved"),
+        (body(good), {"who": "unknown"}, 400, "is reserved"),
     ]
     for payload, kw, status, words in cases:
         response = await post(gw, name, payload, **kw)
@@ -320,3 +323,42 @@ async def test_a_policy_change_applies_within_a_second_through_pubsub(
 
 async def _status(gw: Any, model: str, who: str, status: int) -> bool:
     return (await post(gw, model, body(digits(1)), who=who)).status_code == status
+
+
+async def test_who_is_in_other_comes_from_the_gateways_own_state(
+    start_in_process: Any, seeded_model: SeededModel
+) -> None:
+    """Two label slots, taken by two throwaway ids; the prober that follows is counted as
+    `other` until its extraction score outranks a holder, and the gateway's /aml/clients
+    names whoever is in `other`, riskiest first, while /metrics exports the riskiest."""
+    gw = await start_in_process(seeded_model.name, client_labels=2)
+    await ready(gw)
+    name = seeded_model.name
+    for sybil in ("sybil-1", "sybil-2", "sybil-3"):
+        assert (await post(gw, name, body(digits(1)), who=sybil)).status_code == 200
+    state = (await gw.client.get("/aml/clients")).json()
+    assert state["label_slots"] == {"capacity": 2, "used": 2}
+    assert [c["client"] for c in state["unlabelled"]] == ["sybil-3"]
+    text = (await gw.client.get("/metrics")).text
+    assert "aml_client_label_slots_used 2.0" in text
+    assert "aml_client_label_slots_capacity 2.0" in text
+    assert "aml_new_clients_total 3.0" in text
+
+    # A probing walk: one seed, small equal steps (what the extraction statistic catches).
+    rng = np.random.default_rng(3)
+    x = digits(1)[0].astype(np.float64)
+    labels_seen = []
+    for _ in range(60):
+        x = np.clip(x + rng.choice([-1.0, 1.0], size=64) * 0.5, 0, 16)
+        assert (await post(gw, name, body(x[None, :]), who="prober")).status_code == 200
+        text = (await gw.client.get("/metrics")).text
+        labels_seen.append('client="prober"' in text)
+    assert not labels_seen[0], "the prober had a slot before any evidence"
+    assert labels_seen[-1], "the prober never outranked a throwaway id"
+    score = gw.gateway.extraction[name].score("prober")
+    assert score > 0.05, score  # above the holders' risk (0) by the margin
+    state = (await gw.client.get("/aml/clients?limit=10")).json()
+    assert "prober" not in [c["client"] for c in state["unlabelled"]]
+    assert len(state["unlabelled"]) == 2  # the evicted throwaway id and sybil-3
+    bad = await gw.client.get("/aml/clients?limit=0")
+    assert bad.status_code == 400 and "limit" in bad.json()["error"]

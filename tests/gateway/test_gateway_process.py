@@ -4,11 +4,13 @@ by the real runbook CLI against the session lab's Redis and MLflow."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from typing import Any
 
 import httpx
 import numpy as np
+from conftest import MAX_PENDING_BODIES, SLOW_BODY_TIMEOUT_S
 from gateway_support import (
     GatewayEnv,
     digits,
@@ -140,6 +142,11 @@ def test_bad_requests_leave_the_process_healthy(
         (http.post(url, content=nan + "]}]}", headers={"X-Client-Id": "fuzz"}), 400, "NaN"),
         (http.post(url, content=b"[" * 2_000_000, headers={"X-Client-Id": "fuzz"}), 413, "over"),
         (http.post(url, content=b"{oops", headers={"X-Client-Id": "fuzz"}), 400, "JSON"),
+        # 10,000 levels: a 400 from a bounded parse, not a 500 with a RecursionError.
+        (http.post(url, content=b"[" * 10_000 + b"]" * 10_000, headers={"X-Client-Id": "fuzz"}),
+         400, "nested too deeply"),
+        (http.post(url, content=b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+                   headers={"X-Client-Id": "fuzz"}), 400, "nested too deeply"),
     ]
     for response, status, words in cases:
         assert response.status_code == status, response.text
@@ -185,3 +192,59 @@ def test_metrics_and_spans_after_traffic(
         assert 0.0 <= float(attrs[key]) <= 1.0
     assert re.fullmatch(r"[0-9a-f]{64}", attrs["aml.input_sha256"])
     assert int(span["endTimeUnixNano"]) >= int(span["startTimeUnixNano"])
+
+
+def _slow_body(gw: GatewayEnv, model: str) -> socket.socket:
+    """A request that announces 1,000 bytes of body and sends 10."""
+    host, port = gw.url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=30)
+    conn.sendall(
+        f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {host}\r\nX-Client-Id: slow\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
+        + b'{"inputs":'
+    )
+    return conn
+
+
+def _status_of(conn: socket.socket) -> tuple[int, bytes]:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+    while len(body) < length and (chunk := conn.recv(4096)):
+        body += chunk
+    return int(answer.split(b" ", 2)[1]), body
+
+
+def test_a_body_that_never_arrives_is_cut_off_and_cannot_hold_the_gateway(
+    launched: GatewayEnv, http: httpx.Client, module_model: SeededModel
+) -> None:
+    """Slow bodies get 408 after the deadline; while the cap of pending bodies is reached a
+    further request is refused at once (503), and the gateway serves again afterwards."""
+    started = time.monotonic()
+    held = [_slow_body(launched, module_model.name) for _ in range(MAX_PENDING_BODIES)]
+    try:
+        time.sleep(0.3)  # every slow request is now waiting for its body
+        refused = http.post(
+            f"/v2/models/{module_model.name}/infer",
+            content=b"{}",
+            headers={"X-Client-Id": "patient"},
+        )
+        assert refused.status_code == 503, refused.text
+        assert "too many request bodies" in refused.json()["error"]
+        for conn in held:
+            status, answer = _status_of(conn)
+            assert status == 408, answer
+            assert b"not received within 2 s" in answer
+    finally:
+        for conn in held:
+            conn.close()
+    waited = time.monotonic() - started
+    assert waited < SLOW_BODY_TIMEOUT_S + 20, f"the slow requests were held {waited:.1f} s"
+    assert infer(http, module_model.name, digits(1)).status_code == 200
+    text = http.get("/metrics").text
+    assert f'aml_bad_requests_total{{reason="body_timeout"}} {MAX_PENDING_BODIES}.0' in text

@@ -11,7 +11,8 @@ from scipy.stats import shapiro
 
 from console.detectors.extraction import ExtractionMonitor, shapiro_francia
 from console.detectors.squeezing import bit_depth, median_smoothing
-from console.lab.gateway.telemetry import OTHER, ClientLabeler, parse_traceparent
+from console.lab.gateway.client_slots import OTHER, ClientSlots
+from console.lab.gateway.telemetry import parse_traceparent
 
 
 def _digits() -> np.ndarray:
@@ -119,12 +120,85 @@ def test_extraction_monitor_memory_is_bounded() -> None:
 
 
 def test_client_labels_are_bounded_and_idle_ones_give_way() -> None:
-    labeler = ClientLabeler(capacity=2, idle_s=10)
-    assert labeler.label("a", now=0) == ("a", None)
-    assert labeler.label("b", now=1) == ("b", None)
-    assert labeler.label("c", now=2) == (OTHER, None)  # both places held by active clients
-    assert labeler.label("a", now=5) == ("a", None)
-    assert labeler.label("c", now=12) == ("c", "b")  # b idle for 11 s: its series go
+    slots = ClientSlots(capacity=2, idle_s=10)
+    assert slots.label("a", now=0) == ("a", None)
+    assert slots.label("b", now=1) == ("b", None)
+    assert slots.label("c", now=2) == (OTHER, None)  # both places held by active clients
+    assert slots.label("a", now=5) == ("a", None)
+    assert slots.label("c", now=12) == ("c", "b")  # b idle for 11 s: its series go
+
+
+def _answer(slots: ClientSlots, client: str, now: float, **kw: float) -> str:
+    label, _ = slots.label(client, now=now)
+    slots.observe(client, outcome="ok", rows=1, model="digits", now=now, **kw)  # type: ignore[arg-type]
+    return label
+
+
+def test_label_slots_go_to_the_riskiest_client_not_the_first_to_come() -> None:
+    """200 throwaway ids take every slot first; the extraction attacker that follows gets one
+    as soon as its score rises, from the least risky holder (whose series are dropped)."""
+    slots = ClientSlots(capacity=200, idle_s=600, rebalance_s=0)
+    for i in range(200):
+        assert _answer(slots, f"sybil-{i}", now=i * 0.1) == f"sybil-{i}"
+    assert slots.used == 200 and slots.new_clients == 200
+    now = 20.0
+    assert _answer(slots, "mallory", now, extraction=0.0) == OTHER  # no evidence yet
+    label, evicted = slots.label("mallory", now=21)
+    assert (label, evicted) == (OTHER, None)
+    slots.observe("mallory", outcome="ok", rows=1, model="digits", extraction=0.86, now=21)
+    label, evicted = slots.label("mallory", now=22)
+    assert label == "mallory" and evicted is not None and evicted.startswith("sybil-")
+    assert slots.is_labelled("mallory") and not slots.is_labelled(evicted)
+
+
+def test_a_throwaway_ids_single_flagged_request_does_not_outrank_a_prober() -> None:
+    """Rates are shrunk by a prior of 10 requests: one flagged row out of one is a risk of
+    1/11, far below an extraction score of 0.5."""
+    slots = ClientSlots(capacity=1, idle_s=600, rebalance_s=0)
+    _answer(slots, "sybil", 0, flagged_rows=1)
+    assert slots.label("prober", now=1) == (OTHER, None)
+    slots.observe("prober", outcome="ok", rows=1, model="digits", extraction=0.5, now=1)
+    assert slots.label("prober", now=2) == ("prober", "sybil")
+    # ... and fresh throwaway ids, one flagged request each, cannot take it back.
+    for t in range(3, 200):
+        assert _answer(slots, f"sybil-{t}", t, flagged_rows=1) == OTHER
+
+
+def test_a_margin_keeps_slots_from_flapping_between_equals() -> None:
+    slots = ClientSlots(capacity=1, idle_s=600, margin=0.05, rebalance_s=0)
+    _answer(slots, "a", 0, extraction=0.5)
+    for t in range(1, 10):
+        assert _answer(slots, "b", t, extraction=0.53) == OTHER
+    assert _answer(slots, "b", 10, extraction=0.6) == OTHER  # promoted on its next request
+    assert slots.label("b", now=11) == ("b", "a")
+
+
+def test_the_riskiest_unlabelled_client_is_known_without_a_slot() -> None:
+    """Detection does not depend on a slot: with every slot held by riskier clients, the
+    attacker in `other` is still named, with its answered rate."""
+    slots = ClientSlots(capacity=2, idle_s=600, tau_s=10, rebalance_s=0)
+    for holder in ("x", "y"):
+        slots.label(holder, now=0)
+        for _ in range(100):
+            slots.observe(holder, outcome="blocked", now=0)  # refused share ~0.9
+    for i in range(100):
+        label = _answer(slots, "mallory", 1 + i * 0.05, extraction=0.86)
+        assert label == OTHER
+    _answer(slots, "slow", 5.0, extraction=0.99)  # one answer: under the rate floor
+    worst = slots.riskiest_unlabelled("digits", now=6.0)
+    assert worst is not None and worst.client == "mallory"
+    assert worst.extraction["digits"] == 0.86 and worst.answered_rate > 1
+    listed = [c.client for c in slots.unlabelled(now=6.0)]
+    assert listed == ["slow", "mallory"]  # by risk: 0.99, 0.86
+    assert slots.riskiest_unlabelled("digits", now=6.0 + 601) is None  # idle since
+
+
+def test_tracked_clients_are_bounded_and_holders_kept() -> None:
+    slots = ClientSlots(capacity=2, idle_s=600, max_tracked=50)
+    for i in range(1000):
+        slots.label(f"c{i}", now=i * 0.1)
+    assert slots.tracked == 50 and slots.used == 2
+    assert slots.is_labelled("c0") and slots.is_labelled("c1")
 
 
 def test_traceparent_parsing() -> None:

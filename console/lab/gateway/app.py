@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -43,9 +45,37 @@ async def _read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+class BodyReader:
+    """Reads request bodies within a deadline, at most ``max_pending`` at once: a client that
+    sends its headers and then trickles its body (or never sends it) is cut off after
+    ``timeout_s`` and cannot hold more than its share of the gateway while it waits."""
+
+    def __init__(self, timeout_s: float, max_pending: int) -> None:
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        self.pending = 0
+
+    async def read(self, request: Request) -> bytes:
+        if self.pending >= self.max_pending:
+            raise RequestError(
+                503, "too_many_pending", "too many request bodies in flight; retry shortly"
+            )
+        self.pending += 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await _read_body(request)
+        except TimeoutError:
+            raise RequestError(
+                408, "body_timeout", f"request body not received within {self.timeout_s:g} s"
+            ) from None
+        finally:
+            self.pending -= 1
+
+
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     """The ASGI app. Its lifespan starts and stops the gateway's background tasks."""
     gw = gateway or Gateway(settings)
+    bodies = BodyReader(settings.gateway.body_timeout_s, settings.gateway.max_pending_bodies)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,10 +123,25 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         reply = await gw.infer(
             request.path_params["name"],
             caller,
-            lambda: _read_body(request),
+            lambda: bodies.read(request),
             request.path_params.get("version"),
         )
         return _json(reply)
+
+    async def clients(request: Request) -> Response:
+        """The gateway's own per-client state for the clients counted as ``other``, riskiest
+        first: who hides in the bucket, whatever the label slots say."""
+        raw = request.query_params.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            return _error(400, "limit must be an integer between 1 and 1000")
+        slots = gw.metrics.slots
+        return JSONResponse(
+            {
+                "label_slots": {"capacity": slots.capacity, "used": slots.used},
+                "tracked": slots.tracked,
+                "unlabelled": [asdict(c) for c in slots.unlabelled(int(raw))],
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -118,6 +163,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/aml/clients", clients, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

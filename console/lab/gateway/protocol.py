@@ -40,6 +40,10 @@ def parse_infer(body: bytes) -> InferRequest:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestError(400, "not_json", "request body is not valid JSON") from None
+    except RecursionError:
+        # json's C scanner counts its depth against the interpreter's recursion limit, so the
+        # parse stops after about a thousand levels: bounded, and a V2 body needs four.
+        raise RequestError(400, "too_deep", "request body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise RequestError(400, "schema", "request body must be a JSON object with 'inputs'")
     inputs = doc.get("inputs")

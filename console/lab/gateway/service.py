@@ -17,6 +17,7 @@ import numpy as np
 from console.adapters.policy import CLIENT_ID
 from console.config import Settings
 from console.detectors.extraction import ExtractionMonitor
+from console.lab.gateway.client_slots import OTHER, RESERVED
 from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
 from console.lab.gateway.otlp_export import OtlpHttpExporter
@@ -24,7 +25,6 @@ from console.lab.gateway.protocol import RequestError, infer_response, parse_inf
 from console.lab.gateway.samples import Sample, SampleStore
 from console.lab.gateway.sinks import JsonlSink
 from console.lab.gateway.telemetry import (
-    OTHER,
     AttributeValue,
     GatewayMetrics,
     PolicySnapshot,
@@ -69,6 +69,12 @@ def client_from_headers(client_id: str | None, authorization: str | None) -> str
                 "X-Client-Id must be 1-128 characters of letters, digits and . _ : @ -, "
                 "starting with a letter or digit",
             )
+        if client_id in RESERVED:
+            raise RequestError(
+                400,
+                "bad_client",
+                f"X-Client-Id {client_id!r} is reserved (a metrics label of the gateway's own)",
+            )
         return client_id
     if authorization:
         scheme, _, key = authorization.partition(" ")
@@ -87,7 +93,11 @@ class Gateway:
     def __init__(self, settings: Settings, *, seed: int = 0) -> None:
         self.settings = settings
         cfg = settings.gateway
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(
+            settings.models.served,
+            client_capacity=cfg.client_labels,
+            client_idle_s=cfg.client_label_idle_s,
+        )
         self.models = ModelStore(
             list(settings.models.served),
             settings.mlflow.url,
@@ -267,6 +277,17 @@ class Gateway:
             span.error = True
             reply = Reply(500, {"error": "internal error; see the gateway log"})
         elapsed = time.perf_counter() - started
+        if served and caller.client is not None:
+            self.metrics.slots.observe(
+                caller.client,
+                outcome=outcome,
+                rows=int(attrs.get("aml.rows", 0)),
+                flagged_rows=int(attrs.get("aml.flagged_rows", 0)),
+                model=name,
+                extraction=float(attrs["aml.extraction_score"])
+                if "aml.extraction_score" in attrs
+                else None,
+            )
         if served:
             self.metrics.requests.labels(name, model_version, client_label, outcome).inc()
             self.metrics.duration.labels(name, model_version).observe(elapsed)
@@ -327,6 +348,7 @@ class Gateway:
         # One graph call: the model on the input and its squeezed copies, and the scores.
         labels, probabilities, scores = loaded.run(x)
         extraction = self.extraction[name].observe(client, x)
+        flagged_rows = int((scores >= self.settings.detectors.flag_threshold).sum())
         sample_ids = self._observe(
             loaded,
             client,
@@ -345,7 +367,8 @@ class Gateway:
                 "aml.extraction_score": round(extraction, 6),
                 "aml.input_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
                 "aml.rows": rows,
-                "aml.flagged": bool((scores >= self.settings.detectors.flag_threshold).any()),
+                "aml.flagged": flagged_rows > 0,
+                "aml.flagged_rows": flagged_rows,
             }
         )
         if sample_ids:

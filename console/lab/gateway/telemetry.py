@@ -1,8 +1,8 @@
 """Prometheus metrics of the contract (docs/architecture.md, "Lab gateway") and OTLP spans.
 
-The ``client`` label is bounded: at most ``capacity`` clients have their own series; a client
-idle for ``idle_s`` gives its place (and its series) up to a new one, and while every place is
-held by an active client, newcomers are counted as ``other``.
+The ``client`` label is bounded: at most ``capacity`` clients have their own series, and the
+slots go by risk (``client_slots``): a quiet client gives its slot up to a suspicious one, the
+rest are counted as ``other``, and the riskiest of those is exported on its own.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,43 +20,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from console.lab.gateway.client_slots import ClientSlots
 from console.lab.gateway.sinks import JsonlSink
 
 if TYPE_CHECKING:
     from console.lab.gateway.otlp_export import OtlpHttpExporter
 
-OTHER = "other"
 OUTCOMES = ("ok", "blocked", "throttled", "error")
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CONFIDENCE_BUCKETS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-
-
-class ClientLabeler:
-    """Maps client ids to a bounded set of label values (see the module docstring)."""
-
-    def __init__(self, capacity: int = 200, idle_s: float = 600.0) -> None:
-        self.capacity = capacity
-        self.idle_s = idle_s
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def label(self, client: str, now: float | None = None) -> tuple[str, str | None]:
-        """The label for ``client`` and the client whose series must be dropped (if any)."""
-        now = time.monotonic() if now is None else now
-        if client in self._seen:
-            self._seen[client] = now
-            self._seen.move_to_end(client)
-            return client, None
-        evicted = None
-        if len(self._seen) >= self.capacity:
-            oldest, last = next(iter(self._seen.items()))
-            if now - last < self.idle_s:
-                return OTHER, None
-            del self._seen[oldest]
-            evicted = oldest
-        self._seen[client] = now
-        return client, evicted
 
 
 @dataclass(frozen=True)
@@ -101,10 +73,56 @@ class PolicyCollector(Collector):
         yield budget
 
 
+class SlotsCollector(Collector):
+    """The label slots' state, and the riskiest client in ``other`` per model, at scrape time
+    (the latter is a scan of every tracked client: once per scrape, never per request)."""
+
+    def __init__(self, slots: ClientSlots, models: Iterable[str]) -> None:
+        self._slots = slots
+        self._models = tuple(models)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        slots = self._slots
+        yield GaugeMetricFamily(
+            "aml_client_label_slots_used", "Clients holding a client label", value=slots.used
+        )
+        yield GaugeMetricFamily(
+            "aml_client_label_slots_capacity",
+            "Clients that can hold a client label",
+            value=slots.capacity,
+        )
+        yield GaugeMetricFamily(
+            "aml_tracked_clients", "Clients the gateway keeps risk state for", value=slots.tracked
+        )
+        score = GaugeMetricFamily(
+            "aml_unlabelled_extraction_score",
+            "Extraction score of the riskiest client counted as other (answered >= 1/s)",
+            labels=["model", "client"],
+        )
+        rate = GaugeMetricFamily(
+            "aml_unlabelled_answered_rate",
+            "Answered requests/s of that client",
+            labels=["model", "client"],
+        )
+        for model in self._models:
+            worst = slots.riskiest_unlabelled(model)
+            if worst is not None:
+                score.add_metric([model, worst.client], worst.extraction.get(model, 0.0))
+                rate.add_metric([model, worst.client], worst.answered_rate)
+        yield score
+        yield rate
+
+
 class GatewayMetrics:
     """Every metric the gateway exports, in its own registry (several apps per test process)."""
 
-    def __init__(self, *, client_capacity: int = 200, client_idle_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        models: Iterable[str] = (),
+        *,
+        client_capacity: int = 200,
+        client_idle_s: float = 600.0,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -180,13 +198,22 @@ class GatewayMetrics:
             ["sink"],
             registry=r,
         )
+        self.new_clients = Counter(
+            "aml_new_clients",
+            "Client ids seen for the first time (a surge is a Sybil signal)",
+            registry=r,
+        )
         self.policy = PolicyCollector()
         r.register(self.policy)
         self.policy_up.set(0)
-        self._labeler = ClientLabeler(client_capacity, client_idle_s)
+        self.slots = ClientSlots(client_capacity, client_idle_s)
+        r.register(SlotsCollector(self.slots, models))
 
     def client_label(self, client: str) -> str:
-        label, evicted = self._labeler.label(client)
+        known = self.slots.new_clients
+        label, evicted = self.slots.label(client)
+        if self.slots.new_clients != known:
+            self.new_clients.inc()
         if evicted is not None:
             for metric in (self.requests, self.flagged, self.extraction):
                 metric.remove_by_labels({"client": evicted})
