@@ -51,12 +51,15 @@ def demo(
             )  # fmt: skip
         from console.adapters.backends import Backends
         from console.tui.app import ConsoleApp
+        from console.views.catalog import declared
 
+        keys = {name: declared(name).key for name in ("clients", "mitigations", "audit")}
         hint = (
             f"Demo: benign clients are running; {ATTACKER} starts extracting the model in "
             f"{attack_after:g} s. Watch AMLExtractionSuspected fire here (about 30 s later), "
-            "press 2 for Clients, select it and press b to block it; 4 shows mitigations, "
-            "5 the audit log. ? lists every key."
+            f"press {keys['clients']} for Clients, select it and press b to block it; "
+            f"{keys['mitigations']} shows mitigations, {keys['audit']} the audit log. "
+            "? lists every key."
         )
         app = ConsoleApp(
             settings,

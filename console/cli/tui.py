@@ -8,17 +8,10 @@ from pathlib import Path
 import typer
 
 from console.cli.common import context, errors_as_exit
+from console.views.catalog import VIEW_NAMES
 
-
-class View(StrEnum):
-    alerts = "alerts"
-    clients = "clients"
-    models = "models"
-    mitigations = "mitigations"
-    audit = "audit"
-    samples = "samples"
-    runbooks = "runbooks"
-    drills = "drills"
+# From the declarations: mypy cannot see members made at run time (Typer can), hence the ignore.
+View = StrEnum("View", {name: name for name in VIEW_NAMES})  # type: ignore[misc]
 
 
 class Engine(StrEnum):
@@ -34,7 +27,7 @@ def tui(
     read_only: bool = typer.Option(
         False, "--read-only", help="Show everything, apply nothing (a banner says so)."
     ),
-    view: View = typer.Option(View.alerts, "--view", help="The view to open on."),
+    view: View = typer.Option(View("alerts"), "--view", help="The view to open on."),
     refresh: float | None = typer.Option(
         None, "--refresh", min=0.5, max=300,
         help="Seconds between refreshes of a view (default: [tui] refresh_s, 2 s).",

@@ -1,6 +1,11 @@
 """The console app: a thin router between the on-call views (k9s-style `:` commands, number
 keys, the command palette) and the runbook dialog. Data comes from ``console.views`` through
 the ``Backends`` given to the constructor, so tests and recorded harnesses can inject their own.
+
+The views and their keys are declared in ``console/views/catalog.py``, their screens found by
+``view_screens``. Screens get what they read in a ``ScreenContext`` and ask for the rest (a
+dialog, another view, remembering a selection) with the messages of ``messages.py``, handled
+by the ``on_...`` methods at the end: no screen imports this module.
 """
 
 from __future__ import annotations
@@ -19,46 +24,33 @@ from textual.screen import Screen
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.errors import ConsoleError
-from console.tui.screens.alerts import AlertsScreen
-from console.tui.screens.audit import AuditScreen
+from console.tui.context import ScreenContext
+from console.tui.messages import (
+    OpenLoadedRunbook,
+    OpenReplay,
+    OpenRunbook,
+    RememberSelection,
+    RunFinished,
+    ShowSamples,
+)
 from console.tui.screens.base import ViewScreen
-from console.tui.screens.clients import ClientsScreen
 from console.tui.screens.dialogs import HelpScreen, PromptScreen
-from console.tui.screens.drills import DrillsScreen
-from console.tui.screens.mitigations import MitigationsScreen
-from console.tui.screens.models import ModelsScreen
 from console.tui.screens.runbook import RunbookScreen, params_from_words
-from console.tui.screens.runbooks import RunbooksScreen
 from console.tui.screens.samples import SamplesScreen
+from console.tui.view_screens import VIEW_SCREENS
+from console.views.catalog import VIEW_NAMES, VIEWS
 
 if TYPE_CHECKING:
     from console.runbooks.loader import LoadedRunbook
 
-VIEWS: dict[str, type[ViewScreen[object]]] = {
-    "alerts": AlertsScreen,  # type: ignore[dict-item]
-    "clients": ClientsScreen,  # type: ignore[dict-item]
-    "models": ModelsScreen,  # type: ignore[dict-item]
-    "mitigations": MitigationsScreen,  # type: ignore[dict-item]
-    "audit": AuditScreen,  # type: ignore[dict-item]
-    "samples": SamplesScreen,  # type: ignore[dict-item]
-    "runbooks": RunbooksScreen,  # type: ignore[dict-item]
-    "drills": DrillsScreen,  # type: ignore[dict-item]
-}
-COMMANDS = [*VIEWS, "help", "quit", "run "]
+COMMANDS = [*VIEW_NAMES, "help", "quit", "run "]
 
 
 class ConsoleApp(App[None]):
     TITLE = "aml-console"
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
-        Binding("1", "view('alerts')", "Alerts", show=False),
-        Binding("2", "view('clients')", "Clients", show=False),
-        Binding("3", "view('models')", "Models", show=False),
-        Binding("4", "view('mitigations')", "Mitigations", show=False),
-        Binding("5", "view('audit')", "Audit", show=False),
-        Binding("6", "view('samples')", "Samples", show=False),
-        Binding("7", "view('runbooks')", "Runbooks", show=False),
-        Binding("8", "view('drills')", "Drills", show=False),
+        *(Binding(view.key, f"view({view.name!r})", view.title, show=False) for view in VIEWS),
         Binding("colon", "command_line", ":cmd"),
         Binding("slash", "filter", "/filter"),
         Binding("question_mark", "help", "?help"),
@@ -75,8 +67,8 @@ class ConsoleApp(App[None]):
         hint: str | None = None,
     ) -> None:
         super().__init__()
-        if start not in VIEWS:
-            raise ConsoleError(f"unknown view {start!r} (views: {', '.join(VIEWS)})")
+        if start not in VIEW_SCREENS:
+            raise ConsoleError(f"unknown view {start!r} (views: {', '.join(VIEW_NAMES)})")
         self.settings = settings
         self.backends = backends
         self.start = start
@@ -86,10 +78,13 @@ class ConsoleApp(App[None]):
         self.selection: dict[str, str] = {}
         """What was last selected in the views (client, model, alertname): the Runbooks view
         prefills a runbook's parameters of the same names from it."""
+        self.screen_context = ScreenContext(settings, backends, refresh_s, self.selection,
+                                            self.now, self.monotonic)  # fmt: skip
+        """What every screen the app opens reads (bound methods: a subclass's clock counts)."""
 
     def on_mount(self) -> None:
-        for name, screen in VIEWS.items():
-            self.install_screen(screen(), name)
+        for name, screen in VIEW_SCREENS.items():
+            self.install_screen(screen(self.screen_context), name)
         self.push_screen(self.start)
         if self.hint:
             self.notify(self.hint, timeout=15)
@@ -111,7 +106,7 @@ class ConsoleApp(App[None]):
         return screen
 
     def action_view(self, name: str) -> None:
-        if name not in VIEWS:
+        if name not in VIEW_SCREENS:
             self.notify(f"unknown view {name!r}", severity="error")
             return
         if isinstance(self.screen, ViewScreen):
@@ -151,7 +146,7 @@ class ConsoleApp(App[None]):
                 self.show_samples(params.get("client"), params.get("model"))
             else:
                 self.open_replay(params.get("client"), params.get("model"), params.get("alert"))
-        elif head in VIEWS:
+        elif head in VIEW_SCREENS:
             self.action_view(head)
         elif head in ("help", "h", "?"):
             self.action_help()
@@ -181,7 +176,7 @@ class ConsoleApp(App[None]):
         self.open_loaded_runbook(loaded, params)
 
     def open_loaded_runbook(self, loaded: LoadedRunbook, params: dict[str, str]) -> None:
-        self.push_screen(RunbookScreen(loaded, params))
+        self.push_screen(RunbookScreen(self.settings, loaded, params))
 
     def open_replay(
         self, client: str | None, model: str | None = None, alert: str | None = None
@@ -194,7 +189,7 @@ class ConsoleApp(App[None]):
         if model:
             scope += f" on {model}"
         request = ReplayRequest(model=model, client=client, alert=alert, limit=LIMIT)
-        self.push_screen(ReplayScreen(request, scope))
+        self.push_screen(ReplayScreen(self.screen_context, request, scope))
 
     def show_samples(self, client: str | None, model: str | None = None) -> None:
         screen = self.get_screen("samples")
@@ -203,12 +198,32 @@ class ConsoleApp(App[None]):
         self.action_view("samples")
 
     def refresh_views(self) -> None:
-        for name in VIEWS:
+        for name in VIEW_SCREENS:
             self.view(name).action_refresh_now()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for name in VIEWS:
-            yield SystemCommand(f"{name.title()} view", f"Show the {name} view",
-                                lambda n=name: self.action_view(n))  # fmt: skip
+        for view in VIEWS:
+            yield SystemCommand(f"{view.title} view", f"Show the {view.name} view",
+                                lambda n=view.name: self.action_view(n))  # fmt: skip
         yield SystemCommand("Keys", "Every key of the console", self.action_help)
+
+    # What the screens ask for (console/tui/messages.py).
+
+    def on_open_runbook(self, message: OpenRunbook) -> None:
+        self.open_runbook(message.name, message.params)
+
+    def on_open_loaded_runbook(self, message: OpenLoadedRunbook) -> None:
+        self.open_loaded_runbook(message.loaded, message.params)
+
+    def on_open_replay(self, message: OpenReplay) -> None:
+        self.open_replay(message.client, message.model, message.alert)
+
+    def on_show_samples(self, message: ShowSamples) -> None:
+        self.show_samples(message.client, message.model)
+
+    def on_remember_selection(self, message: RememberSelection) -> None:
+        self.remember(**message.selected)
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        self.refresh_views()  # blocks, budgets and aliases may have changed

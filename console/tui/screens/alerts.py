@@ -13,6 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
+from console.tui.context import ScreenContext
+from console.tui.messages import OpenReplay, OpenRunbook, RememberSelection, ShowSamples
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, plain, printable
 from console.views.alerts import AlertRow, AlertsSnapshot, fetch_alerts
@@ -40,14 +42,14 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             yield Static("", id="alert-detail")
             yield Static("", id="alert-correlated")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: ScreenContext) -> None:
+        super().__init__(context)
         self.correlated_for: str | None = None
         """Fingerprint of the alert whose correlated data is shown (loaded on selection)."""
         self.correlated: Correlated | None = None
 
     async def fetch(self) -> AlertsSnapshot:
-        return await fetch_alerts(self.console_app.backends)
+        return await fetch_alerts(self.context.backends)
 
     def action_refresh_now(self) -> None:
         self.correlated_for = None  # `r` reloads the correlated spans and samples too
@@ -60,7 +62,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         table = self.query_one("#alerts-table", DataTable)
         selected = self.selected()
         table.clear()
-        now = self.console_app.now()
+        now = self.context.now()
         for group in snapshot.groups:
             for alert in group.alerts:
                 if not self.keep(alert.alertname, alert.client, alert.model, alert.severity,
@@ -90,8 +92,8 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if alert := self.selected():
-            self.console_app.remember(client=alert.client, model=alert.model,
-                                      alertname=alert.alertname)  # fmt: skip
+            self.post_message(RememberSelection(client=alert.client, model=alert.model,
+                                                alertname=alert.alertname))  # fmt: skip
         self._show_detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -126,13 +128,13 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             return
         box.update(Text("reading spans and samples…", style="dim"))
         correlated = await fetch_correlated(
-            self.console_app.backends, alert.client, alert.model, alert.starts_at
+            self.context.backends, alert.client, alert.model, alert.starts_at
         )
         self.correlated = correlated
         box.update(render_correlated(alert.client, correlated))
 
     def _run(self, runbook: str, **params: str) -> None:
-        self.console_app.open_runbook(runbook, params)
+        self.post_message(OpenRunbook(runbook, params))
 
     def action_block(self) -> None:
         alert = self.selected()
@@ -157,7 +159,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         if alert is None or not alert.client:
             self.notify("select an alert with a client label", severity="warning")
             return
-        self.console_app.show_samples(alert.client, alert.model)
+        self.post_message(ShowSamples(alert.client, alert.model))
 
     def action_replay(self) -> None:
         """The alert's samples through champion and previous (its labels pick them)."""
@@ -165,7 +167,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         if alert is None:
             self.notify("select an alert", severity="warning")
             return
-        self.console_app.open_replay(alert.client, alert.model, alert.fingerprint)
+        self.post_message(OpenReplay(alert.client, alert.model, alert.fingerprint))
 
     def action_silence(self) -> None:
         alert = self.selected()

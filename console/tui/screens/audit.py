@@ -25,7 +25,7 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
         yield Static("", id="audit-detail")
 
     async def fetch(self) -> AuditSnapshot:
-        return await fetch_audit(self.console_app.backends)
+        return await fetch_audit(self.context.backends)
 
     def has_no_data(self, snapshot: AuditSnapshot) -> bool:
         return not snapshot.records

@@ -5,7 +5,7 @@ the `/` filter."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,25 +15,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from console.errors import ConsoleError
+from console.tui.context import ScreenContext
 from console.tui.skin import environment_style
 from console.tui.text import printable
 from console.tui.widgets.status import StatusBadge
 from console.views.queries import PanelQuery
 
-if TYPE_CHECKING:
-    from console.tui.app import ConsoleApp
-
 log = logging.getLogger(__name__)
 S = TypeVar("S")
-
-
-def console_app_of(screen: Screen[Any]) -> ConsoleApp:
-    """The screen's app as the console's (screens reach settings, backends and the router)."""
-    from console.tui.app import ConsoleApp
-
-    app = screen.app
-    assert isinstance(app, ConsoleApp)
-    return app
 
 
 class TopBar(Static):
@@ -61,21 +50,18 @@ class ViewScreen(Screen[None], Generic[S]):
         Binding("i", "inspect", "PromQL", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, context: ScreenContext) -> None:
         super().__init__(name=self.VIEW)
+        self.context = context
         self.snapshot: S | None = None
         self.filter_text = ""
         self.refreshes = 0
         """Completed refreshes (successful or not): tests wait on it."""
 
-    @property
-    def console_app(self) -> ConsoleApp:
-        return console_app_of(self)
-
     def compose(self) -> ComposeResult:
-        cfg = self.console_app.settings
+        cfg = self.context.settings
         yield TopBar(self.VIEW, cfg.environment, cfg.read_only, cfg.tui.environment_color)
-        yield StatusBadge(id="badge")
+        yield StatusBadge(self.context.monotonic, id="badge")
         with Vertical(id="body"):
             yield from self.compose_body()
         yield Footer()
@@ -114,11 +100,11 @@ class ViewScreen(Screen[None], Generic[S]):
             with self.app.batch_update():
                 self.show_snapshot(snapshot)
             panel.succeeded(self.has_no_data(snapshot), tuple(self.warnings(snapshot)),
-                            self.console_app.monotonic())  # fmt: skip
+                            self.context.monotonic())  # fmt: skip
         finally:
             self.refreshes += 1
             self.badge.show()
-            self.set_timer(self.console_app.refresh_s, self.action_refresh_now)
+            self.set_timer(self.context.refresh_s, self.action_refresh_now)
 
     async def fetch(self) -> S:
         raise NotImplementedError

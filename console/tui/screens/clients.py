@@ -12,6 +12,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from console.adapters.policy import Block, Budget
+from console.tui.context import ScreenContext
+from console.tui.messages import OpenReplay, OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, number, plain
 from console.tui.widgets.plots import heat_strip
@@ -36,8 +38,8 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         Binding("v", "replay", "Replay"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: ScreenContext) -> None:
+        super().__init__(context)
         self.policy_panel = PanelState()
         """The policy store's own state: Redis can be down while Prometheus answers."""
         self.last_policy: dict[str, tuple[Block | None, Budget | None]] = {}
@@ -52,7 +54,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         yield Static("", id="policy-status")
 
     async def fetch(self) -> ClientsSnapshot:
-        return await fetch_clients(self.console_app.backends)
+        return await fetch_clients(self.context.backends)
 
     def has_no_data(self, snapshot: ClientsSnapshot) -> bool:
         return not snapshot.rows
@@ -65,17 +67,17 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         if snapshot.policy_error:
             policy.failed(snapshot.policy_error)  # the last known blocks and budgets stay shown
         else:
-            policy.succeeded(False, (), self.console_app.monotonic())
+            policy.succeeded(False, (), self.context.monotonic())
             self.last_policy = {r.client: (r.block, r.budget) for r in snapshot.rows}
         status = Text("policy store (Redis)  ", style="bold")
-        status.append_text(render_badge(policy, self.console_app.monotonic()))
+        status.append_text(render_badge(policy, self.context.monotonic()))
         self.query_one("#policy-status", Static).update(status)
         table = self.query_one("#clients-table", DataTable)
         current = self.selected()
         table.clear()
         strips = dict(zip(snapshot.heatmap.rows, snapshot.heatmap.values, strict=True))
         top = max((v for row in snapshot.heatmap.values for v in row), default=0.0)
-        now = self.console_app.now()
+        now = self.context.now()
         for row in snapshot.rows:
             if not self.keep(row.model, row.client):
                 continue
@@ -113,7 +115,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if row := self.selected():
-            self.console_app.remember(client=row.client, model=row.model)
+            self.post_message(RememberSelection(client=row.client, model=row.model))
 
     def _client(self) -> ClientRow | None:
         row = self.selected()
@@ -123,21 +125,21 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
 
     def action_block(self) -> None:
         if row := self._client():
-            self.console_app.open_runbook(
-                "block-client", {"client": row.client, "reason": "suspicious traffic"}
+            self.post_message(
+                OpenRunbook("block-client", {"client": row.client, "reason": "suspicious traffic"})
             )
 
     def action_lower_budget(self) -> None:
         if row := self._client():
-            self.console_app.open_runbook("lower-query-budget", {"client": row.client})
+            self.post_message(OpenRunbook("lower-query-budget", {"client": row.client}))
 
     def action_replay(self) -> None:
         if row := self._client():
-            self.console_app.open_replay(row.client, row.model)
+            self.post_message(OpenReplay(row.client, row.model))
 
     def action_unblock(self) -> None:
         if row := self._client():
-            self.console_app.open_runbook("unblock-client", {"client": row.client})
+            self.post_message(OpenRunbook("unblock-client", {"client": row.client}))
 
 
 def _policy(block: Block | None, budget: Budget | None, now: datetime) -> Text:

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Static
 
+from console.tui.help_text import HELP
 from console.tui.skin import environment_style
 from console.tui.text import printable
 from console.views.queries import PanelQuery
@@ -43,29 +44,6 @@ class InspectScreen(ModalScreen[None]):
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
-
-
-HELP = """\
-Views         1 alerts  2 clients  3 models  4 mitigations  5 audit  6 samples  7 runbooks
-              8 drills   :alerts :clients :models ... :samples client=ID :drills
-Everywhere    :  command line        /  filter rows        ?  this help
-              r  refresh now         i  the PromQL of the view
-              ctrl+p  command palette   q  quit (the lab keeps running)
-Alerts        b  block the alert's client      c  contain-extraction
-              s  silence the alert             enter  the client's samples and traces
-Alerts, Clients, Samples   v  replay the inputs through champion and previous
-Replay        R  roll back (rollback-model)    r  again   esc  back (cancels a replay)
-Clients       b  block client   l  lower its query budget   u  unblock
-Models        R  roll back the selected model (rollback-model runbook)
-Audit         arrows  the selected record in full, and its run
-Mitigations   u  unblock the selected client   x  restore its budget
-              z  move the selected registry change's alias back (set-model-alias)
-Runbooks      enter  open the selected runbook, prefilled from your last selection
-              :run NAME key=value ...
-Runbook       p  plan (read from the real systems)   y  apply (asks to confirm: y / n)
-  dialog      esc  close (not while a run is in progress)
-Read-only     action keys open the plan only; nothing is applied
-"""
 
 
 class HelpScreen(ModalScreen[None]):

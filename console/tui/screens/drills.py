@@ -34,7 +34,7 @@ class DrillsScreen(ViewScreen[DrillsSnapshot]):
             yield PlotextPlot(id="drill-plot")
 
     async def fetch(self) -> DrillsSnapshot:
-        return await fetch_drills(self.console_app.backends)
+        return await fetch_drills(self.context.backends)
 
     def has_no_data(self, snapshot: DrillsSnapshot) -> bool:
         return not snapshot.drills

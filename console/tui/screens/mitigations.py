@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from console.tui.messages import OpenRunbook
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, plain, printable
 from console.views.mitigations import MitigationsSnapshot, fetch_mitigations
@@ -39,7 +40,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         yield changes
 
     async def fetch(self) -> MitigationsSnapshot:
-        return await fetch_mitigations(self.console_app.backends)
+        return await fetch_mitigations(self.context.backends)
 
     def has_no_data(self, snapshot: MitigationsSnapshot) -> bool:
         return not (snapshot.blocks or snapshot.budgets or snapshot.registry_changes)
@@ -48,7 +49,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         return [snapshot.audit_error] if snapshot.audit_error else []
 
     def show_snapshot(self, snapshot: MitigationsSnapshot) -> None:
-        now = self.console_app.now()
+        now = self.context.now()
         blocks = self.query_one("#blocks-table", DataTable)
         blocks.clear()
         for b in snapshot.blocks:
@@ -85,11 +86,11 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
 
     def action_unblock(self) -> None:
         if client := self._selected("#blocks-table"):
-            self.console_app.open_runbook("unblock-client", {"client": client})
+            self.post_message(OpenRunbook("unblock-client", {"client": client}))
 
     def action_restore_budget(self) -> None:
         if client := self._selected("#budgets-table"):
-            self.console_app.open_runbook("restore-query-budget", {"client": client})
+            self.post_message(OpenRunbook("restore-query-budget", {"client": client}))
 
     def action_revert_registry(self) -> None:
         """Move the alias back where it was before the selected change (set-model-alias)."""
@@ -100,7 +101,5 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         if not (change.model and change.alias and change.before_version):
             self.notify("this change has no earlier version to go back to", severity="warning")
             return
-        self.console_app.open_runbook(
-            "set-model-alias",
-            {"model": change.model, "alias": change.alias, "version": change.before_version},
-        )
+        params = {"model": change.model, "alias": change.alias, "version": change.before_version}
+        self.post_message(OpenRunbook("set-model-alias", params))

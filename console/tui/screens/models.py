@@ -11,6 +11,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from console.tui.context import ScreenContext
+from console.tui.messages import OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
 from console.tui.widgets.plots import sparkline
@@ -38,8 +40,8 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         Binding("R", "rollback", "Roll back"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: ScreenContext) -> None:
+        super().__init__(context)
         self.registry_panel = PanelState()
         """The registry's own state: it can be down while Prometheus answers."""
         self.last_versions: dict[str, list[VersionRow]] = {}
@@ -56,7 +58,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         yield versions
 
     async def fetch(self) -> ModelsSnapshot:
-        return await fetch_models(self.console_app.backends)
+        return await fetch_models(self.context.backends)
 
     def has_no_data(self, snapshot: ModelsSnapshot) -> bool:
         return all(r.requests is None for r in snapshot.rows)
@@ -89,7 +91,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         if snapshot.registry_error:
             registry.failed(snapshot.registry_error)  # the last good versions stay on screen
         else:
-            registry.succeeded(not snapshot.versions, (), self.console_app.monotonic())
+            registry.succeeded(not snapshot.versions, (), self.context.monotonic())
             self.last_versions = snapshot.versions
         versions = self.query_one("#versions-table", DataTable)
         versions.clear()
@@ -104,7 +106,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                     plain(v.sha256[:16]),
                 )
         title = Text("registry (MLflow)  ", style="bold")
-        title.append_text(render_badge(registry, self.console_app.monotonic()))
+        title.append_text(render_badge(registry, self.context.monotonic()))
         self.query_one("#registry-title", Static).update(title)
 
     def _plot_confidence(self, snapshot: ModelsSnapshot) -> None:
@@ -132,7 +134,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "models-table" and event.row_key.value:
-            self.console_app.remember(model=event.row_key.value)
+            self.post_message(RememberSelection(model=event.row_key.value))
 
     def action_rollback(self) -> None:
         table = self.query_one("#models-table", DataTable)
@@ -140,7 +142,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
             self.notify("no model selected", severity="warning")
             return
         model = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
-        self.console_app.open_runbook("rollback-model", {"model": model})
+        self.post_message(OpenRunbook("rollback-model", {"model": model}))
 
 
 def _trend(points: list[float]) -> Text:

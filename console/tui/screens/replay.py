@@ -16,12 +16,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from console.errors import ConsoleError
-from console.tui.screens.base import TopBar, console_app_of
+from console.tui.context import ScreenContext
+from console.tui.messages import OpenRunbook
+from console.tui.screens.base import TopBar
 from console.tui.text import number, plain, printable
 
 if TYPE_CHECKING:
     from console.replay.model import ReplayRequest, ReplayResult
-    from console.tui.app import ConsoleApp
 
 LIMIT = 500
 
@@ -33,19 +34,16 @@ class ReplayScreen(Screen[None]):
         Binding("R", "rollback", "Roll back"),
     ]
 
-    def __init__(self, request: ReplayRequest, scope: str) -> None:
+    def __init__(self, context: ScreenContext, request: ReplayRequest, scope: str) -> None:
         super().__init__(name="replay")
+        self.context = context
         self.request = request
         self.scope = scope
         self.result: ReplayResult | None = None
         self.error: str | None = None
 
-    @property
-    def console_app(self) -> ConsoleApp:
-        return console_app_of(self)
-
     def compose(self) -> ComposeResult:
-        cfg = self.console_app.settings
+        cfg = self.context.settings
         yield TopBar("replay", cfg.environment, cfg.read_only, cfg.tui.environment_color)
         yield Static(Text(f"replay of {printable(self.scope, 120)}", style="bold"),
                      id="replay-scope")  # fmt: skip
@@ -76,8 +74,8 @@ class ReplayScreen(Screen[None]):
         bar = self.query_one("#replay-progress", ProgressBar)
         verdict = self.query_one("#replay-verdict", Static)
         try:
-            app = self.console_app
-            stream = replay(app.settings, self.request, backends=app.backends)
+            context = self.context
+            stream = replay(context.settings, self.request, backends=context.backends)
             async with aclosing(stream) as events:
                 async for event in events:
                     if isinstance(event, ReplayStarted):
@@ -158,7 +156,7 @@ class ReplayScreen(Screen[None]):
         if not model:
             self.notify("no model to roll back yet", severity="warning")
             return
-        self.console_app.open_runbook("rollback-model", {"model": model})
+        self.post_message(OpenRunbook("rollback-model", {"model": model}))
 
     def action_leave(self) -> None:
         self.workers.cancel_group(self, "replay")

@@ -16,10 +16,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, RichLog, Static
 
 from console.errors import ConsoleError
+from console.tui.messages import RunFinished
 from console.tui.screens.dialogs import ConfirmActionModal
 from console.tui.text import plain, printable
 
 if TYPE_CHECKING:
+    from console.config import Settings
     from console.runbooks.engine import RunEvent
     from console.runbooks.loader import LoadedRunbook
     from console.runbooks.planning import RunPlan
@@ -35,8 +37,9 @@ class RunbookScreen(ModalScreen[str | None]):
         Binding("y", "apply", "Apply", show=True),
     ]
 
-    def __init__(self, loaded: LoadedRunbook, params: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, loaded: LoadedRunbook, params: dict[str, str]) -> None:
         super().__init__()
+        self.settings = settings
         self.loaded = loaded
         self.given = params
         self.plan: RunPlan | None = None
@@ -45,10 +48,7 @@ class RunbookScreen(ModalScreen[str | None]):
 
     @property
     def read_only(self) -> bool:
-        from console.tui.app import ConsoleApp
-
-        app = self.app
-        return isinstance(app, ConsoleApp) and app.settings.read_only
+        return self.settings.read_only
 
     def compose(self) -> ComposeResult:
         rb = self.loaded.runbook
@@ -144,14 +144,11 @@ class RunbookScreen(ModalScreen[str | None]):
     @work(exclusive=True, group="runbook", exit_on_error=False)
     async def _plan(self) -> None:
         from console.runbooks.engine import RunbookEngine
-        from console.tui.app import ConsoleApp
 
-        app = self.app
-        assert isinstance(app, ConsoleApp)
         self.query_one("#apply", Button).disabled = True
         self.log_view.write(Text("planning from the real state…", style="dim"))
         try:
-            plan = await RunbookEngine(app.settings).plan(self.loaded, self._params())
+            plan = await RunbookEngine(self.settings).plan(self.loaded, self._params())
         except ConsoleError as exc:
             self.plan = None
             self.plan_table.clear()
@@ -200,15 +197,12 @@ class RunbookScreen(ModalScreen[str | None]):
     @work(exclusive=True, group="runbook", exit_on_error=False)
     async def _apply(self, plan: RunPlan) -> None:
         from console.runbooks.engine import RunbookEngine
-        from console.tui.app import ConsoleApp
 
-        app = self.app
-        assert isinstance(app, ConsoleApp)
         self.running = True
         self.query_one("#apply", Button).disabled = True
         self.query_one("#plan", Button).disabled = True
         try:
-            self.state = await RunbookEngine(app.settings).run(
+            self.state = await RunbookEngine(self.settings).run(
                 plan, confirmed=True, on_event=self._event
             )
         except ConsoleError as exc:
@@ -225,9 +219,9 @@ class RunbookScreen(ModalScreen[str | None]):
             result.append("  " + printable(self.state.error, 300), style="red")
         self.log_view.write(result)
         self.query_one("#result", Static).update(result)
-        app.notify(f"{self.loaded.runbook.name}: {status}",
-                   severity="information" if status == "succeeded" else "error")  # fmt: skip
-        app.refresh_views()
+        self.notify(f"{self.loaded.runbook.name}: {status}",
+                    severity="information" if status == "succeeded" else "error")  # fmt: skip
+        self.post_message(RunFinished(self.loaded.runbook.name, status))
 
     def _event(self, event: RunEvent) -> None:
         log = self.log_view

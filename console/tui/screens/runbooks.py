@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from console.tui.messages import OpenLoadedRunbook
 from console.tui.screens.base import ViewScreen
 from console.tui.text import plain, printable
 from console.views.runbooks import RunbookEntry, RunbooksSnapshot, fetch_runbooks
@@ -30,7 +31,7 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
         yield Static("", id="runbook-detail")
 
     async def fetch(self) -> RunbooksSnapshot:
-        return await fetch_runbooks(self.console_app.backends)
+        return await fetch_runbooks(self.context.backends)
 
     def has_no_data(self, snapshot: RunbooksSnapshot) -> bool:
         return not snapshot.entries
@@ -92,7 +93,7 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
             return
         rb = entry.loaded.runbook
         text = Text(printable(rb.description, 400) + "\n", style="dim")
-        context = self.console_app.selection
+        context = self.context.selection
         for name, spec in rb.parameters.items():
             text.append(f"  {name}", style="bold")
             text.append(f" ({spec.type}{', required' if spec.required else ''})")
@@ -115,6 +116,6 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
         if entry is None or entry.loaded is None:
             self.notify("select a valid runbook", severity="warning")
             return
-        context = self.console_app.selection
+        context = self.context.selection
         params = {n: context[n] for n in entry.loaded.runbook.parameters if n in context}
-        self.console_app.open_loaded_runbook(entry.loaded, params)
+        self.post_message(OpenLoadedRunbook(entry.loaded, params))

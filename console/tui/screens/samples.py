@@ -14,7 +14,9 @@ from textual.widgets import DataTable, Static
 
 from console.adapters.samples import SampleRecord
 from console.errors import ConsoleError
+from console.tui.context import ScreenContext
 from console.tui.digits import digit_rows
+from console.tui.messages import OpenReplay, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
 from console.views.samples import SamplesSnapshot, fetch_samples, fetch_trace
@@ -27,8 +29,8 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         Binding("v", "replay", "Replay"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: ScreenContext) -> None:
+        super().__init__(context)
         self.client: str | None = None
         self.model: str | None = None
         self.trace_for: str | None = None
@@ -49,7 +51,7 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         sample = self.selected()
         client = self.client or (sample.client if sample else None)
         model = self.model or (sample.model if sample else None)
-        self.console_app.open_replay(client, model)
+        self.post_message(OpenReplay(client, model))
 
     def scope(self, client: str | None, model: str | None = None) -> None:
         """Show the samples of one client (and model); None: every sample."""
@@ -58,7 +60,7 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
             self.action_refresh_now()
 
     async def fetch(self) -> SamplesSnapshot:
-        return await fetch_samples(self.console_app.backends, self.client, self.model)
+        return await fetch_samples(self.context.backends, self.client, self.model)
 
     def has_no_data(self, snapshot: SamplesSnapshot) -> bool:
         return not snapshot.records
@@ -108,7 +110,7 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if sample := self.selected():
-            self.console_app.remember(client=sample.client, model=sample.model)
+            self.post_message(RememberSelection(client=sample.client, model=sample.model))
         self._show_selected()
 
     def _show_selected(self) -> None:
@@ -130,7 +132,7 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
     async def _load_trace(self, trace_id: str) -> None:
         box = self.query_one("#sample-trace", Static)
         try:
-            spans = await fetch_trace(self.console_app.backends, trace_id)
+            spans = await fetch_trace(self.context.backends, trace_id)
         except ConsoleError as exc:
             self.trace_for = None
             box.update(Text("trace: " + printable(exc, 200), style="red"))

@@ -5,6 +5,7 @@ with nothing), plus the source's warnings."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,16 +44,22 @@ class StatusBadge(Static):
     StatusBadge { height: 1; width: 1fr; }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        id: str | None = None,  # noqa: A002 - Textual's name
+    ) -> None:
         super().__init__("", id=id)
+        self.clock = clock
+        """The clock of PanelState.last_ok (the app's: a recorded harness freezes it)."""
         self.panel = PanelState()
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.show)
 
     def show(self) -> None:
-        clock = getattr(self.app, "monotonic", time.monotonic)
-        self.update(render_badge(self.panel, clock()))
+        self.update(render_badge(self.panel, self.clock()))
 
 
 def render_badge(panel: PanelState, now: float) -> Text:

@@ -1,0 +1,55 @@
+"""The `?` help: the views' keys, from their declarations (console/views/catalog.py), then
+every other key of the console."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from console.views.catalog import VIEWS, ViewDeclaration
+
+LABEL = "Views".ljust(14)
+WIDTH = 90
+"""The widest line of the help; the views' keys wrap to stay within it."""
+
+OTHER_KEYS = """\
+Everywhere    :  command line        /  filter rows        ?  this help
+              r  refresh now         i  the PromQL of the view
+              ctrl+p  command palette   q  quit (the lab keeps running)
+Alerts        b  block the alert's client      c  contain-extraction
+              s  silence the alert             enter  the client's samples and traces
+Alerts, Clients, Samples   v  replay the inputs through champion and previous
+Replay        R  roll back (rollback-model)    r  again   esc  back (cancels a replay)
+Clients       b  block client   l  lower its query budget   u  unblock
+Models        R  roll back the selected model (rollback-model runbook)
+Audit         arrows  the selected record in full, and its run
+Mitigations   u  unblock the selected client   x  restore its budget
+              z  move the selected registry change's alias back (set-model-alias)
+Runbooks      enter  open the selected runbook, prefilled from your last selection
+              :run NAME key=value ...
+Runbook       p  plan (read from the real systems)   y  apply (asks to confirm: y / n)
+  dialog      esc  close (not while a run is in progress)
+Read-only     action keys open the plan only; nothing is applied
+"""
+
+
+def views_help(views: Sequence[ViewDeclaration]) -> str:
+    """``1 alerts  2 clients ...`` wrapped at WIDTH, then a sample of the `:` forms (all of
+    them would not fit on a line)."""
+    rows: list[str] = []
+    for view in views:
+        cell = f"{view.key} {view.name}"
+        if rows and len(LABEL) + len(rows[-1]) + 2 + len(cell) <= WIDTH:
+            rows[-1] += "  " + cell
+        else:
+            rows.append(cell)
+    forms = " ".join(f":{view.name}" for view in views[:3])
+    forms += f" ... :samples client=ID :{views[-1].name}"
+    if len(LABEL) + len(rows[-1]) + 3 + len(forms) <= WIDTH:
+        rows[-1] += "   " + forms
+    else:
+        rows.append(forms)
+    indent = " " * len(LABEL)
+    return "".join(f"{LABEL if i == 0 else indent}{row}\n" for i, row in enumerate(rows))
+
+
+HELP = views_help(VIEWS) + OTHER_KEYS
