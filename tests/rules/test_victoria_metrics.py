@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from metrics_support import (
-    EXTRACTION,
+    EXTRACTION_BEHIND_SYBILS,
     RULE_FILES,
     RULES_DIR,
     exporter_registered,
@@ -49,6 +49,7 @@ def _by_labels(result: QueryResult) -> dict[frozenset[tuple[str, str]], float]:
 NEEDS_HISTORY = {
     "aml:requests:rate1m_baseline10m",
     "aml:flag_rate:ratio_rate1m_baseline30m",
+    "aml:new_clients:rate1m_baseline30m",
     "aml:model_confidence:mean_1m_baseline30m",
     "aml:model_confidence:stddev_1m_baseline30m",
     "aml:model_confidence:zscore_1m",
@@ -66,7 +67,7 @@ def test_rule_expressions_agree_on_prometheus_and_victoria_metrics(tmp_path: Pat
     with metrics_lab(tmp_path / "run", names) as lab:
         services.up(lab.settings, names, rules_dir=RULES_DIR)
         prom, vm = lab.settings.prometheus.url, lab.settings.victoria_metrics.url
-        with exporter_registered(lab, EXTRACTION):
+        with exporter_registered(lab, EXTRACTION_BEHIND_SYBILS):
             first = 'aml_requests_total{client="alice"}'
             wait_for_result(prom, first, 30)
             wait_for_result(vm, first, 30, before=lambda: force_flush(vm))
@@ -87,7 +88,7 @@ def test_rule_expressions_agree_on_prometheus_and_victoria_metrics(tmp_path: Pat
             non_empty.add(name)
     assert non_empty == set(results) - NEEDS_HISTORY
     extraction = _by_labels(results[ALERT][1])
-    assert {dict(k)["client"] for k in extraction} == {"mallory-test"}
+    assert {dict(k)["client"] for k in extraction} == {"mallory-test", "mallory-hidden"}
 
 
 async def _evaluate_all(

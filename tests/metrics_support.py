@@ -8,6 +8,7 @@ engines scraping it at different moments still compute the same rates and quanti
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import threading
@@ -54,6 +55,12 @@ class Traffic:
     mean_latency_s: float = 0.012
     mean_score: float = 0.2
     mean_confidence: float = 0.93
+    new_clients_per_s: float = 0.0
+    """Client ids the gateway sees for the first time, per second (a Sybil signal)."""
+    label_slots: tuple[int, int] | None = None
+    """(used, capacity) of the gateway's client-label slots."""
+    unlabelled: tuple[str, float, float] | None = None
+    """The riskiest client counted as ``other``: (id, extraction score, answered/s)."""
 
 
 # Scores on the gateway's scale (1 - W): benign clients 0.05-0.13, the lab's attacker 0.86.
@@ -66,6 +73,16 @@ EXTRACTION = Traffic(
         # Evasion, not extraction: every row flagged.
         Client("eve", rps=3.0, extraction_score=0.05, flagged=1.0),
     )
+)
+# The same, behind throwaway ids: they hold every label slot, the bucket of clients without
+# a label of their own (no extraction gauge) has traffic, and an extractor hidden in it is
+# exported by name.
+EXTRACTION_BEHIND_SYBILS = dataclasses.replace(
+    EXTRACTION,
+    clients=(*EXTRACTION.clients, Client("other", rps=4.0, extraction_score=-1.0)),
+    new_clients_per_s=10.0,
+    label_slots=(200, 200),
+    unlabelled=("mallory-hidden", 0.9, 4.0),
 )
 
 
@@ -87,9 +104,25 @@ def exposition(traffic: Traffic, elapsed_s: float) -> str:
             )
     out.append("# TYPE aml_client_extraction_score gauge")
     for c in traffic.clients:
-        out.append(
-            f'aml_client_extraction_score{{model="{m}",client="{c.name}"}} {c.extraction_score}'
-        )
+        if c.extraction_score >= 0:
+            out.append(
+                f'aml_client_extraction_score{{model="{m}",client="{c.name}"}} '
+                f"{c.extraction_score}"
+            )
+    out.append("# TYPE aml_new_clients_total counter")
+    out.append(f"aml_new_clients_total {traffic.new_clients_per_s * elapsed_s:.6f}")
+    if traffic.label_slots is not None:
+        used, capacity = traffic.label_slots
+        out += ["# TYPE aml_client_label_slots_used gauge", f"aml_client_label_slots_used {used}",
+                "# TYPE aml_client_label_slots_capacity gauge",
+                f"aml_client_label_slots_capacity {capacity}"]  # fmt: skip
+    if traffic.unlabelled is not None:
+        who, score, answered = traffic.unlabelled
+        series = f'{{model="{m}",client="{who}"}}'
+        out += ["# TYPE aml_unlabelled_extraction_score gauge",
+                f"aml_unlabelled_extraction_score{series} {score}",
+                "# TYPE aml_unlabelled_answered_rate gauge",
+                f"aml_unlabelled_answered_rate{series} {answered}"]  # fmt: skip
     out.append("# TYPE aml_policy_blocked gauge")
     out += [f'aml_policy_blocked{{client="{c.name}"}} 0' for c in traffic.clients]
     out.append("# TYPE aml_policy_budget_qpm gauge")
