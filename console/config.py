@@ -99,6 +99,11 @@ class AuditSection(Section):
     mirror_stream: str = "aml:audit"
     mirror_deadline_s: float = 2.0
     """A mirror that does not answer within this is a failed write: the action does not run."""
+    witness: Literal["file", "none"] = "file"
+    """Keep the log's signed head a second time, away from the log's directory, so a rollback
+    of log and checkpoint together is caught (see ``console.audit.witness``)."""
+    witness_path: Path | None = None
+    """Default ``$XDG_STATE_HOME/aml-console/witness/<log name>-<path hash>.witness``."""
 
 
 class LockSection(Section):
@@ -110,6 +115,9 @@ class HttpActionSection(Section):
     allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
     """Hosts the templated HTTP action may call. Anything else is refused at plan time."""
     timeout_s: float = 5.0
+    proxy: str | None = None
+    """The only proxy the HTTP action goes through (its host must be in allowed_hosts too).
+    HTTP_PROXY, HTTPS_PROXY and ALL_PROXY from the environment are never used."""
 
 
 SqueezerName = Literal["bits2", "median2", "median3"]
@@ -132,6 +140,15 @@ class DetectorsSection(Section):
     docs/architecture.md); add medians for larger images."""
     flag_threshold: float = Field(default=0.5, ge=0, le=1)
     """Detector score at or above which an input is flagged (and, at a gateway, sampled)."""
+
+
+class ClientStateSection(Section):
+    """Where the guarded gateway serves its per-client state (``/aml/clients``): who is
+    counted as ``other`` when every client label slot is held."""
+
+    url: str | None = None
+    """Default: the lab gateway's ``gateway.url``."""
+    timeout_s: float = Field(default=2.0, gt=0)
 
 
 class GatewaySection(Section):
@@ -238,6 +255,7 @@ class Settings(BaseSettings):
     http_action: HttpActionSection = Field(default_factory=HttpActionSection)
     models: ModelsSection = Field(default_factory=ModelsSection)
     detectors: DetectorsSection = Field(default_factory=DetectorsSection)
+    client_state: ClientStateSection = Field(default_factory=ClientStateSection)
     tui: TuiSection = Field(default_factory=TuiSection)
     # The lab's own sections: what `lab up` starts. A production file leaves them out.
     victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)

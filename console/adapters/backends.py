@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from console.adapters.alertmanager import AlertmanagerClient
+    from console.adapters.gateway_state import GatewayStateClient
     from console.adapters.locks import LockService
     from console.adapters.mlflow import MlflowRegistry
     from console.adapters.policy import PolicyStore
@@ -51,6 +52,7 @@ class Backends:
         redis: aioredis.Redis | None = None,
         policy: PolicyStore | None = None,
         http: httpx.AsyncClient | None = None,
+        gateway_state: GatewayStateClient | None = None,
     ) -> None:
         """``metrics`` picks the query engine (the same PromQL works on both);
         ``prometheus_retries``: one by default, since a view refreshes every few seconds and a
@@ -64,6 +66,7 @@ class Backends:
         self._redis = redis
         self._policy = policy
         self._http = http
+        self._gateway_state = gateway_state
         self._owned: list[_Closeable] = []
 
     @property
@@ -138,16 +141,33 @@ class Backends:
     @property
     def http(self) -> httpx.AsyncClient:
         """For the templated HTTP action: its own timeout, never following redirects (a
-        redirect could leave the allowed hosts)."""
+        redirect could leave the allowed hosts), and no proxy but ``http_action.proxy``: never
+        one from the environment (``trust_env=False``), which would receive every call and its
+        tokens. That also leaves out ``.netrc`` and ``SSL_CERT_FILE``."""
         if self._http is None:
             import httpx
 
+            cfg = self.settings.http_action
             self._http = self._own(
                 httpx.AsyncClient(
-                    timeout=self.settings.http_action.timeout_s, follow_redirects=False
+                    timeout=cfg.timeout_s,
+                    follow_redirects=False,
+                    trust_env=False,
+                    proxy=cfg.proxy or None,
                 )
             )
         return self._http
+
+    @property
+    def gateway_state(self) -> GatewayStateClient:
+        """The guarded gateway's per-client state (``[client_state]``)."""
+        if self._gateway_state is None:
+            from console.adapters.gateway_state import GatewayStateClient
+
+            cfg = self.settings.client_state
+            url = cfg.url or self.settings.gateway.url
+            self._gateway_state = self._own(GatewayStateClient(url, cfg.timeout_s))
+        return self._gateway_state
 
     @property
     def samples_path(self) -> Path:

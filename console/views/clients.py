@@ -1,6 +1,6 @@
 """Clients view: request rate per model and client (top-K in PromQL), a rate heatmap over the
-last minutes, extraction score, flag rate, refused share, and the policy store's block and
-budget of each client."""
+last minutes, extraction score, flag rate, refused share, the policy store's block and budget
+of each client, and, from the gateway's own state, the clients counted as ``other``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import time
 from dataclasses import dataclass, field
 
 from console.adapters.backends import Backends
+from console.adapters.gateway_state import GatewayClients
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import Sample
 from console.errors import ConsoleError
 from console.views import queries as q
 from console.views.together import all_at_once, settled
+
+
+UNLABELLED_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class ClientsSnapshot:
     heatmap: Heatmap
     warnings: list[str] = field(default_factory=list)
     policy_error: str | None = None
+    unlabelled: GatewayClients | None = None
+    """Who the gateway counts as ``other`` (no label slot), riskiest first."""
+    gateway_error: str | None = None
 
 
 def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
@@ -60,6 +67,9 @@ async def fetch_clients(backends: Backends) -> ClientsSnapshot:
             prom.query_range(q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
         )
         policies_task = group.create_task(_policies(backends))
+        unlabelled_task = group.create_task(
+            settled(lambda: backends.gateway_state.unlabelled(UNLABELLED_LISTED))
+        )
     rate, extraction, flagged, refused = (t.result() for t in queries)
     heat = heat_task.result()
     blocks, budgets, policy_error = policies_task.result()
@@ -89,7 +99,15 @@ async def fetch_clients(backends: Backends) -> ClientsSnapshot:
         values.append([_nearest(points, t, q.HEATMAP_STEP_S) for t in times])
     warnings = [*rate.warnings, *extraction.warnings, *flagged.warnings, *refused.warnings,
                 *heat.warnings]  # fmt: skip
-    return ClientsSnapshot(rows, Heatmap(heat_rows, times, values), warnings, policy_error)
+    unlabelled = unlabelled_task.result()
+    return ClientsSnapshot(
+        rows,
+        Heatmap(heat_rows, times, values),
+        warnings,
+        policy_error,
+        None if isinstance(unlabelled, ConsoleError) else unlabelled,
+        str(unlabelled) if isinstance(unlabelled, ConsoleError) else None,
+    )
 
 
 async def _policies(

@@ -5,15 +5,17 @@ benign traffic; the throwaway ids and the attack from outside, as an attacker se
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -161,8 +163,38 @@ def test_detection_does_not_need_a_label_slot(crowded_lab: LabStack) -> None:
             assert len(unlabelled) == 1 and f'client="{attacker}"' in unlabelled[0], unlabelled
             state = client.get("/aml/clients").json()
             assert attacker in [c["client"] for c in state["unlabelled"]]
+            # The on-call finds it in the Clients view and acts on it from there.
+            asyncio.run(_block_from_the_clients_view(crowded_lab, attacker))
         finally:
             _finish(attack)
+
+
+async def _block_from_the_clients_view(stack: LabStack, attacker: str) -> None:
+    from textual.widgets import DataTable, Input
+
+    from console.adapters.backends import Backends
+    from console.tui.app import ConsoleApp
+    from console.tui.screens.runbook import RunbookScreen
+
+    async def until(pilot: Any, check: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
+            await pilot.pause(0.1)
+
+    app = ConsoleApp(stack.settings, Backends(stack.settings), start="clients", refresh_s=0.5)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: attacker in screen.query_one("#other-table", DataTable).rows,
+                    30, "the attacker listed as counted in other")  # fmt: skip
+        gateway_line = str(screen.query_one("#gateway-status").render())
+        assert "2/2 label slots held" in gateway_line, gateway_line
+        screen.query_one("#other-table", DataTable).focus()
+        table = screen.query_one("#other-table", DataTable)
+        table.move_cursor(row=table.get_row_index(attacker))
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, RunbookScreen), 5, "the block dialog")
+        assert app.screen.query_one("#param-client", Input).value == attacker
 
 
 def _requests_lines(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from console.adapters.alertmanager import Alert, Silence
 from console.adapters.backends import Backends
+from console.adapters.gateway_state import GatewayClients, LabelSlots, UnlabelledClient
 from console.adapters.mlflow import ModelVersion, RegisteredModel
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import QueryResult, RangeResult, Sample, Series
@@ -171,6 +172,21 @@ class RecordedPolicy:
                        run_id="r-20261201-0241-budget", set_at=set_at)]  # fmt: skip
 
 
+class RecordedGatewayState:
+    """Every slot held by throwaway ids: a second extractor hides in `other`."""
+
+    async def unlabelled(self, limit: int = 50) -> GatewayClients:
+        hidden = [
+            UnlabelledClient(client="mallory-7f3a", risk=0.83, extraction={MODEL: 0.83},
+                             flag_rate=0.0, refused_share=0.0, answered_rate=11.5, idle_s=0.4),
+            UnlabelledClient(client="sybil-0193", risk=0.09, extraction={}, flag_rate=0.09,
+                             refused_share=0.0, answered_rate=0.02, idle_s=41.0),
+        ]  # fmt: skip
+        return GatewayClients(
+            label_slots=LabelSlots(capacity=200, used=200), tracked=412, unlabelled=hidden
+        )
+
+
 class _NoRedis:
     async def aclose(self) -> None:
         return None
@@ -317,5 +333,6 @@ def recorded_app(root: Path, start: str, **settings_changes: Any) -> RecordedCon
         registry=RecordedRegistry(),  # type: ignore[arg-type]
         redis=_NoRedis(),  # type: ignore[arg-type]
         policy=RecordedPolicy(),  # type: ignore[arg-type]
+        gateway_state=RecordedGatewayState(),  # type: ignore[arg-type]
     )
     return RecordedConsoleApp(settings, sources, start=start, refresh_s=3600)

@@ -16,6 +16,7 @@ import pytest
 
 from console.adapters.alertmanager import Alert, Silence
 from console.adapters.backends import Backends
+from console.adapters.gateway_state import GatewayClients, LabelSlots, UnlabelledClient
 from console.adapters.mlflow import ModelVersion, RegisteredModel
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import QueryResult, RangeResult, Sample
@@ -103,6 +104,26 @@ class Registry:
         return [ModelVersion(name=name, version="1", status="READY")]
 
 
+class GatewayState:
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def unlabelled(self, limit: int = 50) -> GatewayClients:
+        await self.gate.enter("gateway.clients")
+        hidden = UnlabelledClient(
+            client="mallory",
+            risk=0.9,
+            extraction={"digits": 0.9},
+            flag_rate=0,
+            refused_share=0,
+            answered_rate=20,
+            idle_s=1,
+        )
+        return GatewayClients(
+            label_slots=LabelSlots(capacity=2, used=2), tracked=3, unlabelled=[hidden]
+        )
+
+
 class Alertmanager:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
@@ -129,10 +150,11 @@ def _sources(tmp_path: Path, gate: Gate, models: list[str] | None = None, **kw: 
         registry=Registry(gate, **kw),  # type: ignore[arg-type]
         redis=None,  # type: ignore[arg-type]
         policy=Policy(gate),  # type: ignore[arg-type]
+        gateway_state=GatewayState(gate),  # type: ignore[arg-type]
     )
 
 
-CLIENT_READS = 7  # four instant queries, the heatmap, blocks, budgets
+CLIENT_READS = 8  # four instant queries, the heatmap, blocks, budgets, the gateway's state
 
 
 async def test_clients_reads_everything_at_once(tmp_path: Path) -> None:
@@ -141,6 +163,15 @@ async def test_clients_reads_everything_at_once(tmp_path: Path) -> None:
         ("alice", True, True)
     ]
     assert snapshot.policy_error is None
+    assert snapshot.unlabelled is not None and snapshot.gateway_error is None
+    assert [c.client for c in snapshot.unlabelled.unlabelled] == ["mallory"]
+
+
+async def test_a_gateway_state_failure_is_shown_beside_the_data(tmp_path: Path) -> None:
+    gate = Gate(CLIENT_READS, fail=frozenset({"gateway.clients"}))
+    snapshot = await fetch_clients(_sources(tmp_path, gate))
+    assert snapshot.gateway_error == "gateway.clients is down" and snapshot.unlabelled is None
+    assert [r.client for r in snapshot.rows] == ["alice"] and snapshot.policy_error is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Clients: per model and client, the request rate (top-K in PromQL) with its last ten minutes
-as a heat strip, the extraction score, flagged inputs, refused share, and block or budget."""
+as a heat strip, the extraction score, flagged inputs, refused share, and block or budget;
+below, from the gateway's own state, the clients counted as ``other`` (no label slot), riskiest
+first, which the same keys act on when that table has the focus."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from console.adapters.gateway_state import GatewayClients
 from console.adapters.policy import Block, Budget
 from console.tui.context import ScreenContext
 from console.tui.messages import OpenReplay, OpenRunbook, RememberSelection
@@ -43,6 +46,9 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         self.policy_panel = PanelState()
         """The policy store's own state: Redis can be down while Prometheus answers."""
         self.last_policy: dict[str, tuple[Block | None, Budget | None]] = {}
+        self.gateway_panel = PanelState()
+        """The gateway's own per-client state: who has no label slot (``other``)."""
+        self.last_unlabelled: GatewayClients | None = None
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(
@@ -52,6 +58,11 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
                           "refused", "policy")  # fmt: skip
         yield table
         yield Static("", id="policy-status")
+        other: DataTable[Text] = DataTable(id="other-table", cursor_type="row", zebra_stripes=True)
+        other.add_columns("counted as other", "risk", "extraction", "flag rate", "refused",
+                          "answered/s", "idle")  # fmt: skip
+        yield other
+        yield Static("", id="gateway-status")
 
     async def fetch(self) -> ClientsSnapshot:
         return await fetch_clients(self.context.backends)
@@ -72,6 +83,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         status = Text("policy store (Redis)  ", style="bold")
         status.append_text(render_badge(policy, self.context.monotonic()))
         self.query_one("#policy-status", Static).update(status)
+        self._show_unlabelled(snapshot)
         table = self.query_one("#clients-table", DataTable)
         current = self.selected()
         table.clear()
@@ -99,14 +111,66 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
             if key in table.rows:
                 table.move_cursor(row=table.get_row_index(key))
 
+    def _show_unlabelled(self, snapshot: ClientsSnapshot) -> None:
+        panel = self.gateway_panel
+        if snapshot.gateway_error:
+            panel.failed(snapshot.gateway_error)  # the last known list stays shown
+        else:
+            empty = snapshot.unlabelled is None or not snapshot.unlabelled.unlabelled
+            panel.succeeded(empty, (), self.context.monotonic())
+            self.last_unlabelled = snapshot.unlabelled
+        state = self.last_unlabelled
+        status = Text("gateway state  ", style="bold")
+        if state is not None:
+            slots = state.label_slots
+            full = slots.used >= slots.capacity
+            status.append(f"{slots.used}/{slots.capacity} label slots held",
+                          style="bold yellow" if full else "")  # fmt: skip
+            status.append(f" · {len(state.unlabelled)} active without a label  ")
+        status.append_text(render_badge(panel, self.context.monotonic()))
+        self.query_one("#gateway-status", Static).update(status)
+        table = self.query_one("#other-table", DataTable)
+        current = self.cursor_key("#other-table")
+        table.clear()
+        for client in state.unlabelled if state is not None else []:
+            if not self.keep(client.client):
+                continue
+            score = max(client.extraction.values(), default=None)
+            table.add_row(
+                plain(client.client, "bold"),
+                number(client.risk),
+                number(score, style="bold red" if (score or 0) > EXTRACTION_ALERT else ""),
+                number(client.flag_rate, "{:.0%}"),
+                number(client.refused_share, "{:.0%}"),
+                number(client.answered_rate),
+                Text(age(client.idle_s)),
+                key=client.client,
+            )
+        if current is not None and current in table.rows:
+            table.move_cursor(row=table.get_row_index(current))
+
     def selected(self) -> ClientRow | None:
         if self.snapshot is None:
             return None
+        if self.focused is not None and self.focused.id == "other-table":
+            return self._selected_unlabelled()
         key = self.cursor_key("#clients-table") or ""
         model, _, client = key.partition("\x00")
         return next(
             (r for r in self.snapshot.rows if r.model == model and r.client == client), None
         )
+
+    def _selected_unlabelled(self) -> ClientRow | None:
+        """The client under the cursor of the `other` table, as a row the actions take (its
+        model: the one it scores highest on; served models are few)."""
+        key = self.cursor_key("#other-table")
+        state = self.last_unlabelled
+        found = next((c for c in state.unlabelled if c.client == key), None) if state else None
+        if found is None:
+            return None
+        model = max(found.extraction, key=lambda m: found.extraction[m], default="")
+        return ClientRow(model, found.client, found.answered_rate, found.extraction.get(model),
+                         None, found.refused_share, None, None)  # fmt: skip
 
     def _policy_of(self, row: ClientRow) -> tuple[Block | None, Budget | None]:
         if self.policy_panel.state == "stale":
@@ -114,7 +178,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         return row.block, row.budget
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if row := self.selected():
+        if row := self.selected():  # the highlighted table has the focus
             self.post_message(RememberSelection(client=row.client, model=row.model))
 
     def _client(self) -> ClientRow | None:
