@@ -13,6 +13,7 @@ import typer
 
 from console.cli.common import context, errors_as_exit
 from console.cli.common import stdout as out
+from console.cli.tui import require_terminal
 
 ATTACKER = "mallory-1"
 
@@ -29,6 +30,7 @@ def demo(
 ) -> None:
     """Start the lab if needed, schedule an extraction attack, open the console on Alerts."""
     with errors_as_exit():
+        require_terminal("demo")
         cli = context(ctx)
         settings = cli.settings
         from console.lab import services

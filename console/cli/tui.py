@@ -8,10 +8,23 @@ from pathlib import Path
 import typer
 
 from console.cli.common import context, errors_as_exit
+from console.errors import ConfigError
 from console.views.catalog import VIEW_NAMES
 
 # From the declarations: mypy cannot see members made at run time (Typer can), hence the ignore.
 View = StrEnum("View", {name: name for name in VIEW_NAMES})  # type: ignore[misc]
+
+
+def require_terminal(command: str) -> None:
+    """Refuse to draw a TUI into a pipe or a file: it would write escape codes there and wait
+    for keys that never come."""
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError(
+            f"aml-console {command} needs a terminal (stdin and stdout); for scripts use "
+            "the headless commands (runbook, audit, replay, drill, lab status -o json)"
+        )
 
 
 class Engine(StrEnum):
@@ -39,6 +52,7 @@ def tui(
     """Open the console: alerts, clients, models, mitigations and audit, with runbooks one key
     away. `?` lists the keys; `q` quits."""
     with errors_as_exit():
+        require_terminal("tui")
         cli = context(ctx)
         if config is not None:
             cli.config_path = config

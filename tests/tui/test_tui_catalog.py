@@ -110,8 +110,11 @@ def test_tui_view_opens_the_console_on_that_view(
         def run(self) -> None:
             opened["ran"] = True
 
+    import console.cli.tui
+
     monkeypatch.setattr(console.tui.app, "ConsoleApp", Recorder)
     monkeypatch.setattr(console.adapters.backends, "Backends", lambda *a, **k: None)
+    monkeypatch.setattr(console.cli.tui, "require_terminal", lambda command: None)
     from console.cli.main import app
 
     config = REPO / "configs" / "lab.toml"
@@ -182,3 +185,17 @@ async def test_a_screen_asks_the_app_by_message_and_the_app_opens_it(tmp_path: P
         samples = app.view("samples")
         assert (samples.client, samples.model) == ("mallory-1", "digits")  # type: ignore[attr-defined]
         assert app.selection["client"] == "mallory-1"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["tui", "demo"])
+def test_without_a_terminal_the_console_says_so_and_exits(command: str) -> None:
+    """Piped, the TUI used to write escape codes into the pipe and never exit; the demo
+    checks before it starts the lab."""
+    done = subprocess.run(
+        [sys.executable, "-m", "console", command], cwd=REPO, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=50, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"aml-console {command} needs a terminal" in lines[0], done.stderr
