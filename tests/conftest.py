@@ -12,6 +12,8 @@ fail: CI never skips.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +36,22 @@ from console.config import load_settings
 from console.errors import ConsoleError
 from console.lab import services
 from console.lab.seed import SeededModel, seed_model
+
+_STATE_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """State the console keeps per user (the audit witnesses, under ``$XDG_STATE_HOME``) goes
+    to a directory of this session's: a test run must not leave state in the home directory,
+    nor meet an earlier run's witness of a log at a reused temporary path. Subprocesses
+    inherit it."""
+    config.stash[_STATE_HOME] = os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(
+        prefix="aml-test-state-"
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(_STATE_HOME, ""), ignore_errors=True)
 
 
 @contextmanager

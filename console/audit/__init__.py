@@ -1,7 +1,9 @@
 """Audit log: every action leaves an intent record before and an outcome record after.
 
-Records form a hash chain, each HMAC'd; a separate authenticated checkpoint guards the tail.
-The Redis mirror lives in ``console.audit.mirror`` and is imported only when configured.
+Records form a hash chain, each HMAC'd; a separate authenticated checkpoint guards the tail,
+and a witness away from the log's directory (``console.audit.witness``) guards against the log
+being rolled back with its checkpoint. The Redis mirror lives in ``console.audit.mirror`` and is
+imported only when configured.
 """
 
 from console.audit.log import AuditLog

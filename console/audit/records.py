@@ -19,6 +19,8 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from console.audit.files import NotRegularFile, read_small
+
 RecordKind = Literal[
     "run-intent",
     "run-outcome",
@@ -26,7 +28,10 @@ RecordKind = Literal[
     "step-outcome",
     "compensate-intent",
     "compensate-outcome",
+    "witness-reset",
 ]
+"""``witness-reset`` is written by ``audit reset-witness``: an operator moved the log's witness
+to the log's own head (see :mod:`console.audit.witness`)."""
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record."""
@@ -231,8 +236,12 @@ def load_checkpoint(path: Path, key: bytes) -> Checkpoint | None:
     OSError other than "not found" propagates: the caller decides how to report it.
     """
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        raw = read_small(path)
+    except NotRegularFile as exc:
+        raise BadRecord(f"checkpoint {exc}") from None
+    except ValueError:
+        raise BadRecord(f"checkpoint {path} is damaged (not a checkpoint)") from None
+    if raw is None:
         return None
     try:
         data = json.loads(raw)

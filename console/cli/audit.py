@@ -97,7 +97,10 @@ def verify(
                 "no audit HMAC key configured (set CONSOLE_AUDIT__HMAC_KEY or "
                 "audit.hmac_key_file): cannot verify the audit log"
             )
-        report = verify_log(log_path, key, cp_path)
+        from console.audit.witness import witness_path_for
+
+        witness = witness_path_for(settings, None if same else log_path)
+        report = verify_log(log_path, key, cp_path, witness)
     if output is OutputFormat.json:
         emit(report.to_dict(), output, lambda: None)
     else:
@@ -109,6 +112,29 @@ def verify(
         if output is OutputFormat.json:
             raise typer.Exit(1)
         fail(report.summary())
+
+
+@app.command("reset-witness")
+def reset_witness(
+    ctx: typer.Context,
+    yes: bool = typer.Option(False, "--yes", help="Confirm: accept the log as it is now."),
+) -> None:
+    """Point the log's witness at the log's own head, after a deliberate reset of the log.
+
+    Until then every append to a log behind its witness (or started afresh where the witness
+    knows a head) is refused. The reset is itself a record in the log.
+    """
+    with errors_as_exit():
+        settings = context(ctx).settings
+        if not yes:
+            raise AuditError("resetting the witness accepts the log as it is now: pass --yes")
+        if settings.read_only:
+            raise AuditError("read-only mode: resetting the audit witness was refused")
+        from console.audit.log import AuditLog
+        from console.audit.reset import reset_witness as reset
+
+        done = reset(AuditLog.from_settings(settings), settings.operator, settings.environment)
+    stdout.print(safe(done.summary()))
 
 
 def _print_records(records: list[AuditRecord], with_run: bool) -> None:

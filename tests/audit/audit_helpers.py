@@ -58,3 +58,55 @@ def append_under_fsize_limit(path: str, checkpoint: str, room: int) -> str:
     except Exception as exc:  # noqa: BLE001 - reported back to the parent as text
         return f"{type(exc).__name__}: {exc}"
     return "no error"
+
+
+def append_witnessed(path: str, checkpoint: str, witness: str, worker: int, count: int) -> None:
+    """append_many, with a witness (module level so `spawn` can import it)."""
+    log = AuditLog(Path(path), KEY, Path(checkpoint), witness_path=Path(witness))
+    for i in range(count):
+        log.append(event(run_id=f"worker-{worker}", step=f"s{i}"))
+
+
+def append_then_kill9(path: str, checkpoint: str, witness: str, point: str) -> None:
+    """Append one record and SIGKILL this process at ``point`` of the append:
+
+    - ``before-checkpoint``: the line is written and fsynced, the checkpoint is not replaced;
+    - ``before-witness``: the checkpoint is replaced, the witness is not touched;
+    - ``mid-witness``: the witness' temp file is written and fsynced, not yet renamed.
+    """
+    import os
+    import signal
+
+    import console.audit.files as files
+    import console.audit.log as log_module
+
+    def die(*_args: object, **_kw: object) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "before-checkpoint":
+        log_module.AuditLog._replace_checkpoint = die  # type: ignore[method-assign]
+    elif point == "before-witness":
+        log_module.store_witness = die  # type: ignore[assignment]
+    elif point == "mid-witness":
+        real_replace = os.replace
+
+        def replace(src: object, dst: object) -> None:
+            if str(dst) == witness:
+                die()
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        files.os.replace = replace  # type: ignore[assignment]
+    else:
+        raise ValueError(point)
+    log = AuditLog(Path(path), KEY, Path(checkpoint), witness_path=Path(witness))
+    log.append(event(step=f"killed-{point}"))
+    raise AssertionError("not killed")
+
+
+def append_forever(path: str, checkpoint: str, witness: str) -> None:
+    """Append until killed (the random kill -9 test)."""
+    log = AuditLog(Path(path), KEY, Path(checkpoint), witness_path=Path(witness))
+    i = 0
+    while True:
+        i += 1
+        log.append(event(step=f"s{i}"))

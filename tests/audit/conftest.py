@@ -17,6 +17,14 @@ from support import free_port
 from console.audit import AuditLog, AuditRecord
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Default witnesses go under $XDG_STATE_HOME: a private one per test, never ~/.local."""
+    home = tmp_path / "xdg-state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "audit" / "audit.jsonl"
