@@ -45,10 +45,8 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
                 verify.append(f"  ({len(report.outcome_unknown)} intents without an outcome)",
                               style="yellow")  # fmt: skip
         else:
-            verify.append(
-                f"✖ TAMPERED: line {report.first_bad_line}: " + printable(report.problem),
-                style="bold red",
-            )
+            where = f"line {report.first_bad_line}: " if report.first_bad_line else ""
+            verify.append(f"✖ TAMPERED: {where}" + printable(report.problem), style="bold red")
         self.query_one("#verify", Static).update(verify)
         table = self.query_one("#audit-table", DataTable)
         table.clear()
