@@ -1,8 +1,9 @@
 """YAML files read safely into pydantic models, every problem as ``file:line: field: reason``.
 
-``yaml.safe_load`` semantics only (no Python tags; a duplicated key keeps its last value, as
-``safe_load`` does), bounded in bytes, aliases, nodes (alias expansion included) and depth
-before anything is built, so an alias bomb or a deeply nested file is refused early. Runbooks,
+``yaml.safe_load`` semantics only (no Python tags), except that a key given twice in one
+mapping is refused (``safe_load`` would silently keep the last value: a runbook's second
+``ttl:`` would win unseen); bounded in bytes, aliases, nodes (alias expansion included) and
+depth before anything is built, so an alias bomb or a deeply nested file is refused early. Runbooks,
 drill scenarios and any other YAML the console reads go through here::
 
     loaded = load_model(path, Scenario, error=DrillScenarioError)
@@ -147,7 +148,10 @@ def parse_document(
         if node is None:
             raise error([f"{path}:1: the file is empty"])
         lines: dict[FieldPath, int] = {}
-        _Indexer(lines, limits).visit(node, (), 0, record=True)
+        indexer = _Indexer(lines, limits)
+        indexer.visit(node, (), 0, record=True)
+        if indexer.duplicates:
+            raise error([f"{path}:{line}: {why}" for line, why in sorted(indexer.duplicates)])
         document = loader.construct_document(node)
     except _LimitExceeded as exc:
         raise error([f"{path}:{exc.line}: rejected: {exc}"]) from None
@@ -232,11 +236,14 @@ class _BoundedSafeLoader(yaml.SafeLoader):
 
 @dataclass
 class _Indexer:
-    """Maps each field path to its line, bounding the nodes visited (aliases expanded)."""
+    """Maps each field path to its line, bounding the nodes visited (aliases expanded), and
+    finds the keys a mapping gives twice."""
 
     lines: dict[FieldPath, int]
     limits: Limits
     visited: int = 0
+    duplicates: set[tuple[int, str]] = field(default_factory=set)
+    """(line, reason) of each repeated key (a set: an alias visits its mapping again)."""
 
     def visit(self, node: yaml.Node, at: FieldPath, depth: int, *, record: bool) -> None:
         self.visited += 1
@@ -250,18 +257,33 @@ class _Indexer:
         if record:
             self.lines.setdefault(at, line)
         if isinstance(node, yaml.MappingNode):
-            keys = [_key_name(k, i) for i, (k, _) in enumerate(node.value)]
-            last = {key: i for i, key in enumerate(keys)}
+            first: dict[tuple[str, str], int] = {}
             for i, (key_node, value_node) in enumerate(node.value):
-                key = keys[i]
-                # A duplicated key keeps its last value (safe_load): index that one's lines.
-                kept = record and last[key] == i
-                if kept:
-                    self.lines.setdefault((*at, key), key_node.start_mark.line + 1)
-                self.visit(value_node, (*at, key), depth + 1, record=kept)
+                key = _key_name(key_node, i)
+                key_line = key_node.start_mark.line + 1
+                identity = _key_identity(key_node)
+                if identity is not None and identity in first:
+                    self.duplicates.add(
+                        (key_line, f"duplicate key {key!r} (first at line {first[identity]})")
+                    )
+                    continue
+                if identity is not None:
+                    first[identity] = key_line
+                if record:
+                    self.lines.setdefault((*at, key), key_line)
+                self.visit(value_node, (*at, key), depth + 1, record=record)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 self.visit(item, (*at, i), depth + 1, record=record)
+
+
+def _key_identity(node: yaml.Node) -> tuple[str, str] | None:
+    """What makes two keys the same key (``a`` and ``"a"`` are); None for keys that cannot
+    repeat: a merge key (``<<``, whose keys yield to the mapping's own) or a key that is not a
+    scalar (construction refuses it anyway)."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:merge":
+        return None
+    return (node.tag, node.value)
 
 
 def _key_name(node: yaml.Node, index: int) -> str:

@@ -101,14 +101,27 @@ def test_python_tags_are_refused_before_anything_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_a_duplicated_key_keeps_its_last_value_and_line(tmp_path: Path) -> None:
-    """As ``yaml.safe_load``: the last value wins, so a problem in it names the last line."""
-    text = "name: p\nsteps:\n  - id: a\nsteps:\n  - id: b\n    retries: many\n"
-    [problem] = _problems(tmp_path, text)
-    assert problem.startswith(f"{tmp_path / 'doc.yaml'}:6: steps.0.retries:"), problem
-    loaded = parse_model("name: p\nname: q\nsteps: [{id: a}]\n", tmp_path / "d.yaml", Plan,
-                         error=RunbookValidationError)  # fmt: skip
-    assert loaded.model.name == "q" and loaded.lines.line_of(("name",)) == 2
+def test_a_duplicated_key_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """``yaml.safe_load`` would keep the last value unseen; every repeat is refused instead."""
+    text = "name: p\nsteps:\n  - id: a\n    retries: 1\n    'retries': 2\nsteps:\n  - id: b\n"
+    problems = _problems(tmp_path, text)
+    path = tmp_path / "doc.yaml"
+    assert problems == [
+        f"{path}:5: duplicate key 'retries' (first at line 4)",
+        f"{path}:6: duplicate key 'steps' (first at line 2)",
+    ]
+    twice = "name: p\nname: q\nsteps: [{id: a}]\n"
+    with pytest.raises(RunbookValidationError, match=r":2: duplicate key 'name' \(first at line 1"):
+        parse_model(twice, path, Plan, error=RunbookValidationError)
+
+
+def test_keys_that_only_look_alike_are_not_duplicates(tmp_path: Path) -> None:
+    """A merge key yields to the mapping's own keys; 1 and '1' are different keys."""
+    text = "name: p\nsteps:\n  - &s {id: a, retries: 1}\n  - <<: *s\n    retries: 2\n"
+    loaded = parse_model(text, tmp_path / "m.yaml", Plan, error=RunbookValidationError)
+    assert [s.retries for s in loaded.model.steps] == [1, 2]
+    document = parse_document("1: a\n'1': b\n", tmp_path / "k.yaml", error=RunbookValidationError)
+    assert document.data == {1: "a", "1": "b"}
 
 
 def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:

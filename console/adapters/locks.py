@@ -1,8 +1,16 @@
-"""Leases on a target (a client, a model) so two operators cannot act on it at once."""
+"""Leases on the resources a run changes (clients, models, alerts), so two operators cannot act
+on one of them at once.
+
+A run leases every resource it touches under one token, all at once: each script below checks
+every key and then acts on all of them atomically, so a run holds all of its leases or none,
+and two runs wanting overlapping sets cannot deadlock (the one whose script runs first gets
+them all). Keys are taken in sorted order so the holder named in a refusal is deterministic.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,28 +20,45 @@ from pydantic import BaseModel
 from console.adapters.policy import redis_call
 from console.errors import BackendResponseError, LockHeldError
 
-# Renew or release only if the lease is still ours (compare the token, then act, atomically).
-_RENEW = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return 0 end
-if cjson.decode(raw)['token'] ~= ARGV[1] then return -1 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+# Take every key if none is held; else return the (1-based) index of the first one held.
+_ACQUIRE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then return i end
+end
+for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
+return 0
 """
-# Take the lease if it is free, or if it is still held under the token a dead run left behind
+# Renew every key if all are still ours; else {0 (gone) or -1 (someone else's), index}.
+_RENEW = """
+for i, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  if not raw then return {0, i} end
+  if cjson.decode(raw)['token'] ~= ARGV[1] then return {-1, i} end
+end
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[2]) end
+return {1, 0}
+"""
+# Take every key if each is free or still held under the token a dead run left behind
 # (resume/abort). Atomic, so two operators resuming one run cannot both get it.
 _TAKE_BACK = """
-local raw = redis.call('GET', KEYS[1])
-if raw and cjson.decode(raw)['token'] ~= ARGV[2] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
+for i, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  if raw and cjson.decode(raw)['token'] ~= ARGV[2] then return i end
+end
+for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[3]) end
+return 0
 """
+# Delete the keys that are still ours; leave anyone else's alone.
 _RELEASE = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return 0 end
-if cjson.decode(raw)['token'] ~= ARGV[1] then return -1 end
-redis.call('DEL', KEYS[1])
-return 1
+local released = 0
+for _, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  if raw and cjson.decode(raw)['token'] == ARGV[1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
 """
 
 
@@ -46,10 +71,23 @@ class LockHolder(BaseModel):
 
 @dataclass(frozen=True)
 class Lease:
-    key: str
-    target: str
+    """One run's leases: every resource it changes, under one token."""
+
+    keys: tuple[str, ...]
+    resources: tuple[str, ...]
     holder: LockHolder
     lease_ms: int
+
+    @property
+    def target(self) -> str:
+        return ", ".join(self.resources)
+
+
+def _sorted(resources: str | Sequence[str]) -> tuple[str, ...]:
+    items = [resources] if isinstance(resources, str) else list(resources)
+    if not items:
+        raise ValueError("a lease needs at least one resource")
+    return tuple(sorted(set(items)))
 
 
 class LockService:
@@ -57,18 +95,18 @@ class LockService:
         self._redis = redis
         self._prefix = prefix
 
-    def key(self, target: str) -> str:
-        return f"{self._prefix}:lock:{target}"
+    def key(self, resource: str) -> str:
+        return f"{self._prefix}:lock:{resource}"
 
-    async def holder(self, target: str) -> LockHolder | None:
-        raw = await redis_call(lambda: self._redis.get(self.key(target)), "read lock")
+    async def holder(self, resource: str) -> LockHolder | None:
+        raw = await redis_call(lambda: self._redis.get(self.key(resource)), "read lock")
         if raw is None:
             return None
         try:
             return LockHolder.model_validate_json(raw)
         except ValueError:
             raise BackendResponseError(
-                f"redis: lock {self.key(target)} holds garbage", "redis"
+                f"redis: lock {self.key(resource)} holds garbage", "redis"
             ) from None
 
     def _new_holder(self, operator: str, run_id: str) -> LockHolder:
@@ -79,56 +117,71 @@ class LockService:
             acquired_at=datetime.now(UTC),
         )
 
-    async def acquire(self, target: str, operator: str, run_id: str, lease_s: float) -> Lease:
-        """Take the lease, or raise LockHeldError naming the holder."""
-        key = self.key(target)
+    async def acquire(
+        self, resources: str | Sequence[str], operator: str, run_id: str, lease_s: float
+    ) -> Lease:
+        """Lease every resource, or none: raises LockHeldError naming the first one held."""
+        names = _sorted(resources)
+        keys = [self.key(r) for r in names]
         lease_ms = max(1, int(lease_s * 1000))
         holder = self._new_holder(operator, run_id)
         value = holder.model_dump_json()
-        taken = await redis_call(
-            lambda: self._redis.set(key, value, nx=True, px=lease_ms), "take lock"
+        held = await redis_call(
+            lambda: self._redis.eval(_ACQUIRE, len(keys), *keys, value, lease_ms), "take lock"
         )
-        if taken:
-            return Lease(key=key, target=target, holder=holder, lease_ms=lease_ms)
-        raise await self._held(target)
+        if int(held) == 0:
+            return Lease(keys=tuple(keys), resources=names, holder=holder, lease_ms=lease_ms)
+        raise await self._held(names[int(held) - 1])
 
     async def take_back(
-        self, target: str, operator: str, run_id: str, lease_s: float, dead_token: str | None
+        self,
+        resources: str | Sequence[str],
+        operator: str,
+        run_id: str,
+        lease_s: float,
+        dead_token: str | None,
     ) -> Lease:
-        """For resume/abort: take the lease if it is free or still the dead run's own."""
-        key = self.key(target)
+        """For resume/abort: lease every resource that is free or still the dead run's own;
+        if any is someone else's, take none."""
+        names = _sorted(resources)
+        keys = [self.key(r) for r in names]
         lease_ms = max(1, int(lease_s * 1000))
         holder = self._new_holder(operator, run_id)
-        taken = await redis_call(
+        value = holder.model_dump_json()
+        held = await redis_call(
             lambda: self._redis.eval(
-                _TAKE_BACK, 1, key, holder.model_dump_json(), dead_token or "", lease_ms
+                _TAKE_BACK, len(keys), *keys, value, dead_token or "", lease_ms
             ),
             "take back lock",
         )
-        if int(taken) == 1:
-            return Lease(key=key, target=target, holder=holder, lease_ms=lease_ms)
-        raise await self._held(target)
+        if int(held) == 0:
+            return Lease(keys=tuple(keys), resources=names, holder=holder, lease_ms=lease_ms)
+        raise await self._held(names[int(held) - 1])
 
-    async def _held(self, target: str) -> LockHeldError:
-        current = await self.holder(target)
+    async def _held(self, resource: str) -> LockHeldError:
+        current = await self.holder(resource)
         if current is None:
-            return LockHeldError(f"{target} was locked a moment ago; try again")
-        ttl_ms = await redis_call(lambda: self._redis.pttl(self.key(target)), "read lock ttl")
+            return LockHeldError(f"{resource} was locked a moment ago; try again")
+        ttl_ms = await redis_call(lambda: self._redis.pttl(self.key(resource)), "read lock ttl")
         return LockHeldError(
-            f"{target} is locked by {current.operator} (run {current.run_id}, since "
+            f"{resource} is locked by {current.operator} (run {current.run_id}, since "
             f"{current.acquired_at:%H:%M:%S}Z, lease ends in {max(ttl_ms, 0) / 1000:.0f}s); "
             "nothing was changed"
         )
 
-    async def renew(self, lease: Lease) -> bool:
+    async def renew(self, lease: Lease) -> str | None:
+        """Renew every lease; None if done, else the first resource no longer ours."""
         result = await redis_call(
-            lambda: self._redis.eval(_RENEW, 1, lease.key, lease.holder.token, lease.lease_ms),
+            lambda: self._redis.eval(
+                _RENEW, len(lease.keys), *lease.keys, lease.holder.token, lease.lease_ms
+            ),
             "renew lock",
         )
-        return int(result) == 1
+        status, index = (int(x) for x in result)
+        return None if status == 1 else lease.resources[index - 1]
 
     async def release(self, lease: Lease) -> None:
         await redis_call(
-            lambda: self._redis.eval(_RELEASE, 1, lease.key, lease.holder.token),
+            lambda: self._redis.eval(_RELEASE, len(lease.keys), *lease.keys, lease.holder.token),
             "release lock",
         )

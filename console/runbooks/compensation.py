@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.errors import AuditError
+from console.errors import AuditError, RunStateError
 from console.runbooks.actions import ACTIONS
 from console.runbooks.active_run import ActiveRun
 from console.runbooks.events import RunEvent
@@ -17,23 +17,21 @@ from console.runbooks.state import StepState
 async def compensate_all(run: ActiveRun) -> bool:
     """Undo, in reverse order, every step whose change is (or may be) in place.
 
-    Sets the status to compensated or failed; returns False if the run was interrupted.
+    Sets the status to compensated or failed; returns False if the run was stopped (it was
+    interrupted, or its state could not be saved: then it has its outcome already).
     """
     complete = True
     for step in reversed(run.state.steps):
-        in_place = step.status in (
-            "applied",
-            "applying",
-            "compensating",
-            "compensation-failed",
-        ) or (step.status == "failed" and step.uncertain)
-        if not in_place:
+        if not step.in_place:
             continue
         spec = run.loaded.runbook.step(step.id)
         try:
             done = await _compensate_step(run, spec, step)
         except AuditError as exc:
             run.interrupt(f"audit log: {exc}: compensation of {step.id} not run")
+            return False
+        except RunStateError as exc:
+            run.state_lost(exc, f"at the undo of step {step.id}")
             return False
         complete = complete and done
     run.state.status = "compensated" if complete else "failed"
@@ -46,10 +44,17 @@ async def _compensate_step(run: ActiveRun, spec: StepSpec, step: StepState) -> b
         step.status = "not-compensated"
         run.save()
         return True
-    run.on_event(RunEvent("compensation-started", state.run_id, step.id))
+    run.emit(RunEvent("compensation-started", state.run_id, step.id))
     run.record("compensate-intent", step=step, result="planned", after=step.before)
+    was = step.status
     step.status = "compensating"
-    run.save()
+    try:
+        run.save()
+    except RunStateError as exc:
+        # No undo without a saved state: the intent gets its outcome, and nothing runs.
+        step.status = was
+        run.record("compensate-outcome", step=step, result="failed", error=f"not run: {exc}")
+        raise
     try:
         restored = await _undo(run, spec, step)
     except Exception as exc:  # noqa: BLE001 - reported, then the next step is undone
@@ -57,14 +62,14 @@ async def _compensate_step(run: ActiveRun, spec: StepSpec, step: StepState) -> b
         step.error = redactor.text(as_console_error(exc))
         run.record("compensate-outcome", step=step, result="failed", error=step.error)
         run.save()
-        run.on_event(
+        run.emit(
             RunEvent("compensation-finished", state.run_id, step.id, "failed", error=step.error)
         )
         return False
     step.status = "compensated"
     run.record("compensate-outcome", step=step, result="ok", after=redactor(jsonable(restored)))
     run.save()
-    run.on_event(RunEvent("compensation-finished", state.run_id, step.id, "compensated"))
+    run.emit(RunEvent("compensation-finished", state.run_id, step.id, "compensated"))
     return True
 
 

@@ -11,7 +11,7 @@ from console.errors import AdapterError
 
 
 class LeaseKeeper:
-    """Renews the lease every third of its length in a background task.
+    """Renews the run's leases every third of their length in a background task.
 
     A renew that fails for a moment (a Redis blip) is not a loss: the lease is only taken as
     lost when Redis says it is no longer ours, or when no renew has succeeded for a whole lease.
@@ -45,12 +45,13 @@ class LeaseKeeper:
     async def check(self) -> None:
         """Renew now; sets ``lost`` with the reason when the lease is gone."""
         try:
-            if await self._locks.renew(self.lease):
+            gone = await self._locks.renew(self.lease)
+            if gone is None:
                 self._last_renewed = time.monotonic()
                 return
-            holder = await self._locks.holder(self.lease.target)
+            holder = await self._locks.holder(gone)
             who = f"now held by {holder.operator} (run {holder.run_id})" if holder else "expired"
-            self.lost = f"lost the lock on {self.lease.target} ({who})"
+            self.lost = f"lost the lock on {gone} ({who})"
         except AdapterError as exc:
             if time.monotonic() - self._last_renewed >= self.lease.lease_ms / 1000:
                 self.lost = f"cannot renew the lock on {self.lease.target}: {exc}"

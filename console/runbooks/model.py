@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from console.durations import parse_duration
+from console.runbooks.patterns import check_pattern
+from console.runbooks.resources import split_target
 
 IDENT = r"^[a-z][a-z0-9_-]{0,62}$"
 
@@ -22,7 +24,8 @@ class ParameterSpec(Strict):
     required: bool = False
     default: Any = None
     pattern: str | None = None
-    """Regular expression the whole value must match (string, secret)."""
+    """Regular expression the whole value must match (string, secret), in RE2 syntax (no
+    backreferences or lookaround: matching is linear in the value's length)."""
     min_length: int | None = Field(default=None, ge=0)
     max_length: int = Field(default=256, ge=1, le=4096)
     min: Any = None
@@ -35,10 +38,7 @@ class ParameterSpec(Strict):
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"pattern does not compile: {exc}") from None
+            check_pattern(value)
         return value
 
     @model_validator(mode="after")
@@ -99,11 +99,26 @@ class Runbook(Strict):
     title: str = ""
     description: str = ""
     target: str
-    """What the run locks, e.g. ``client:{{ params.client }}``."""
+    """The resources the run may change, e.g. ``client:{{ params.client }}``; several are
+    separated by commas (or given as a YAML list, kept here joined by ``, ``)."""
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     preconditions: list[PreconditionSpec] = Field(default_factory=list)
     steps: list[StepSpec] = Field(min_length=1, max_length=50)
     outputs: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_list(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return ", ".join(value)
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target_names_something(cls, value: str) -> str:
+        if not split_target(value):
+            raise ValueError("the target names no resource")
+        return value
 
     @field_validator("parameters")
     @classmethod
@@ -121,6 +136,11 @@ class Runbook(Strict):
                 raise ValueError(f"step id {step.id!r} is used twice")
             seen.add(step.id)
         return self
+
+    @property
+    def targets(self) -> list[str]:
+        """The target's resources, as templates."""
+        return split_target(self.target)
 
     def step(self, step_id: str) -> StepSpec:
         for step in self.steps:

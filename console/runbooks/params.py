@@ -10,6 +10,8 @@ from urllib.parse import quote, quote_plus
 from console.durations import format_duration, parse_duration
 from console.errors import ParameterError
 from console.runbooks.model import ParameterSpec, Runbook
+from console.runbooks.patterns import full_match
+from console.urls import redact_urls_in
 
 REDACTED = "***"
 
@@ -79,7 +81,7 @@ def _string(spec: ParameterSpec, raw: Any) -> str:
         raise ValueError(f"{shown} contains control characters (newline, escape, ...)")
     if spec.type == "enum" and spec.values is not None and raw not in spec.values:
         raise ValueError(f"{shown} is not one of {', '.join(spec.values)}")
-    if spec.pattern is not None and not re.fullmatch(spec.pattern, raw):
+    if spec.pattern is not None and not full_match(spec.pattern, raw):
         raise ValueError(f"{shown} does not match {spec.pattern}")
     return raw
 
@@ -129,7 +131,8 @@ def secret_values(runbook: Runbook, values: dict[str, Any]) -> list[str]:
 
 
 class Redactor:
-    """Replaces secrets, in every form a template can write them, inside (nested) values."""
+    """Replaces secrets, in every form a template can write them, inside (nested) values;
+    ``text`` also cuts the credentials out of URLs."""
 
     def __init__(self, secrets: list[str]) -> None:
         forms = set()
@@ -152,7 +155,9 @@ class Redactor:
         return value
 
     def text(self, value: object) -> str:
-        return str(self(str(value)))
+        """``value`` as text a person may see: secrets redacted, and the credentials of any
+        URL in it cut out."""
+        return redact_urls_in(str(self(str(value))))
 
 
 def redact(value: Any, secrets: list[str]) -> Any:

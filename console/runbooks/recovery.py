@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from console.adapters.processes import start_ticks
-from console.errors import ParameterError, RunStateError
+from console.errors import AuditError, ParameterError, RunStateError
 from console.runbooks.active_run import ActiveRun
 from console.runbooks.compensation import compensate_all
 from console.runbooks.engine_services import EngineServices
@@ -42,9 +42,7 @@ async def resume_run(
             f"finish undoing it with `runbook abort {run_id}`"
         )
     async with _taken_back(services, state, loaded, values, on_event) as run:
-        run.record("run-intent", result="resume", arguments=state.params)
-        state.status, state.error = "running", None
-        run.save()
+        _start(run, "resume", error=None)
         run.keeper.start()
         await guarded(run, drive)
     return state
@@ -56,12 +54,29 @@ async def abort_run(
     """Undo what an interrupted (or partly compensated) run applied."""
     state, loaded, values = _reload(services, run_id, given_secrets, "abort")
     async with _taken_back(services, state, loaded, values, on_event) as run:
-        run.record("run-intent", result="abort", arguments=state.params)
-        state.error = "aborted by operator"
-        state.status = "running"
-        run.save()
+        _start(run, "abort", error="aborted by operator")
         await guarded(run, _undo_all)
     return state
+
+
+def _start(run: ActiveRun, verb: str, error: str | None) -> None:
+    """Save the state as running again, then audit the intent: never an intent without a
+    saved state (it could not be seen or finished). A failed intent puts the state back."""
+    state = run.state
+    was = (state.status, state.error)
+    state.status, state.error = "running", error
+    try:
+        run.save()
+    except RunStateError:
+        state.status, state.error = was
+        raise
+    try:
+        run.record("run-intent", result=verb, arguments=state.params)
+    except AuditError:
+        state.status, state.error = was
+        with contextlib.suppress(RunStateError):
+            run.save()
+        raise
 
 
 async def _undo_all(run: ActiveRun) -> None:
@@ -85,15 +100,21 @@ async def _taken_back(
     async with services.action_context(state.run_id) as ctx:
         locks = ctx.backends.locks
         lease = await locks.take_back(
-            state.target, settings.operator, state.run_id, settings.locks.lease_s, state.lease_token
+            state.lease_names,
+            settings.operator,
+            state.run_id,
+            settings.locks.lease_s,
+            state.lease_token,
         )
         keeper = LeaseKeeper(locks, lease)
         state.pid, state.pid_start = os.getpid(), start_ticks(os.getpid())
         state.lease_token = keeper.token
+        run = ActiveRun(services, state, loaded, values, redactor, ctx, keeper, on_event)
         try:
-            yield ActiveRun(services, state, loaded, values, redactor, ctx, keeper, on_event)
+            yield run
         finally:
-            await keeper.stop(release=state.status != "interrupted")
+            # A run that stopped before it started again keeps the dead run's place.
+            await keeper.stop(release=not run.keep_lease and state.status != "interrupted")
 
 
 def _reload(
@@ -118,7 +139,7 @@ def _reload(
             f"{', '.join(not_secret)} cannot change in the middle of a run"
         )
     services.audit.check_writable()
-    loaded = load_runbook(Path(state.runbook_path))
+    loaded = load_runbook(Path(state.runbook_path), services.settings)
     if loaded.sha256 != state.runbook_sha256:
         raise RunStateError(
             f"runbook {state.runbook_path} changed since run {run_id} started; "

@@ -14,6 +14,7 @@ from console.errors import (
     BackendUnavailable,
     ConfirmationRequired,
     ConsoleError,
+    RunStateError,
     StalePlanError,
 )
 from console.runbooks.actions import ACTIONS, Action, ActionContext, StepPlan
@@ -25,7 +26,7 @@ from console.runbooks.failures import as_console_error, may_have_landed
 from console.runbooks.lease import LeaseKeeper
 from console.runbooks.model import StepSpec
 from console.runbooks.params import jsonable
-from console.runbooks.planning import RunPlan, redact_plan
+from console.runbooks.planning import RunPlan, public_arguments, redact_plan
 from console.runbooks.state import RunState, StepState
 from console.runbooks.template import TemplateError, render
 
@@ -34,7 +35,7 @@ async def run_plan(
     services: EngineServices, plan: RunPlan, *, confirmed: bool, on_event: EventSink
 ) -> RunState:
     """Apply a plan. Refuses in read-only mode, without confirmation, on a held lock,
-    on a stale plan, and when the audit log cannot be written."""
+    on a stale plan, and when the audit log or the run state cannot be written."""
     services.refuse_read_only(plan.loaded.runbook.name)
     if not confirmed:
         raise ConfirmationRequired(
@@ -45,7 +46,7 @@ async def run_plan(
     async with services.action_context(plan.run_id) as ctx:
         locks = ctx.backends.locks
         lease = await locks.acquire(
-            plan.target, plan.operator, plan.run_id, services.settings.locks.lease_s
+            state.lease_names, plan.operator, plan.run_id, services.settings.locks.lease_s
         )
         keeper = LeaseKeeper(locks, lease)
         state.lease_token = keeper.token
@@ -54,18 +55,25 @@ async def run_plan(
         )
         try:
             await _recheck(run)
-            on_event(RunEvent("locked", plan.run_id, summary=f"locked {plan.target}"))
-            run.record(
-                "run-intent",
-                result="planned",
-                arguments=state.params,
-                after=[s.to_dict()["summary"] for s in plan.steps],
-            )
+            # No intent (and so no change) without a saved state: a run that cannot be
+            # saved could not be seen in `runbook status`, resumed or aborted.
             run.save()
+            locked = f"locked {', '.join(lease.resources)}"
+            run.emit(RunEvent("locked", plan.run_id, summary=locked))
+            try:
+                run.record(
+                    "run-intent",
+                    result="planned",
+                    arguments=state.params,
+                    after=[s.to_dict()["summary"] for s in plan.steps],
+                )
+            except AuditError:
+                services.store.discard(plan.run_id)  # it never started
+                raise
             keeper.start()
             await guarded(run, drive)
         finally:
-            await keeper.stop(release=state.status != "interrupted")
+            await keeper.stop(release=not run.keep_lease)
     return state
 
 
@@ -81,6 +89,7 @@ def _new_run_state(plan: RunPlan) -> RunState:
         operator=plan.operator,
         environment=plan.environment,
         target=plan.target,
+        leases=plan.leases or [plan.target],
         steps=[
             StepState(id=s.spec.id, action=s.spec.action, fingerprint=s.fingerprint)
             for s in plan.steps
@@ -114,6 +123,9 @@ async def drive(run: ActiveRun) -> None:
             await _apply_step(run, spec, step)
         except AuditError as exc:
             run.interrupt(f"audit log: {exc}: stopped at step {spec.id}")
+            return
+        except RunStateError as exc:
+            run.state_lost(exc, f"at step {spec.id}")
             return
         except ConsoleError as exc:
             failure = run.redactor.text(f"step {spec.id} failed: {exc}")
@@ -178,18 +190,25 @@ async def _apply_step(run: ActiveRun, spec: StepSpec, step: StepState) -> None:
     state, redactor = run.state, run.redactor
     action = ACTIONS[spec.action]
     args = _step_arguments(run, spec)
-    step.arguments = redactor(jsonable(args.model_dump(by_alias=True)))
+    step.arguments = public_arguments(jsonable(args.model_dump(by_alias=True)), redactor)
     resumed_unknown = step.status == "applying"
     plan = redact_plan(await action.plan(args, run.ctx), redactor)
     if not resumed_unknown:
         await _check_fingerprint(run, spec, step, plan)
         step.before = redactor(jsonable(plan.before))  # what compensation restores
     step.summary = plan.summary
-    run.on_event(RunEvent("step-started", state.run_id, spec.id, summary=step.summary))
+    run.emit(RunEvent("step-started", state.run_id, spec.id, summary=step.summary))
     run.record("step-intent", step=step, result="planned", after=redactor(jsonable(plan.after)))
+    was = step.status
     step.status = "applying"
     step.started_at = datetime.now(UTC)
-    run.save()
+    try:
+        run.save()
+    except RunStateError as exc:
+        # Nothing is applied without a saved state; the intent gets its outcome.
+        step.status = was
+        run.record("step-outcome", step=step, result="failed", error=f"not applied: {exc}")
+        raise
     if plan.noop:
         # On resume, an effect found in place is this run's own: it stays compensable.
         step.status = "applied" if resumed_unknown else "noop"
@@ -206,9 +225,7 @@ async def _apply_step(run: ActiveRun, spec: StepSpec, step: StepState) -> None:
     result = "noop" if step.status == "noop" else "ok"
     run.record("step-outcome", step=step, result=result, after=step.after)
     run.save()
-    run.on_event(
-        RunEvent("step-finished", state.run_id, spec.id, step.status, summary=step.summary)
-    )
+    run.emit(RunEvent("step-finished", state.run_id, spec.id, step.status, summary=step.summary))
 
 
 def _fail_step(run: ActiveRun, step: StepState, exc: Exception) -> None:
@@ -219,7 +236,7 @@ def _fail_step(run: ActiveRun, step: StepState, exc: Exception) -> None:
     result = "unknown" if step.uncertain else "failed"
     run.record("step-outcome", step=step, result=result, error=step.error)
     run.save()
-    run.on_event(RunEvent("step-finished", run.state.run_id, step.id, "failed", error=step.error))
+    run.emit(RunEvent("step-finished", run.state.run_id, step.id, "failed", error=step.error))
 
 
 async def _apply_with_policy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from console.adapters.processes import start_ticks
 from console.errors import RunNotFound, RunStateError
+from console.runbooks.private_files import private_dir, write_private
 
 StepStatus = Literal[
     "pending",
@@ -47,6 +49,13 @@ class StepState(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
+    @property
+    def in_place(self) -> bool:
+        """Its change is (or may be) in place: what an undo covers."""
+        return self.status in ("applied", "applying", "compensating", "compensation-failed") or (
+            self.status == "failed" and self.uncertain
+        )
+
 
 class RunState(BaseModel):
     run_id: str
@@ -65,7 +74,10 @@ class RunState(BaseModel):
     """Start time of the process, so a pid reused after a crash is not taken for the run."""
     host: str = Field(default_factory=socket.gethostname)
     lease_token: str | None = None
-    """Token of the lease this run holds; resume/abort take back only this one."""
+    """Token of the leases this run holds; resume/abort take back only these."""
+    leases: list[str] = Field(default_factory=list)
+    """What the run leases: its target and every resource it changes (empty in the state of
+    a run from before leases covered resources: it leased its target)."""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     steps: list[StepState] = Field(default_factory=list)
@@ -77,6 +89,10 @@ class RunState(BaseModel):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+    @property
+    def lease_names(self) -> list[str]:
+        return self.leases or [self.target]
 
     def applied_steps(self) -> list[StepState]:
         return [s for s in self.steps if s.status in ("applied", "applying")]
@@ -109,20 +125,25 @@ class RunStore:
         return self.runs_dir / run_id
 
     def save(self, state: RunState) -> None:
+        """Write the state atomically, readable by its owner only (it holds the lease token)."""
         state.updated_at = datetime.now(UTC)
         folder = self.folder(state.run_id)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / "state.json.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(state.model_dump_json(indent=2))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, folder / "state.json")
+            private_dir(self.runs_dir)
+            private_dir(folder)
+            write_private(folder / "state.json", state.model_dump_json(indent=2).encode())
         except OSError as exc:
             raise RunStateError(
-                f"cannot save the state of run {state.run_id} in {folder}: {exc.strerror}"
+                f"cannot save the state of run {state.run_id} in {folder}: "
+                f"{exc.strerror or exc}"
             ) from None
+
+    def discard(self, run_id: str) -> None:
+        """Forget a run that never started (its intent could not be audited)."""
+        folder = self.folder(run_id)
+        with contextlib.suppress(OSError):
+            (folder / "state.json").unlink()
+            folder.rmdir()
 
     def load(self, run_id: str) -> RunState:
         path = self.folder(run_id) / "state.json"

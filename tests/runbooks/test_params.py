@@ -103,3 +103,36 @@ def test_huge_durations_and_bad_references_are_clear(console: Console, tmp_path:
     )
     result = CliRunner().invoke(app, ["runbook", "run", str(bad), "-p", "client=c", "--dry-run"])
     assert result.exit_code == 1 and "no 'x'" in result.output
+
+
+PATHOLOGICAL = """\
+name: nested-quantifier
+target: "x:{{ params.word }}"
+parameters:
+  word: {type: string, required: true, pattern: '^(a+)+$'}
+steps:
+  - id: wait
+    action: control.wait
+    with: {duration: 1s}
+"""
+
+
+@pytest.mark.timeout(20)
+def test_a_nested_quantifier_answers_at_once(tmp_path: Path) -> None:
+    """`^(a+)+$` on 31 characters took 41 s of CPU with Python's backtracking engine."""
+    path = tmp_path / "nested.yaml"
+    path.write_text(PATHOLOGICAL)
+    runbook = load_runbook(path).runbook
+    with pytest.raises(ParameterError, match=r"does not match \^\(a\+\)\+\$"):
+        resolve(runbook, {"word": "a" * 31 + "!"})
+    assert resolve(runbook, {"word": "a" * 31}) == {"word": "a" * 31}
+
+
+def test_a_pattern_the_linear_engine_cannot_run_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "backref.yaml"
+    path.write_text(PATHOLOGICAL.replace("'^(a+)+$'", "'^(a)\\1$'"))
+    result = CliRunner().invoke(app, ["runbook", "validate", str(path)])
+    assert result.exit_code == 1
+    expected = "parameters.word.pattern: Value error, pattern is not a valid RE2 expression: "
+    assert f"{path}:4: {expected}" in result.output
+    assert "invalid escape sequence" in result.output and len(result.output.splitlines()) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from console.adapters.backends import Backends
 from console.config import Settings
+from console.runbooks.resources import Resource
 
 
 class ActionArgs(BaseModel):
@@ -50,6 +52,16 @@ class Action(ABC, Generic[ArgsT]):
     Args: ClassVar[type[ActionArgs]]
     idempotent: ClassVar[bool] = True
     """Safe to send again after an unknown outcome: only these get retries."""
+    resource_args: ClassVar[tuple[str, ...]] = ()
+    """The arguments that name what the action changes: the run leases it before its first
+    step, so they must be known then (never from an earlier step's result, nor secret)."""
+
+    def changes(self, args: Mapping[str, Any]) -> list[Resource]:
+        """The resources apply (or compensate) changes, from the ``resource_args`` of its
+        arguments (rendered, or symbolic when a file is validated). None by default: evidence,
+        waits and HTTP calls change nothing the console can name (an HTTP call is covered by
+        the run's lease on its target)."""
+        return []
 
     @abstractmethod
     async def plan(self, args: ArgsT, ctx: ActionContext) -> StepPlan: ...

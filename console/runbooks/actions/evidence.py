@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
 from pydantic import Field
@@ -13,6 +12,7 @@ from console.adapters.mlflow import ModelName
 from console.adapters.policy import ClientId
 from console.errors import AdapterError, RunbookError
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.runbooks.private_files import private_dir, write_private
 
 
 class EvidenceArgs(ActionArgs):
@@ -22,7 +22,8 @@ class EvidenceArgs(ActionArgs):
 
 
 class CaptureEvidence(Action[EvidenceArgs]):
-    """Writes JSON files and a sha256 manifest under ``<run dir>/evidence/``.
+    """Writes JSON files and a sha256 manifest under ``<run dir>/evidence/`` (files 0600,
+    folders 0700: evidence is for the people on call, not for every account on the host).
 
     A source that is down is noted in the manifest instead of failing the step: evidence is
     best effort, and must not stop the containment that follows it.
@@ -81,13 +82,14 @@ class CaptureEvidence(Action[EvidenceArgs]):
                 errors["registry"] = str(exc)
         manifest: dict[str, Any] = {"run_id": ctx.run_id, "files": {}, "errors": errors}
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(ctx.run_dir)
+            private_dir(folder)
             for name, content in collected.items():
                 data = json.dumps(content, indent=2, sort_keys=True).encode()
                 path = folder / f"{name}.json"
-                _write_durably(path, data)
+                write_private(path, data)
                 manifest["files"][path.name] = hashlib.sha256(data).hexdigest()
-            _write_durably(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+            write_private(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
         except OSError as exc:
             raise RunbookError(f"cannot write evidence to {folder}: {exc.strerror}") from None
         return {"folder": str(folder), "files": manifest["files"], "errors": errors}
@@ -105,11 +107,3 @@ def _concerns(labels: dict[str, str], args: EvidenceArgs) -> bool:
         return True
     return any(labels.get(k) == v for k, v in given.items())
 
-
-def _write_durably(path: os.PathLike[str], data: bytes) -> None:
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

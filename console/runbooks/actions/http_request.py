@@ -1,4 +1,9 @@
-"""A templated HTTP request, for gateways the console has no adapter for. Never a shell."""
+"""A templated HTTP request, for gateways the console has no adapter for. Never a shell.
+
+Only hosts in ``http_action.allowed_hosts`` are called, through no proxy but
+``http_action.proxy`` (whose host must be allowed too): never one named by the environment.
+URLs are shown and written with their credentials cut out (``console.urls``).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,22 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from console.errors import BackendResponseError, BackendUnavailable, ParameterError
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.urls import redact_url, redact_urls_in
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 IDEMPOTENT_METHODS = {"GET", "PUT", "DELETE"}
+
+
+def host_problem(url: str, allowed: list[str], what: str = "http.request to") -> str | None:
+    """Why ``url`` may not be called, or None: its host is not in ``allowed``."""
+    host = urlsplit(url).hostname or ""
+    if host in allowed:
+        return None
+    return f"{what} {host!r} is not allowed (http_action.allowed_hosts: {', '.join(allowed)})"
 
 
 class RequestSpec(ActionArgs):
@@ -26,10 +40,16 @@ class RequestSpec(ActionArgs):
 
     @field_validator("url")
     @classmethod
-    def _http_only(cls, value: str) -> str:
+    def _http_only(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value[:80]!r} is not an http(s) URL")
+            raise ValueError(f"{redact_url(value)[:80]!r} is not an http(s) URL")
+        # Given when a file is validated or a step planned with the settings at hand.
+        allowed = (info.context or {}).get("allowed_hosts")
+        if allowed is not None:
+            problem = host_problem(value, list(allowed))
+            if problem:
+                raise ValueError(problem)
         return value
 
     @field_validator("headers")
@@ -48,21 +68,27 @@ class HttpArgs(RequestSpec):
 
 def _describe(spec: RequestSpec) -> str:
     body = "" if spec.json_body is None else f" json={spec.json_body}"
-    return f"{spec.method} {spec.url}{body}"
+    return f"{spec.method} {redact_url(spec.url)}{body}"
 
 
-def _check_host(spec: RequestSpec, ctx: ActionContext) -> None:
-    host = urlsplit(spec.url).hostname or ""
-    allowed = ctx.settings.http_action.allowed_hosts
-    if host not in allowed:
-        raise ParameterError(
-            f"http.request to {host!r} is not allowed (http_action.allowed_hosts: "
-            f"{', '.join(allowed)})"
-        )
+def _check_hosts(spec: RequestSpec, ctx: ActionContext) -> None:
+    """The request's host, and the configured proxy's, must be allowed."""
+    allowed = list(ctx.settings.http_action.allowed_hosts)
+    problem = host_problem(spec.url, allowed)
+    proxy = ctx.settings.http_action.proxy
+    if problem is None and proxy:
+        shown = f"http_action.proxy {redact_url(proxy)!r}"
+        if urlsplit(proxy).scheme not in ("http", "https"):
+            problem = f"{shown} is not an http(s) URL"
+        else:
+            problem = host_problem(proxy, allowed, f"{shown}: host")
+    if problem:
+        raise ParameterError(problem)
 
 
 async def _send(spec: RequestSpec, ctx: ActionContext) -> dict[str, Any]:
-    where = f"{spec.method} {spec.url}"
+    _check_hosts(spec, ctx)
+    where = f"{spec.method} {redact_url(spec.url)}"
     try:
         response = await ctx.backends.http.request(
             spec.method, spec.url, headers=spec.headers, json=spec.json_body
@@ -70,7 +96,8 @@ async def _send(spec: RequestSpec, ctx: ActionContext) -> dict[str, Any]:
     except httpx.TimeoutException:
         raise BackendUnavailable(f"{where}: timed out", "http") from None
     except httpx.TransportError as exc:
-        raise BackendUnavailable(f"{where}: cannot connect ({exc})", "http") from None
+        reason = redact_urls_in(str(exc))
+        raise BackendUnavailable(f"{where}: cannot connect ({reason})", "http") from None
     if response.status_code not in spec.expect_status:
         raise BackendResponseError(
             f"{where}: HTTP {response.status_code} (expected {spec.expect_status})",
@@ -90,14 +117,14 @@ class HttpRequest(Action[HttpArgs]):
         return args.method in IDEMPOTENT_METHODS
 
     async def plan(self, args: HttpArgs, ctx: ActionContext) -> StepPlan:
-        _check_host(args, ctx)
+        _check_hosts(args, ctx)
         if args.undo is not None:
-            _check_host(args.undo, ctx)
+            _check_hosts(args.undo, ctx)
         requests = [_describe(args)]
         if args.undo is not None:
             requests.append(f"(undo) {_describe(args.undo)}")
         return StepPlan(
-            summary=f"send {args.method} {args.url}",
+            summary=f"send {args.method} {redact_url(args.url)}",
             before=None,
             after={"expect_status": args.expect_status},
             requests=requests,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from console.adapters.policy import Block, Budget, ClientId
 from console.durations import Duration, format_duration
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.runbooks.resources import Resource
+
+MIN_BLOCK = timedelta(minutes=1)
 
 
 class ClientArgs(ActionArgs):
@@ -19,6 +23,17 @@ class ClientArgs(ActionArgs):
 class BlockArgs(ClientArgs):
     ttl: Duration
     reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("ttl")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        # A block shorter than this is a typo (ttl: 0s was written as a 1 ms block).
+        if value < MIN_BLOCK:
+            raise ValueError(
+                f"a block lasts at least {format_duration(MIN_BLOCK)} "
+                f"(got {format_duration(value)})"
+            )
+        return value
 
 
 class BudgetArgs(ClientArgs):
@@ -30,11 +45,21 @@ class RestoreBudgetArgs(ClientArgs):
     """Set this budget; without it, go back to the budget before the last change."""
 
 
+class _ClientAction:
+    """Mixed into the policy actions: each changes one client's policy."""
+
+    resource_args: ClassVar[tuple[str, ...]] = ("client",)
+
+    def changes(self, args: Mapping[str, Any]) -> list[Resource]:
+        client = args.get("client")
+        return [] if client is None else [Resource("client", str(client))]
+
+
 def _dump(model: Block | Budget | None) -> dict[str, Any] | None:
     return None if model is None else model.model_dump(mode="json")
 
 
-class BlockClient(Action[BlockArgs]):
+class BlockClient(_ClientAction, Action[BlockArgs]):
     name = "policy.block_client"
     description = "Block a client at the gateways until the block expires (403)."
     Args = BlockArgs
@@ -85,7 +110,7 @@ class BlockClient(Action[BlockArgs]):
         return _dump(await store.get_block(args.client))
 
 
-class UnblockClient(Action[ClientArgs]):
+class UnblockClient(_ClientAction, Action[ClientArgs]):
     name = "policy.unblock_client"
     description = "Lift a client's block."
     Args = ClientArgs
@@ -122,7 +147,7 @@ class UnblockClient(Action[ClientArgs]):
         return _dump(await ctx.backends.policy.get_block(args.client))
 
 
-class SetBudget(Action[BudgetArgs]):
+class SetBudget(_ClientAction, Action[BudgetArgs]):
     name = "policy.set_budget"
     description = "Set a client's query budget in queries per minute (429 beyond it)."
     Args = BudgetArgs
@@ -174,7 +199,7 @@ def _original_qpm(previous: Budget | None) -> int | None:
     return previous.previous_qpm if previous.previous_qpm is not None else previous.qpm
 
 
-class RestoreBudget(Action[RestoreBudgetArgs]):
+class RestoreBudget(_ClientAction, Action[RestoreBudgetArgs]):
     name = "policy.restore_budget"
     description = "Put a client's budget back as it was before it was lowered (or to qpm)."
     Args = RestoreBudgetArgs

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from pydantic import field_validator
 
 from console.adapters.mlflow import API, AliasName, ModelName
 from console.errors import ParameterError, PreconditionFailed
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.runbooks.resources import Resource
 
 
 class SetAliasArgs(ActionArgs):
@@ -29,6 +31,16 @@ class RollbackArgs(ActionArgs):
     model: ModelName
     alias: AliasName = "champion"
     to_alias: AliasName = "previous"
+
+
+class _ModelAction:
+    """Mixed into the registry actions: each moves an alias of one model."""
+
+    resource_args: ClassVar[tuple[str, ...]] = ("model",)
+
+    def changes(self, args: Mapping[str, Any]) -> list[Resource]:
+        model = args.get("model")
+        return [] if model is None else [Resource("model", str(model))]
 
 
 def _alias_state(model: str, alias: str, version: str | None) -> dict[str, Any]:
@@ -76,7 +88,7 @@ async def _restore_alias(ctx: ActionContext, before: Any) -> Any:
     return _alias_state(model, alias, await registry.get_alias(model, alias))
 
 
-class SetAlias(Action[SetAliasArgs]):
+class SetAlias(_ModelAction, Action[SetAliasArgs]):
     name = "registry.set_alias"
     description = "Point a model alias (champion, candidate, ...) at a version."
     Args = SetAliasArgs
@@ -94,7 +106,7 @@ class SetAlias(Action[SetAliasArgs]):
         return await _restore_alias(ctx, before)
 
 
-class Rollback(Action[RollbackArgs]):
+class Rollback(_ModelAction, Action[RollbackArgs]):
     name = "registry.rollback"
     description = "Move the champion alias to the version the previous alias points at."
     Args = RollbackArgs

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from console.adapters.alertmanager import Matcher, Silence
 from console.durations import Duration, format_duration
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.runbooks.resources import Resource
 
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
+MIN_SILENCE = timedelta(minutes=1)
 
 
 class MatchArgs(ActionArgs):
@@ -42,6 +45,31 @@ class SilenceArgs(MatchArgs):
     duration: Duration
     comment: str = Field(default="silenced by aml-console", max_length=500)
 
+    @field_validator("duration")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < MIN_SILENCE:
+            raise ValueError(
+                f"a silence lasts at least {format_duration(MIN_SILENCE)} "
+                f"(got {format_duration(value)})"
+            )
+        return value
+
+
+class _SilencesAction:
+    """Mixed into the silence actions: each changes the silences with exactly one set of
+    matchers (the alert name and the other labels)."""
+
+    resource_args: ClassVar[tuple[str, ...]] = ("alertname", "labels")
+
+    def changes(self, args: Mapping[str, Any]) -> list[Resource]:
+        alertname = args.get("alertname")
+        labels = args.get("labels") or {}
+        if alertname is None or not isinstance(labels, Mapping):
+            return []
+        pairs = tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+        return [Resource("alert", str(alertname), pairs)]
+
 
 def _brief(silence: Silence) -> dict[str, Any]:
     return {
@@ -52,7 +80,7 @@ def _brief(silence: Silence) -> dict[str, Any]:
     }
 
 
-class SilenceAlert(Action[SilenceArgs]):
+class SilenceAlert(_SilencesAction, Action[SilenceArgs]):
     name = "alertmanager.silence"
     description = "Silence an alert (and optional labels) in Alertmanager for a while."
     Args = SilenceArgs
@@ -121,7 +149,7 @@ def _marker(ctx: ActionContext) -> str:
     return f"(run {ctx.run_id})"
 
 
-class ExpireSilences(Action[MatchArgs]):
+class ExpireSilences(_SilencesAction, Action[MatchArgs]):
     name = "alertmanager.expire_silence"
     description = "Expire the active silences whose matchers are exactly these."
     Args = MatchArgs
