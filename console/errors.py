@@ -4,6 +4,7 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
 
     ConsoleError
     ├── ConfigError                 bad or missing configuration
+    ├── ReadOnlyError               read-only mode refused an action (a runbook, a lab write)
     ├── AdapterError                a backend (Redis, MLflow, Alertmanager, HTTP) failed
     │   ├── BackendUnavailable      could not connect, or timed out (retryable)
     │   └── BackendResponseError    answered, but with an error status or garbage
@@ -11,7 +12,6 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     │   ├── RunbookValidationError  a runbook file is not valid (carries every problem)
     │   ├── ParameterError          a parameter value is not acceptable
     │   ├── ConfirmationRequired    not interactive and no --yes
-    │   ├── ReadOnlyError           read-only mode refused an action
     │   ├── LockHeldError           someone else holds the target
     │   ├── StalePlanError          the target changed between plan and apply
     │   ├── PreconditionFailed      a precondition of the runbook does not hold
@@ -85,8 +85,17 @@ class ConfirmationRequired(RunbookError):
     pass
 
 
-class ReadOnlyError(RunbookError):
+class ReadOnlyError(ConsoleError):
     pass
+
+
+def read_only_refusal(what: str) -> ReadOnlyError:
+    """Read-only mode's refusal of ``what``, a command that writes to a backend (the runbook
+    engine words its own: its plans and dry runs still work)."""
+    return ReadOnlyError(
+        f"read-only mode: {what} writes to the lab's backends and was refused (leave "
+        "read-only mode to run it)"
+    )
 
 
 class LockHeldError(RunbookError):
@@ -166,4 +175,5 @@ __all__ = [
     "RunbookError",
     "RunbookValidationError",
     "StalePlanError",
+    "read_only_refusal",
 ]

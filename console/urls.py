@@ -9,7 +9,7 @@ message), ``redact_urls_in``.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit
 
 MASK = "***"
 SECRET_QUERY_KEYS = frozenset(
@@ -20,35 +20,45 @@ _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its userinfo and secret-looking query values replaced by ``***``. Text that
-    does not parse as a URL is returned unchanged only if it holds no ``@`` before a host."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _crude(url)
-    netloc = parts.netloc
+    """``url`` with its userinfo and secret-looking query values replaced by ``***``, the rest
+    kept as written. Never raises: text that does not parse as a URL still loses whatever
+    comes before an ``@`` that may end a userinfo."""
+    scheme, sep, rest = url.partition("://")
+    shown = f"{scheme}://{_without_userinfo(scheme, rest)}" if sep and "@" in rest else url
+    head, qsep, tail = shown.partition("?")
+    if not qsep:
+        return shown
+    query, hsep, fragment = tail.partition("#")
+    return f"{head}?{_mask_query(query)}{hsep}{fragment}"
+
+
+def _without_userinfo(scheme: str, rest: str) -> str:
+    """``rest`` (what follows ``scheme://``) with its userinfo masked."""
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
     if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs):
-            query = urlencode(
-                [(k, MASK if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs],
-                safe="*",
-            )
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return f"{MASK}@{rest[netloc.rfind('@') + 1 :]}"
+    try:
+        parsed = urlsplit(f"{scheme}://{netloc}")
+        valid = bool(parsed.hostname) and (parsed.port is None or parsed.port >= 0)
+    except ValueError:  # a port that is not a number: ":pw" of a password cut short
+        valid = False
+    if valid:
+        return rest  # an @ in the path or query is not userinfo
+    # A password pasted with a raw / ? or # ends the netloc early (":hun/ter2@host"): the
+    # userinfo runs to the last @.
+    return f"{MASK}@{rest.rsplit('@', 1)[1]}"
+
+
+def _mask_query(query: str) -> str:
+    pairs = []
+    for pair in query.split("&"):
+        key = pair.partition("=")[0]
+        if unquote_plus(key).lower() in SECRET_QUERY_KEYS:
+            pair = f"{key}={MASK}"
+        pairs.append(pair)
+    return "&".join(pairs)
 
 
 def redact_urls_in(text: str) -> str:
     """Every URL inside ``text`` redacted (for messages that quote a URL)."""
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-
-
-def _crude(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://{MASK}@{rest.split('@', 1)[1]}"
-    return url

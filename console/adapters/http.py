@@ -1,4 +1,8 @@
-"""Shared HTTP plumbing: one place that turns httpx failures into ``AdapterError``s."""
+"""Shared HTTP plumbing: one place that turns httpx failures into ``AdapterError``s.
+
+Their messages quote the request's URL without its credentials (``http://user:token@host``
+is shown as ``http://***@host``), and so is any URL inside a backend's or httpx's own text.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 import httpx
 
 from console.errors import BackendResponseError, BackendUnavailable
+from console.urls import redact_url, redact_urls_in
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -38,7 +43,7 @@ async def request_json(
     Raises BackendUnavailable (retryable) on connect errors and timeouts, and
     BackendResponseError on error statuses or a body that is not JSON.
     """
-    where = f"{backend} {method} {client.base_url.join(url)}"
+    where = f"{backend} {method} {redact_url(str(client.base_url.join(url)))}"
     try:
         response = await client.request(
             method, url, json=json_body, params=params, content=content
@@ -69,7 +74,7 @@ async def request_json(
         snippet = response.text[:80].replace("\n", " ")
         raise BackendResponseError(
             f"{where}: answered HTTP {response.status_code} with a body that is not JSON: "
-            f"{snippet!r}",
+            f"{redact_urls_in(snippet)!r}",
             backend,
             response.status_code,
         ) from None
@@ -77,10 +82,15 @@ async def request_json(
 
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return redact_urls_in(text.splitlines()[0][:200])
 
 
 def _error_text(response: httpx.Response) -> str:
+    """The error a backend answered, cut short, any URL in it redacted."""
+    return redact_urls_in(_raw_error_text(response))
+
+
+def _raw_error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel
 from redis import exceptions as redis_errors
 
 from console.errors import BackendResponseError, BackendUnavailable, ParameterError
+from console.urls import redact_urls_in
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 T = TypeVar("T")
@@ -79,8 +80,10 @@ async def redis_call(call: Callable[[], Awaitable[T]], what: str) -> T:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The exception's first line, any URL in it (redis-py may quote the one it was given)
+    without its password."""
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return redact_urls_in(text.splitlines()[0][:200])
 
 
 class PolicyStore:

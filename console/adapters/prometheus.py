@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from console.adapters.http import MAX_RESPONSE_BYTES, make_client, request_json
 from console.adapters.retry import with_retries
 from console.errors import BackendResponseError
+from console.urls import redact_url, redact_urls_in
 
 API = "/api/v1"
 ERROR_TEXT_CHARS = 2000
@@ -235,9 +236,10 @@ def _api_error_hook(backend: str) -> Callable[[httpx.Response], Coroutine[Any, A
             return  # not the API's envelope: request_json reports it
         if not isinstance(body, dict) or "error" not in body:
             return
-        where = f"{backend} {response.request.method} {response.request.url.copy_with(query=None)}"
+        url = redact_url(str(response.request.url.copy_with(query=None)))
+        where = f"{backend} {response.request.method} {url}"
         kind = body.get("errorType") or "error"
-        text = str(body["error"])[:ERROR_TEXT_CHARS]
+        text = redact_urls_in(str(body["error"])[:ERROR_TEXT_CHARS])
         error = BackendResponseError(
             f"{where}: HTTP {response.status_code} {kind}: {text}", backend, response.status_code
         )
@@ -273,7 +275,7 @@ class _LimitedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
-        url = str(request.url.copy_with(query=None))
+        url = redact_url(str(request.url.copy_with(query=None)))
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self._limit:
             await response.aclose()

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from console.errors import ConsoleError
+from console.urls import redact_urls_in
 
 if TYPE_CHECKING:
     from console.config import Settings
@@ -51,7 +52,7 @@ class CliContext:
             overrides: dict[str, Any] = {}
             if self.read_only:
                 overrides["read_only"] = True
-            if self.operator:
+            if self.operator is not None:
                 overrides["operator"] = self.operator
             self._settings = load_settings(self.config_path, **overrides)
         return self._settings
@@ -73,9 +74,15 @@ def new_table(*columns: str) -> Table:
     return grid
 
 
+def show_error(message: str) -> None:
+    """``error: message`` as one line on stderr, with any credentials in URLs cut out (a last
+    line of defence: adapters redact their own messages)."""
+    stderr.print(f"[bold red]error:[/] {safe(one_line(redact_urls_in(message)))}")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr, no traceback, non-zero exit."""
-    stderr.print(f"[bold red]error:[/] {safe(one_line(message))}")
+    show_error(message)
     raise typer.Exit(code)
 
 

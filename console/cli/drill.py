@@ -22,6 +22,7 @@ from console.cli.common import (
 )
 from console.cli.common import stderr as err
 from console.cli.common import stdout as out
+from console.errors import read_only_refusal
 
 app = typer.Typer(
     help="Game-day drills: run a scripted attack on the lab, respond (scripted or from the "
@@ -113,6 +114,8 @@ def run(
 
     with errors_as_exit():
         settings = context(ctx).settings
+        if settings.read_only:  # whoever responds, the drill attacks the lab
+            raise read_only_refusal("drill run")
         loaded = find_scenario(scenario, settings.drill_dirs)
         runner = DrillRunner(settings, loaded, responder.value, on_event=_print_event,
                              wait_quiet_s=wait_quiet)  # fmt: skip

@@ -89,9 +89,11 @@ def down(
     """Stop services (their whole process groups) and remove their pid files; without
     --services, also the attacks still running against the lab."""
     with errors_as_exit():
+        from console.lab import guard
         from console.lab import services as launcher
 
         settings = context(ctx).settings
+        guard.refuse_read_only(settings, "lab down")  # before its attackers are stopped
         if services is None:  # the whole lab: its attackers too
             from console.lab.attacks.state import stop_running
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from console.cli.common import OutputFormat, OutputOption, context, emit, errors_as_exit, safe
 from console.cli.common import stderr as err
 from console.cli.common import stdout as out
+from console.urls import redact_url
 
 attack_app = typer.Typer(
     help="Attack the lab gateway (loopback only; seeded; stops by itself). Each attack is "
@@ -51,7 +52,7 @@ def _run_attack(
 
         attack = prepare_attack(context(ctx).settings, kind, client, model, args)
         err.print(f"{safe(kind)} as {safe(client)} against {safe(attack.model)} at "
-                  f"{safe(attack.target)}")  # fmt: skip
+                  f"{safe(redact_url(attack.target))}")  # fmt: skip
         data = asyncio.run(attack.run(start_after=start_after))
     emit(data, output, lambda: _render_report(f"{kind} report", data))
 
@@ -181,12 +182,16 @@ def traffic(
 ) -> None:
     """Benign clients sending held-out digits with light noise, in the foreground."""
     with errors_as_exit():
+        from console.lab import guard
         from console.lab.attacks.common import require_loopback_target
         from console.lab.traffic import run_benign
 
         settings = context(ctx).settings
+        guard.refuse_read_only(settings, "lab traffic")
         require_loopback_target(settings.gateway.url)
-        err.print(f"{clients} benign clients for {duration:g} s at {safe(settings.gateway.url)}")
+        guard.require_lab_service("gateway", settings.gateway.url)
+        shown = redact_url(settings.gateway.url)
+        err.print(f"{clients} benign clients for {duration:g} s at {safe(shown)}")
         report = asyncio.run(
             run_benign(
                 settings, clients, rate, duration, seed, max_requests=max_requests, model=model

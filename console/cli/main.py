@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from console import __version__
-from console.cli.common import CliContext, one_line
-from console.errors import ConsoleError
+from console.cli.common import CliContext
+from console.cli.exits import ConsoleGroup
 
 app = typer.Typer(
+    cls=ConsoleGroup,
     name="aml-console",
     help="On-call console for machine-learning models under attack.",
     no_args_is_help=True,
@@ -26,6 +26,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _operator(value: str | None) -> str | None:
+    """``--operator`` as given; a blank one is an error, not "use the default"."""
+    if value is not None and (not value.strip() or len(value) > 128 or not value.isprintable()):
+        raise typer.BadParameter("must be 1-128 printable characters, not blank")
+    return value
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -35,7 +42,9 @@ def main(
     read_only: bool = typer.Option(
         False, "--read-only", help="Refuse every action; plans and dry runs still work."
     ),
-    operator: str | None = typer.Option(None, "--operator", help="Who acts (audit records)."),
+    operator: str | None = typer.Option(
+        None, "--operator", callback=_operator, help="Who acts (audit records)."
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
     ctx.obj = CliContext(config_path=config, read_only=read_only, operator=operator)
@@ -57,14 +66,6 @@ _register()
 
 
 def run() -> None:  # pragma: no cover - the console script
-    try:
-        app()
-    except ConsoleError as exc:
-        sys.stderr.write(f"error: {one_line(str(exc))}\n")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
-        sys.stderr.write(f"error: internal error ({type(exc).__name__}): {one_line(str(exc))}\n")
-        sys.exit(70)
+    """The ``aml-console`` script: errors and exit codes are ``ConsoleGroup``'s
+    (console/cli/exits.py), the same under ``python -m console``."""
+    app()

@@ -18,6 +18,7 @@ from console.cli.common import context, errors_as_exit, fail, new_table, print_j
 from console.cli.common import stderr as err
 from console.cli.common import stdout as out
 from console.errors import ConsoleError, ReplayError
+from console.urls import redact_urls_in
 
 if TYPE_CHECKING:
     from console.config import Settings
@@ -118,7 +119,9 @@ def replay(
             out.print(f"verdict: {safe(result.summary.verdict)}")
             return
     if output is ReplayOutput.json:
-        print_json(result.as_dict())
+        data = result.as_dict()
+        data["backend"] = redact_urls_in(str(data["backend"]))  # an endpoint's credentials
+        print_json(data)
     else:
         render(result)
 
@@ -199,7 +202,7 @@ def _header(event: ReplayStarted) -> None:
     names = ", ".join(ref.label for ref in event.versions)
     err.print(
         f"replaying {len(samples)} samples ({safe(describe_filter(samples.filter))}) through "
-        f"{safe(names)} on {safe(event.backend)}, {event.batch_size} per batch"
+        f"{safe(names)} on {safe(redact_urls_in(event.backend))}, {event.batch_size} per batch"
     )
     notes = []
     if samples.truncated:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from console.adapters import processes
+from console.lab.private import SERVICE_UMASK, append_private, write_private
+from console.urls import redact_urls_in
 
 # Popen objects of services this process started, so they can be reaped instead of lingering
 # as zombies (the launcher may live as long as a test session).
@@ -56,14 +58,14 @@ def read_pid(path: Path) -> PidRecord | None:
 
 
 def write_pid(path: Path, record: PidRecord) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record)))
-    tmp.replace(path)
+    """Replace the pid file atomically, mode 0600."""
+    write_private(path, json.dumps(asdict(record)))
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> int:
-    """Start ``argv`` in its own session (so its whole group can be signalled); return its pid."""
-    with log_path.open("ab") as log:
+    """Start ``argv`` in its own session (so its whole group can be signalled), its output
+    appended to ``log_path`` (0600), with umask 077; return its pid."""
+    with append_private(log_path) as log:
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -72,6 +74,7 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: P
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=SERVICE_UMASK,
         )
     _children[proc.pid] = proc
     return proc.pid
@@ -122,7 +125,8 @@ def port_open(port: int, timeout_s: float = 0.3) -> bool:
 
 
 def log_tail(path: Path, lines: int = 8, width: int = 240) -> str:
-    """The last lines of a log, joined on one line (errors are shown on one line)."""
+    """The last lines of a log, joined on one line (errors are shown on one line), URLs
+    without their credentials."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -131,4 +135,5 @@ def log_tail(path: Path, lines: int = 8, width: int = 240) -> str:
     except OSError:
         return "(no log)"
     tail = [ln.strip()[:width] for ln in text.splitlines() if ln.strip()][-lines:]
-    return " | ".join(tail) if tail else "(empty log)"
+    # A service may log the URLs it was given (vmalert's -datasource.url, ...).
+    return redact_urls_in(" | ".join(tail)) if tail else "(empty log)"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from console.config import Settings, load_settings
 from console.errors import ConsoleError
+from console.urls import redact_urls_in
 
 
 def dump(settings: Settings, sections: Iterable[str]) -> str:
@@ -42,7 +43,9 @@ def load(path: Path) -> Settings:
     try:
         return Settings(**data)
     except ValueError as exc:
-        raise ConsoleError(f"{path}: invalid settings: {exc}") from None
+        # pydantic quotes the values it refused: a backend URL's credentials among them.
+        reason = redact_urls_in(" ".join(str(exc).split()))
+        raise ConsoleError(f"{path}: invalid settings: {reason}") from None
 
 
 def service_settings(prog: str, description: str | None, argv: list[str] | None) -> Settings:

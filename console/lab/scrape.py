@@ -9,12 +9,12 @@ a restart or a config reload.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from console.adapters.rule_files import EVALUATION_INTERVAL, SCRAPE_INTERVAL
 from console.config import Settings
+from console.lab.private import private_dir, write_private
 
 __all__ = ["EVALUATION_INTERVAL", "SCRAPE_INTERVAL", "TARGETS_JOB"]
 TARGETS_JOB = "lab"
@@ -41,10 +41,8 @@ def register_target(
 ) -> Path:
     """Write (atomically: the engines watch the directory) the target file ``name``."""
     path = target_file(settings, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(target_json(address, labels), encoding="utf-8")
-    tmp.replace(path)
+    private_dir(path.parent)
+    write_private(path, target_json(address, labels))
     return path
 
 

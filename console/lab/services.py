@@ -1,10 +1,11 @@
 """The lab's service launcher: ``up``, ``down`` and ``status`` of Redis, MLflow, Alertmanager,
 Prometheus (or VictoriaMetrics and vmalert), the gateway and its benign traffic on loopback,
-with data, logs and pid files under ``<run_dir>/lab/<service>/``.
+with data, logs and pid files under ``<run_dir>/lab/<service>/`` (private: 0700 folders,
+0600 files, services run with umask 077; ``console.lab.private``).
 
 ``up`` is idempotent (a live service that answers is reused) and safe to call from several
 processes at once (an ``flock`` on ``<lab_dir>/.lock``). Services outlive the caller: stop them
-with ``down``.
+with ``down``. Both refuse in read-only mode (``console.lab.guard``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any, Literal
 
 from console.config import Settings
 from console.errors import LabError
-from console.lab import process, specs
+from console.lab import guard, process, specs
+from console.lab.private import open_private, private_dir, write_private
 from console.lab.seed import SeededModel, ensure_seed_model
 from console.lab.specs import SERVICE_NAMES, ServiceSpec
+from console.urls import redact_url
 
 State = Literal["running", "stopped", "dead"]
 LATE_SERVICES = ("gateway", "traffic")
@@ -35,6 +38,7 @@ LATE_SERVICES = ("gateway", "traffic")
 class ServiceStatus:
     name: str
     url: str
+    """As it may be shown: credentials cut out."""
     port: int
     pid: int | None
     state: State
@@ -77,15 +81,18 @@ def with_metrics_engine(names: Iterable[str], engine: str) -> list[str]:
 
 @contextmanager
 def lab_lock(settings: Settings) -> Iterator[None]:
-    """Exclusive lock on the lab directory (flock: released if the holder dies)."""
-    lab_dir = settings.lab_dir
-    lab_dir.mkdir(parents=True, exist_ok=True)
-    with (lab_dir / ".lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    """Exclusive lock on the lab directory (flock: released if the holder dies). The lab
+    directory is made private (0700) on the way."""
+    lab_dir = private_dir(settings.lab_dir)
+    fd = open_private(lab_dir / ".lock", os.O_WRONLY | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def ensure_audit_key(settings: Settings) -> Path | None:
@@ -93,9 +100,12 @@ def ensure_audit_key(settings: Settings) -> Path | None:
     path = settings.audit.hmac_key_file
     if path is None or path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Its folder is made 0700 if the lab creates it, or if it is inside the run dir; a shared
+    # folder that merely holds the key keeps its mode.
+    inside = path.parent.resolve().is_relative_to(settings.run_dir.resolve())
+    private_dir(path.parent, tighten=inside)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_EXCL)
     except FileExistsError:  # another process created it first
         return path
     with os.fdopen(fd, "w") as fh:
@@ -112,10 +122,12 @@ def up(
 ) -> LabUp:
     """Start the named services (default ``settings.lab.services``) and wait until they answer.
 
-    Raises LabError, before starting anything, for an unknown service, a non-loopback URL, a
-    missing binary or a port held by a process the lab did not start; afterwards, for a service
-    that did not come up (with the last lines of its log).
+    Raises ReadOnlyError in read-only mode; LabError, before starting anything, for an unknown
+    service, a non-loopback URL, a missing binary or a port held by a process the lab did not
+    start; afterwards, for a service that did not come up (with the last lines of its log), or
+    an MLflow to seed that is not the one the launcher started.
     """
+    guard.refuse_read_only(settings, "lab up")
     wanted = resolve_names(names, settings.lab.services)
     ensure_audit_key(settings)
     with lab_lock(settings):
@@ -133,7 +145,10 @@ def up(
         # The gateway is ready once it serves the seed model: start it after seeding, and the
         # benign traffic once the gateway answers.
         _start_all([s for s in to_start if s.name not in LATE_SERVICES])
-        seeded = ensure_seed_model(settings) if seed and "mlflow" in wanted else None
+        seeded = None
+        if seed and "mlflow" in wanted:
+            guard.require_lab_service("mlflow", settings.mlflow.url)  # not a port-forward
+            seeded = ensure_seed_model(settings)
         for late in LATE_SERVICES:
             _start_all([s for s in to_start if s.name == late])
     return LabUp(status(settings, wanted), seeded)
@@ -141,6 +156,7 @@ def up(
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[ServiceStatus]:
     """Stop the named services (default: all) by process group; remove their pid files."""
+    guard.refuse_read_only(settings, "lab down")
     wanted = resolve_names(names, SERVICE_NAMES)
     with lab_lock(settings):
         service_specs = [specs.build(settings, n, check=False) for n in wanted]
@@ -180,11 +196,12 @@ def _build_all(settings: Settings, names: list[str], rules_dir: Path | None) -> 
 
 def _status(spec: ServiceSpec) -> ServiceStatus:
     record = process.read_pid(spec.pid_path)
+    url = redact_url(spec.url)
     if record is None:
-        return ServiceStatus(spec.name, spec.url, spec.port, None, "stopped")
+        return ServiceStatus(spec.name, url, spec.port, None, "stopped")
     running = process.is_alive(record) and spec.probe(1.0)
     pid = record.pid or None
-    return ServiceStatus(spec.name, spec.url, spec.port, pid, "running" if running else "dead")
+    return ServiceStatus(spec.name, url, spec.port, pid, "running" if running else "dead")
 
 
 def _reusable(spec: ServiceSpec) -> bool:
@@ -199,10 +216,11 @@ def _reusable(spec: ServiceSpec) -> bool:
 
 
 def _start(spec: ServiceSpec) -> int:
-    spec.data_dir.mkdir(parents=True, exist_ok=True)
-    for path, text in spec.files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)  # e.g. a scrape target file
-        path.write_text(text, encoding="utf-8")
+    private_dir(spec.home)
+    private_dir(spec.data_dir)
+    for path, text in spec.files.items():  # configs; the gateway's settings carry backend URLs
+        private_dir(path.parent)  # e.g. the scrape targets' folder
+        write_private(path, text)
     try:
         pid = process.spawn(
             spec.argv, env=specs.child_env(spec), cwd=spec.home, log_path=spec.log_path

@@ -21,6 +21,7 @@ from console.adapters.rule_files import RULES_DIR
 from console.config import Settings
 from console.errors import LabError
 from console.lab import probes, resolved, scrape
+from console.urls import redact_url
 
 SERVICE_NAMES: tuple[str, ...] = (
     "redis",
@@ -117,7 +118,8 @@ def service_port(name: str, url: str) -> int:
     except ValueError:
         port = None
     if port is None:
-        raise LabError(f"{name}: url {url!r} has no valid port; the lab needs an explicit one")
+        shown = redact_url(url)
+        raise LabError(f"{name}: url {shown!r} has no valid port; the lab needs an explicit one")
     return port
 
 
@@ -129,8 +131,8 @@ def require_loopback(name: str, url: str) -> None:
         loopback = False
     if not loopback:
         raise LabError(
-            f"{name}: refusing to start a service for {url!r}: the lab only runs on loopback"
-            " (127.0.0.1)"
+            f"{name}: refusing to start a service for {redact_url(url)!r}: the lab only runs on"
+            " loopback (127.0.0.1)"
         )
 
 

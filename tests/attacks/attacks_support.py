@@ -3,9 +3,12 @@ against the session lab's Redis and MLflow, and readers of its metrics, spans an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +98,52 @@ def wait_until(check: Any, timeout_s: float, interval_s: float = 0.05) -> bool:
             return True
         time.sleep(interval_s)
     return bool(check())
+
+
+class Forwarder:
+    """A TCP port-forward on loopback to ``target_port``, as ``kubectl port-forward`` or
+    ``ssh -L`` would put a remote service there. ``connections`` counts what it accepted."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            far = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((near, far), (far, near)):
+                thread = threading.Thread(target=_pump, args=(a, b), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def close(self) -> None:
+        self._server.close()
+
+    def __enter__(self) -> Forwarder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    for sock in (source, sink):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

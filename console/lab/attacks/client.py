@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from console.errors import LabError
 from console.lab.attacks.common import Clock, Outcomes, Rows, percentiles, require_loopback_target
+from console.urls import redact_url
 
 OUTCOME_OF_STATUS = {200: "ok", 403: "blocked", 429: "throttled"}
 MAX_RETRY_AFTER_S = 60.0
@@ -105,21 +106,22 @@ class V2Client:
 
     async def check_ready(self) -> str:
         """The served version of the model; LabError if the gateway does not serve it."""
+        where = f"gateway at {redact_url(self.url)}"
         try:
             response = await self._http.get(f"/v2/models/{self.model}")
         except httpx.HTTPError as exc:
             raise LabError(
-                f"gateway at {self.url} unreachable ({type(exc).__name__}): start it with "
+                f"{where} unreachable ({type(exc).__name__}): start it with "
                 "`aml-console lab up -s gateway`"
             ) from None
         if response.status_code != 200:
             raise LabError(
-                f"gateway at {self.url} does not serve model {self.model!r}: "
+                f"{where} does not serve model {self.model!r}: "
                 f"HTTP {response.status_code} {response.text[:200]}"
             )
         versions = response.json().get("versions") or []
         if not versions:
-            raise LabError(f"gateway at {self.url} has no version of {self.model!r} loaded")
+            raise LabError(f"{where} has no version of {self.model!r} loaded")
         return str(versions[0])
 
     async def infer(self, client_id: str, rows: Rows) -> InferResult:

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from console.errors import LabError
+from console.urls import redact_url
 
 Rows = NDArray[np.float32]
 PIXEL_MIN, PIXEL_MAX = 0.0, 16.0
@@ -30,21 +31,22 @@ def require_loopback_target(url: str, what: str = "gateway") -> str:
 
     Called before any client or socket exists, so a refused URL never sees a packet.
     """
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:
-        raise LabError(f"{what} url {url!r} is not a valid URL") from None
+        raise LabError(f"{what} url {shown!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
-        raise LabError(f"{what} url {url!r} must be http:// or https://")
+        raise LabError(f"{what} url {shown!r} must be http:// or https://")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
         raise LabError(
-            f"refusing to send lab traffic to {url!r}: host {host or '(none)'!r} is not loopback;"
+            f"refusing to send lab traffic to {shown!r}: host {host or '(none)'!r} is not loopback;"
             " traffic and attacks only target 127.0.0.0/8, ::1 or localhost"
         )
     return url

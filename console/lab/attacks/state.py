@@ -3,7 +3,8 @@
 An attack run from the CLI writes its file when it starts (``running``, with its pid and the
 pid's start time) and rewrites it when it ends (``finished`` with the report, or ``failed``
 with the error). A ``running`` file whose process is gone reads back as ``dead``. Files are
-replaced atomically; the newest ``KEEP`` are kept.
+replaced atomically, mode 0600 in a 0700 folder (reports name clients and models); the newest
+``KEEP`` are kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from console.config import Settings
 from console.lab import process
+from console.lab.private import private_dir, write_private
 
 KEEP = 50
 AttackState = Literal["running", "finished", "failed", "dead"]
@@ -49,12 +51,8 @@ def attacks_dir(settings: Settings) -> Path:
 
 
 def _write(settings: Settings, record: AttackRecord) -> None:
-    directory = attacks_dir(settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{record.id}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    directory = private_dir(attacks_dir(settings))
+    write_private(directory / f"{record.id}.json", record.model_dump_json(indent=2) + "\n")
 
 
 def _prune(settings: Settings) -> None:
