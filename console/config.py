@@ -11,9 +11,11 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,8 +27,48 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from console.errors import ConfigError
+from console.urls import redact_url
 
 DEFAULT_CONFIG = Path("configs/lab.toml")
+
+
+def _checked_url(value: str, schemes: tuple[str, ...], *, host: bool) -> str:
+    """``value`` if a client can use it as a URL of one of ``schemes``; else a ValueError saying
+    why (the URL quoted without its credentials), so a bad value is a config error naming its
+    field rather than a client's exception later."""
+    shown = repr(redact_url(value)[:120])
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number, a broken [IPv6] host
+        raise ValueError(f"{shown} is not a valid URL ({exc})") from None
+    if parts.scheme not in schemes or (host and not parts.hostname):
+        names = [f"{s}://" for s in schemes]
+        wanted = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        article = "an" if schemes[0][0] in "aeioh" else "a"
+        where = " with a host" if host else ""
+        raise ValueError(f"must be {article} {wanted} URL{where}, not {shown}")
+    if port == 0:
+        raise ValueError(f"{shown} has port 0")
+    return value
+
+
+def _http_url(value: str) -> str:
+    return _checked_url(value, ("http", "https"), host=True)
+
+
+def _redis_url(value: str) -> str:
+    _checked_url(value, ("redis", "rediss", "unix"), host=False)
+    database = urlsplit(value).path.strip("/")
+    if not value.startswith("unix:") and database and not database.isdigit():
+        raise ValueError(f"database {database[:40]!r} is not a number (redis://host:port/0)")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http(s) URL with a host (a backend's base URL)."""
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+"""A URL redis-py accepts: redis://, rediss:// or unix://."""
 
 
 class Section(BaseModel):
@@ -36,7 +78,7 @@ class Section(BaseModel):
 
 
 class RedisSection(Section):
-    url: str = "redis://127.0.0.1:16379/0"
+    url: RedisUrl = "redis://127.0.0.1:16379/0"
     """Policy store and lock service."""
     timeout_s: float = 2.0
     """Per-command timeout."""
@@ -45,18 +87,18 @@ class RedisSection(Section):
 
 
 class MlflowSection(Section):
-    url: str = "http://127.0.0.1:15000"
+    url: HttpUrl = "http://127.0.0.1:15000"
     """MLflow tracking server (the model registry)."""
     timeout_s: float = 5.0
 
 
 class AlertmanagerSection(Section):
-    url: str = "http://127.0.0.1:19093"
+    url: HttpUrl = "http://127.0.0.1:19093"
     timeout_s: float = 5.0
 
 
 class PrometheusSection(Section):
-    url: str = "http://127.0.0.1:19090"
+    url: HttpUrl = "http://127.0.0.1:19090"
     """PromQL endpoint the console queries: Prometheus, or any compatible engine (point it at
     ``victoria_metrics.url`` when the lab runs VictoriaMetrics)."""
     timeout_s: float = 5.0
@@ -65,9 +107,9 @@ class PrometheusSection(Section):
 class VictoriaMetricsSection(Section):
     """The lab's alternative query engine (``lab up --metrics victoria-metrics``)."""
 
-    url: str = "http://127.0.0.1:18428"
+    url: HttpUrl = "http://127.0.0.1:18428"
     """VictoriaMetrics single node: scrapes the lab's targets and answers PromQL."""
-    vmalert_url: str = "http://127.0.0.1:18880"
+    vmalert_url: HttpUrl = "http://127.0.0.1:18880"
     """vmalert: evaluates ``configs/prometheus/*.yml`` against it, alerts to Alertmanager."""
     timeout_s: float = 5.0
 
@@ -75,7 +117,7 @@ class VictoriaMetricsSection(Section):
 class TracesSection(Section):
     path: str = ".aml/traces"
     """OTLP JSON-lines files, or a Tempo/Jaeger URL."""
-    otlp_endpoint: str | None = None
+    otlp_endpoint: HttpUrl | None = None
     """The lab gateway also exports its spans over OTLP/HTTP (JSON) to this receiver's base
     URL, e.g. ``http://127.0.0.1:4318`` (an OpenTelemetry Collector, Tempo or Jaeger v2)."""
 
@@ -155,7 +197,7 @@ class GatewaySection(Section):
     """The lab's guarded inference gateway (Open Inference / V2 protocol). It serves
     ``models.served`` and scores with ``[detectors]``."""
 
-    url: str = "http://127.0.0.1:18080"
+    url: HttpUrl = "http://127.0.0.1:18080"
     alias_poll_s: float = Field(default=2.0, gt=0)
     """How often the gateway re-reads the aliases (a rollback applies within this)."""
     policy_cache_s: float = Field(default=0.5, ge=0, le=1.0)
@@ -170,6 +212,11 @@ class GatewaySection(Section):
     """Sample-store partitions older than this are deleted."""
     default_qpm: int | None = None
     """Budget for clients without one in the policy store (None: unlimited)."""
+    pseudonym_key: SecretStr | None = None
+    """Secret of the HMAC that turns a bearer API key into a client id (``key-<16 hex>``).
+    Prefer ``CONSOLE_GATEWAY__PSEUDONYM_KEY`` or ``pseudonym_key_file``."""
+    pseudonym_key_file: Path | None = None
+    """Default ``<run_dir>/secrets/pseudonym.key``, made (0600) by the first gateway to start."""
     client_labels: int = Field(default=200, ge=1, le=100_000)
     """Clients with a ``client`` label of their own; the slots go to the riskiest clients,
     the others are counted as ``other``."""
@@ -185,7 +232,7 @@ class GatewaySection(Section):
 class TrafficSection(Section):
     """Benign clients ``lab up`` runs against the gateway (service ``traffic``)."""
 
-    url: str = "http://127.0.0.1:18081"
+    url: HttpUrl = "http://127.0.0.1:18081"
     """Where the generator serves ``/metrics``: what the benign clients saw (requests by
     outcome, latency), scraped beside the gateway's own view."""
     clients: int = Field(default=6, ge=1, le=200)
@@ -380,5 +427,5 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(root)"
-            problems.append(f"{field}: {err['msg']}")
+            problems.append(f"{field}: {str(err['msg']).removeprefix('Value error, ')}")
         raise ConfigError(f"{where}: invalid configuration: " + "; ".join(problems)) from None

@@ -15,6 +15,7 @@ from support import REPO
 
 ROOT = REPO / "console"
 FOUNDATION = {"console", "errors", "config", "durations", "safe_yaml", "model_artifacts", "urls",
+              "private_files", "identity",
               "detectors"}  # fmt: skip
 """Shared by every layer; imports nothing above itself."""
 ALLOWED: dict[str, set[str]] = {

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 from console.errors import AuditWriteError
+from console.private_files import private_dir, write_private
 
-PRIVATE_DIR = 0o700
-PRIVATE_FILE = 0o600
 SMALL_FILE_LIMIT = 64 * 1024
 """A checkpoint or witness is under 1 KiB; anything this big is not one."""
 
@@ -89,16 +88,9 @@ def read_small(path: Path, limit: int = SMALL_FILE_LIMIT) -> bytes | None:
 
 
 def make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and its missing parents, each created one mode 0700."""
-    missing: list[Path] = []
-    while not directory.exists() and directory != directory.parent:
-        missing.append(directory)
-        directory = directory.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir(mode=PRIVATE_DIR)
-        except FileExistsError:
-            continue
+    """Create ``directory`` and its missing parents, each created one 0700 (an existing one,
+    which may be shared, is left as it is)."""
+    private_dir(directory, tighten=False)
 
 
 def replace_file(target: Path, data: bytes, *, sync_dir: bool) -> None:
@@ -107,21 +99,8 @@ def replace_file(target: Path, data: bytes, *, sync_dir: bool) -> None:
     ``sync_dir`` also fsyncs the directory, making the rename itself durable. OSError propagates
     (the temp file is removed).
     """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        make_private_dirs(target.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    make_private_dirs(target.parent)
+    write_private(target, data)
     if sync_dir:
         fsync_dir(target.parent)
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from console.adapters import processes
-from console.lab.private import SERVICE_UMASK, append_private, write_private
+from console.private_files import SERVICE_UMASK, append_private, write_private
 from console.urls import redact_urls_in
 
 # Popen objects of services this process started, so they can be reaped instead of lingering

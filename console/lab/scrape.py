@@ -14,7 +14,7 @@ from pathlib import Path
 
 from console.adapters.rule_files import EVALUATION_INTERVAL, SCRAPE_INTERVAL
 from console.config import Settings
-from console.lab.private import private_dir, write_private
+from console.private_files import private_dir, write_private
 
 __all__ = ["EVALUATION_INTERVAL", "SCRAPE_INTERVAL", "TARGETS_JOB"]
 TARGETS_JOB = "lab"

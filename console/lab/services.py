@@ -1,7 +1,7 @@
 """The lab's service launcher: ``up``, ``down`` and ``status`` of Redis, MLflow, Alertmanager,
 Prometheus (or VictoriaMetrics and vmalert), the gateway and its benign traffic on loopback,
 with data, logs and pid files under ``<run_dir>/lab/<service>/`` (private: 0700 folders,
-0600 files, services run with umask 077; ``console.lab.private``).
+0600 files, services run with umask 077; ``console.private_files``).
 
 ``up`` is idempotent (a live service that answers is reused) and safe to call from several
 processes at once (an ``flock`` on ``<lab_dir>/.lock``). Services outlive the caller: stop them
@@ -24,9 +24,9 @@ from typing import Any, Literal
 from console.config import Settings
 from console.errors import LabError
 from console.lab import guard, process, specs
-from console.lab.private import open_private, private_dir, write_private
 from console.lab.seed import SeededModel, ensure_seed_model
 from console.lab.specs import SERVICE_NAMES, ServiceSpec
+from console.private_files import open_private, private_dir, write_private
 from console.urls import redact_url
 
 State = Literal["running", "stopped", "dead"]

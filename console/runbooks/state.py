@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from console.adapters.processes import start_ticks
 from console.errors import RunNotFound, RunStateError
-from console.runbooks.private_files import private_dir, write_private
+from console.private_files import private_dir, write_private
 
 StepStatus = Literal[
     "pending",

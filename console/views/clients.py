@@ -15,7 +15,6 @@ from console.errors import ConsoleError
 from console.views import queries as q
 from console.views.together import all_at_once, settled
 
-
 UNLABELLED_LISTED = 20
 
 

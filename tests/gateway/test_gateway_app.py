@@ -4,9 +4,11 @@ Redis and MLflow: bad requests, a tampered artifact, Redis outages, flagged samp
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import re
+import stat
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ from support import free_port
 
 from console.detectors.extraction import ExtractionMonitor
 from console.detectors.squeezing import FeatureSqueezer
+from console.identity import key_pseudonym
 from console.lab.seed import SeededModel, download_artifact
 
 pytestmark = pytest.mark.asyncio
@@ -108,6 +111,14 @@ async def test_bad_requests_get_clear_4xx_and_the_gateway_stays_up(
     assert 'aml_bad_requests_total{reason="not_finite"} 2.0' in text
     assert re.search(r'aml_requests_total\{client="key-[0-9a-f]{16}"', text)
     assert "s3cr3t" not in text
+    # The pseudonym is an HMAC under the deployment's secret (0600, made by the gateway), not
+    # a hash anyone can compute from a guessed key.
+    secret_file = gw.gw.settings.run_dir / "secrets" / "pseudonym.key"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    expected = key_pseudonym("s3cr3t", secret_file.read_text().strip().encode())
+    assert f'client="{expected}"' in text
+    unsalted = "key-" + hashlib.sha256(b"s3cr3t").hexdigest()[:16]
+    assert unsalted not in text
 
 
 async def test_unexpected_errors_answer_500_and_count_as_error(
@@ -254,14 +265,20 @@ async def test_flagged_inputs_reach_the_sample_store_with_their_trace(
         assert sample["client"] == "evasive-1" and sample["model"] == seeded_model.name
         assert sample["version"] == seeded_model.champion
         assert np.allclose(sample["input"], row) and len(sample["input"]) == 64
-        import hashlib
-
         assert sample["input_sha256"] == hashlib.sha256(row.tobytes()).hexdigest()
         assert sample["input_sha256"] == span["attrs"]["aml.input_sha256"]
         for key in ("time", "extraction_score", "prediction", "confidence"):
             assert key in sample
     text = (await gw.client.get("/metrics")).text
     assert re.search(r'aml_flagged_total\{client="evasive-1",.*reason="feature_squeezing"', text)
+    # Inputs and client ids are personal data: owner-only files and directories, whatever
+    # the umask (the test runs with the usual 022).
+    for root in (gw.gw.samples_dir, gw.gw.traces_dir):
+        found = [root, *root.rglob("*")]
+        assert len(found) > 1
+        for path in found:
+            want = 0o700 if path.is_dir() else 0o600
+            assert stat.S_IMODE(path.stat().st_mode) == want, path
 
 
 async def test_hash_only_keeps_inputs_out_and_old_partitions_expire(

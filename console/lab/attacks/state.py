@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from console.config import Settings
 from console.lab import process
-from console.lab.private import private_dir, write_private
+from console.private_files import private_dir, write_private
 
 KEEP = 50
 AttackState = Literal["running", "finished", "failed", "dead"]

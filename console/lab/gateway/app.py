@@ -114,7 +114,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     async def infer(request: Request) -> Response:
         try:
             client = client_from_headers(
-                request.headers.get("x-client-id"), request.headers.get("authorization")
+                request.headers.get("x-client-id"),
+                request.headers.get("authorization"),
+                gw.pseudonym_secret,
             )
         except RequestError as exc:
             gw.metrics.bad_requests.labels(exc.reason).inc()

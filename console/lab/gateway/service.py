@@ -17,6 +17,7 @@ import numpy as np
 from console.adapters.policy import CLIENT_ID
 from console.config import Settings
 from console.detectors.extraction import ExtractionMonitor
+from console.identity import key_pseudonym, load_or_create_secret
 from console.lab.gateway.client_slots import OTHER, RESERVED
 from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
@@ -58,7 +59,9 @@ class Caller:
     parent_span_id: str = ""
 
 
-def client_from_headers(client_id: str | None, authorization: str | None) -> str | None:
+def client_from_headers(
+    client_id: str | None, authorization: str | None, pseudonym_secret: bytes
+) -> str | None:
     """``X-Client-Id``, else a pseudonym of the bearer key (the key itself is never stored)."""
     if client_id is not None:
         client_id = client_id.strip()
@@ -79,8 +82,16 @@ def client_from_headers(client_id: str | None, authorization: str | None) -> str
     if authorization:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() == "bearer" and key.strip():
-            return "key-" + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
+            return key_pseudonym(key.strip(), pseudonym_secret)
     return None
+
+
+def _pseudonym_secret(settings: Settings) -> bytes:
+    cfg = settings.gateway
+    if cfg.pseudonym_key is not None and cfg.pseudonym_key.get_secret_value():
+        return cfg.pseudonym_key.get_secret_value().encode()
+    path = cfg.pseudonym_key_file or settings.run_dir / "secrets" / "pseudonym.key"
+    return load_or_create_secret(path)
 
 
 def _local_path(location: str) -> Path | None:
@@ -93,6 +104,7 @@ class Gateway:
     def __init__(self, settings: Settings, *, seed: int = 0) -> None:
         self.settings = settings
         cfg = settings.gateway
+        self.pseudonym_secret = _pseudonym_secret(settings)
         self.metrics = GatewayMetrics(
             settings.models.served,
             client_capacity=cfg.client_labels,
@@ -116,8 +128,10 @@ class Gateway:
             on_store_state=lambda up: self.metrics.policy_up.set(1 if up else 0),
         )
         self.extraction = {name: ExtractionMonitor() for name in settings.models.served}
-        self._span_sink = JsonlSink("traces", on_drop=self.metrics.dropped.labels("traces").inc)
         traces_dir = _local_path(settings.traces.path)
+        self._span_sink = JsonlSink(
+            "traces", on_drop=self.metrics.dropped.labels("traces").inc, root=traces_dir
+        )
         self.otlp: OtlpHttpExporter | None = None
         if settings.traces.otlp_endpoint:
             dropped = self.metrics.dropped.labels("otlp").inc
@@ -130,6 +144,7 @@ class Gateway:
             "samples",
             on_drop=self.metrics.dropped.labels("samples").inc,
             housekeeping=self._expire_samples,
+            root=samples_dir,
         )
         if samples_dir is not None:
             self.samples = SampleStore(

@@ -1,5 +1,6 @@
 """Append-only JSON-lines files written by a background thread, so the event loop never waits
-on the disk. A full queue drops records (counted) rather than slowing requests down."""
+on the disk. A full queue drops records (counted) rather than slowing requests down. Files are
+0600 and their directories 0700: spans and samples hold client ids and their inputs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from console.private_files import append_private_text, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,11 @@ class JsonlSink:
         on_drop: Callable[[], None] | None = None,
         housekeeping: Callable[[], None] | None = None,
         housekeeping_s: float = 86_400.0,
+        root: Path | None = None,
     ) -> None:
+        """``root``: the directory the files go under; it and what the sink creates below it
+        are made owner-only (spans and samples hold client ids and inputs)."""
+        self._root = root
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=max_queue)
         self._flush_s = flush_s
         self._on_drop = on_drop
@@ -115,8 +122,10 @@ class JsonlSink:
         if handle is None:
             # A new file (a new day) means the others are done: do not hold handles forever.
             self._close_files()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = path.open("a", encoding="utf-8")
+            if self._root is not None:
+                private_dir(self._root)  # made, or tightened if an older run left it 0755
+            private_dir(path.parent)
+            handle = append_private_text(path)
             self._files[path] = handle
         return handle
 

@@ -11,8 +11,8 @@ from pydantic import Field
 from console.adapters.mlflow import ModelName
 from console.adapters.policy import ClientId
 from console.errors import AdapterError, RunbookError
+from console.private_files import private_dir, write_private
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.private_files import private_dir, write_private
 
 
 class EvidenceArgs(ActionArgs):
