@@ -92,9 +92,10 @@ async def _trial(
 ) -> dict[str, Any]:
     gateway, alertmanager = settings.gateway.url, settings.alertmanager.url
     attack = asyncio.create_task(
-        run_extraction(settings, client, rate=rate, budget=20_000, duration=300.0, seed=11,
-                       give_up_after=10)
-    )  # fmt: skip
+        run_extraction(
+            settings, client, rate=rate, budget=20_000, duration=300.0, seed=11, give_up_after=10
+        )
+    )
     while await asyncio.to_thread(_answered, gateway, client) == 0:
         if attack.done():
             attack.result()  # raises what stopped it

@@ -31,10 +31,27 @@ REPO = Path(__file__).resolve().parents[1]
 def run_drill(config: Path, scenario: str) -> dict[str, Any]:
     env = {**os.environ, "CONSOLE_CONFIG": str(config.resolve())}
     result = subprocess.run(
-        [sys.executable, "-m", "console", "drill", "run", scenario, "--responder", "auto",
-         "--wait-quiet", "600", "--output", "json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "drill",
+            "run",
+            scenario,
+            "--responder",
+            "auto",
+            "--wait-quiet",
+            "600",
+            "--output",
+            "json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if result.returncode not in (0, 3):  # 3: ran, not contained
         raise SystemExit(f"drill {scenario} failed: {result.stderr.strip()[-500:]}")
     summary: dict[str, Any] = json.loads(result.stdout)
@@ -59,7 +76,8 @@ def run(config: Path, scenarios: list[str], trials: int) -> dict[str, Any]:
             "benign_blocked": sum(r["benign_blocked"] for r in runs),
             "false_alerts": sum(r["false_alerts"] for r in runs),
             "ratio_time_to_detect_vs_floor_median": round(median(detect) / floor, 3)
-            if detect and floor else None,  # fmt: skip
+            if detect and floor
+            else None,
         }
     return out
 

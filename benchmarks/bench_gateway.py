@@ -92,9 +92,13 @@ def run(config: Path, requests: int = 2000, concurrency: int = 8) -> dict[str, A
     onnx = download_artifact(settings.mlflow.url, "digits", version)
     plain = LoadedModel("digits", version, "", datetime.now(UTC), make_session(onnx))
     guarded_model = LoadedModel(
-        "digits", version, "", datetime.now(UTC),
-        make_session(onnx, settings.detectors.squeezers), guarded=True,
-    )  # fmt: skip
+        "digits",
+        version,
+        "",
+        datetime.now(UTC),
+        make_session(onnx, settings.detectors.squeezers),
+        guarded=True,
+    )
     rows = [x[i % len(x)][None, :] for i in range(requests)]
     model = _timed(lambda i: plain.run(rows[i]), requests)
     monitor = ExtractionMonitor()

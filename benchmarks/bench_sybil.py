@@ -31,16 +31,16 @@ from console.config import Settings, load_settings
 from console.lab import services
 from console.lab.attacks.extraction import run_extraction
 
-PAYLOAD = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                       "data": [0.0] * 64}]}  # fmt: skip
+PAYLOAD = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
 
 
 async def _throwaway_ids(settings: Settings, count: int, per_s: float, prefix: str) -> None:
     model = settings.models.served[0]
     async with httpx.AsyncClient(base_url=settings.gateway.url, timeout=10, trust_env=False) as c:
         for i in range(count):
-            await c.post(f"/v2/models/{model}/infer", json=PAYLOAD,
-                         headers={"X-Client-Id": f"{prefix}-{i}"})  # fmt: skip
+            await c.post(
+                f"/v2/models/{model}/infer", json=PAYLOAD, headers={"X-Client-Id": f"{prefix}-{i}"}
+            )
             await asyncio.sleep(1 / per_s)
 
 
@@ -57,9 +57,10 @@ async def _trial(settings: Settings, store: PolicyStore, client: str, rate: floa
 
     gateway, alertmanager = settings.gateway.url, settings.alertmanager.url
     attack = asyncio.create_task(
-        run_extraction(settings, client, rate=rate, budget=20_000, duration=300.0, seed=11,
-                       give_up_after=10)
-    )  # fmt: skip
+        run_extraction(
+            settings, client, rate=rate, budget=20_000, duration=300.0, seed=11, give_up_after=10
+        )
+    )
     started = time.monotonic()
     while not await asyncio.to_thread(_alert_active, alertmanager, client):
         if attack.done():

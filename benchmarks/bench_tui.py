@@ -149,8 +149,9 @@ def _clients_calls(sources: Backends) -> dict[str, Call]:
     prom = sources.prometheus
     instant = (q.CLIENT_RATE, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED, q.CLIENT_REFUSED)
     calls: dict[str, Call] = {pq.key: _instant(prom, pq.promql) for pq in instant}
-    calls[q.CLIENT_HEATMAP.key] = _range(prom, q.CLIENT_HEATMAP, q.HEATMAP_WINDOW_S,
-                                         q.HEATMAP_STEP_S)  # fmt: skip
+    calls[q.CLIENT_HEATMAP.key] = _range(
+        prom, q.CLIENT_HEATMAP, q.HEATMAP_WINDOW_S, q.HEATMAP_STEP_S
+    )
     calls["policy.blocks"] = sources.policy.list_blocks
     calls["policy.budgets"] = sources.policy.list_budgets
     return calls
@@ -158,11 +159,19 @@ def _clients_calls(sources: Backends) -> dict[str, Call]:
 
 def _models_calls(sources: Backends) -> dict[str, Call]:
     prom = sources.prometheus
-    instant = (q.MODEL_REQUESTS, q.MODEL_LATENCY_P50, q.MODEL_LATENCY_P95, q.MODEL_LATENCY_P99,
-               q.MODEL_ERRORS, q.MODEL_FLAG_RATE, q.MODEL_CONFIDENCE_Z)  # fmt: skip
+    instant = (
+        q.MODEL_REQUESTS,
+        q.MODEL_LATENCY_P50,
+        q.MODEL_LATENCY_P95,
+        q.MODEL_LATENCY_P99,
+        q.MODEL_ERRORS,
+        q.MODEL_FLAG_RATE,
+        q.MODEL_CONFIDENCE_Z,
+    )
     calls: dict[str, Call] = {pq.key: _instant(prom, pq.promql) for pq in instant}
-    calls[q.MODEL_CONFIDENCE.key] = _range(prom, q.MODEL_CONFIDENCE, q.CONFIDENCE_WINDOW_S,
-                                           q.CONFIDENCE_STEP_S)  # fmt: skip
+    calls[q.MODEL_CONFIDENCE.key] = _range(
+        prom, q.MODEL_CONFIDENCE, q.CONFIDENCE_WINDOW_S, q.CONFIDENCE_STEP_S
+    )
     for name in sources.settings.models.served:
         calls[f"registry.model.{name}"] = _bind(sources.registry.get_model, name)
         calls[f"registry.versions.{name}"] = _bind(sources.registry.list_versions, name)
@@ -311,9 +320,11 @@ def _families(n: int) -> tuple[list[tuple[str, float]], str, list[tuple[str, flo
     ]
     scores = "\n".join(
         ["# TYPE aml_client_extraction_score gauge"]
-        + [f"aml_client_extraction_score{{{la}}} {(i * 104729 % 1000) * 0.00014:.4f}"
-           for i, la in enumerate(labels)]
-    )  # fmt: skip
+        + [
+            f"aml_client_extraction_score{{{la}}} {(i * 104729 % 1000) * 0.00014:.4f}"
+            for i, la in enumerate(labels)
+        ]
+    )
     flagged = [(f"aml_flagged_total{{{labels[i]}}}", rates[i] * 0.02) for i in range(0, n, 10)]
     return requests, scores, flagged
 
@@ -573,8 +584,9 @@ def main() -> None:
         result = _drive_tui(config, args.tui_driver)
     else:
         sizes = tuple(int(n) for n in args.sizes.split(","))
-        result = run(config, args.starts, args.refreshes, sizes, args.scale_refreshes,
-                     args.settle_s)  # fmt: skip
+        result = run(
+            config, args.starts, args.refreshes, sizes, args.scale_refreshes, args.settle_s
+        )
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
 

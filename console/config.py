@@ -318,8 +318,11 @@ class Settings(BaseSettings):
         if not isinstance(data, dict) or not isinstance(data.get("gateway"), dict):
             return data
         gateway = dict(data["gateway"])
-        moved = {"models": ("models", "served"), "squeezers": ("detectors", "squeezers"),
-                 "flag_threshold": ("detectors", "flag_threshold")}  # fmt: skip
+        moved = {
+            "models": ("models", "served"),
+            "squeezers": ("detectors", "squeezers"),
+            "flag_threshold": ("detectors", "flag_threshold"),
+        }
         for old, (section, field) in moved.items():
             if old in gateway:
                 value = gateway.pop(old)

@@ -94,8 +94,9 @@ def load_model(
 ) -> LoadedModel[ModelT]:
     """Read ``path`` and validate it as ``model``; raises ``error([...])`` listing every
     problem."""
-    return parse_model(read_bytes(path, error=error, limits=limits), path, model,
-                       error=error, limits=limits)  # fmt: skip
+    return parse_model(
+        read_bytes(path, error=error, limits=limits), path, model, error=error, limits=limits
+    )
 
 
 def parse_model(

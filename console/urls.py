@@ -13,8 +13,22 @@ from urllib.parse import unquote_plus, urlsplit
 
 MASK = "***"
 SECRET_QUERY_KEYS = frozenset(
-    {"password", "passwd", "pwd", "token", "access_token", "api_key", "apikey", "key",
-     "secret", "client_secret", "auth", "signature", "sig", "x-amz-signature"}  # fmt: skip
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "key",
+        "secret",
+        "client_secret",
+        "auth",
+        "signature",
+        "sig",
+        "x-amz-signature",
+    }
 )
 _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 

@@ -32,8 +32,17 @@ RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 
 # Cumulative share of requests at or under each bucket bound. About 1.5% are over 250 ms, so
 # P99 lands at 375 ms: over the latency objective, which exercises that alert too.
-LATENCY_CDF = {"0.005": 0.5, "0.01": 0.8, "0.025": 0.9, "0.05": 0.95, "0.1": 0.97,
-               "0.25": 0.98, "0.5": 1.0, "1": 1.0, "+Inf": 1.0}  # fmt: skip
+LATENCY_CDF = {
+    "0.005": 0.5,
+    "0.01": 0.8,
+    "0.025": 0.9,
+    "0.05": 0.95,
+    "0.1": 0.97,
+    "0.25": 0.98,
+    "0.5": 1.0,
+    "1": 1.0,
+    "+Inf": 1.0,
+}
 SCORE_CDF = {"0.1": 0.6, "0.25": 0.8, "0.5": 0.9, "0.75": 0.97, "1": 1.0, "+Inf": 1.0}
 CONFIDENCE_CDF = {"0.5": 0.02, "0.7": 0.05, "0.9": 0.2, "0.99": 0.7, "1": 1.0, "+Inf": 1.0}
 
@@ -106,34 +115,40 @@ def exposition(traffic: Traffic, elapsed_s: float) -> str:
     for c in traffic.clients:
         if c.extraction_score >= 0:
             out.append(
-                f'aml_client_extraction_score{{model="{m}",client="{c.name}"}} '
-                f"{c.extraction_score}"
+                f'aml_client_extraction_score{{model="{m}",client="{c.name}"}} {c.extraction_score}'
             )
     out.append("# TYPE aml_new_clients_total counter")
     out.append(f"aml_new_clients_total {traffic.new_clients_per_s * elapsed_s:.6f}")
     if traffic.label_slots is not None:
         used, capacity = traffic.label_slots
-        out += ["# TYPE aml_client_label_slots_used gauge", f"aml_client_label_slots_used {used}",
-                "# TYPE aml_client_label_slots_capacity gauge",
-                f"aml_client_label_slots_capacity {capacity}"]  # fmt: skip
+        out += [
+            "# TYPE aml_client_label_slots_used gauge",
+            f"aml_client_label_slots_used {used}",
+            "# TYPE aml_client_label_slots_capacity gauge",
+            f"aml_client_label_slots_capacity {capacity}",
+        ]
     if traffic.unlabelled is not None:
         who, score, answered = traffic.unlabelled
         series = f'{{model="{m}",client="{who}"}}'
-        out += ["# TYPE aml_unlabelled_extraction_score gauge",
-                f"aml_unlabelled_extraction_score{series} {score}",
-                "# TYPE aml_unlabelled_answered_rate gauge",
-                f"aml_unlabelled_answered_rate{series} {answered}"]  # fmt: skip
+        out += [
+            "# TYPE aml_unlabelled_extraction_score gauge",
+            f"aml_unlabelled_extraction_score{series} {score}",
+            "# TYPE aml_unlabelled_answered_rate gauge",
+            f"aml_unlabelled_answered_rate{series} {answered}",
+        ]
     out.append("# TYPE aml_policy_blocked gauge")
     out += [f'aml_policy_blocked{{client="{c.name}"}} 0' for c in traffic.clients]
     out.append("# TYPE aml_policy_budget_qpm gauge")
     out += [f'aml_policy_budget_qpm{{client="{c.name}"}} 6000' for c in traffic.clients]
     total = sum(c.rps for c in traffic.clients) * elapsed_s
     labels = f'model="{m}",version="{v}"'
-    out += _histogram("aml_request_duration_seconds", labels, LATENCY_CDF, total,
-                      traffic.mean_latency_s)  # fmt: skip
+    out += _histogram(
+        "aml_request_duration_seconds", labels, LATENCY_CDF, total, traffic.mean_latency_s
+    )
     out += _histogram("aml_detector_score", labels, SCORE_CDF, total, traffic.mean_score)
-    out += _histogram("aml_prediction_confidence", labels, CONFIDENCE_CDF, total,
-                      traffic.mean_confidence)  # fmt: skip
+    out += _histogram(
+        "aml_prediction_confidence", labels, CONFIDENCE_CDF, total, traffic.mean_confidence
+    )
     return "\n".join(out) + "\n"
 
 

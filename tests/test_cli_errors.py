@@ -45,8 +45,16 @@ def _one_error_line(result: Any, code: int = 2) -> str:
 
 def test_the_tree_has_every_command() -> None:
     names = {" ".join(p) for p in ALL_COMMANDS}
-    assert {"lab up", "lab attack poisoning", "runbook run", "audit verify", "drill run",
-            "demo", "replay", "tui"} <= names  # fmt: skip
+    assert {
+        "lab up",
+        "lab attack poisoning",
+        "runbook run",
+        "audit verify",
+        "drill run",
+        "demo",
+        "replay",
+        "tui",
+    } <= names
 
 
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "(root)")
@@ -106,8 +114,18 @@ def _isolated_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-BLOCK = ["runbook", "run", "block-client", "-p", "client=x", "-p", "ttl=1m", "-p",
-         "reason=cli errors test", "--dry-run"]  # fmt: skip
+BLOCK = [
+    "runbook",
+    "run",
+    "block-client",
+    "-p",
+    "client=x",
+    "-p",
+    "ttl=1m",
+    "-p",
+    "reason=cli errors test",
+    "--dry-run",
+]
 
 
 @pytest.mark.parametrize(
@@ -119,9 +137,7 @@ BLOCK = ["runbook", "run", "block-client", "-p", "client=x", "-p", "ttl=1m", "-p
         ("prometheus.url", "ftp://127.0.0.1:9090"),
     ],
 )
-def test_a_url_no_client_can_use_names_its_field(
-    tmp_path: Path, field: str, value: str
-) -> None:
+def test_a_url_no_client_can_use_names_its_field(tmp_path: Path, field: str, value: str) -> None:
     variable = "CONSOLE_" + field.upper().replace(".", "__")
     env = _isolated_env(tmp_path, **{variable: value})
     for args in (["runbook", "list"], BLOCK):
@@ -144,14 +160,15 @@ def test_a_redis_password_never_reaches_the_screen(tmp_path: Path) -> None:
 
 
 ROLLBACK = ["runbook", "run", "rollback-model", "-p", "model=digits", "--dry-run"]
-SILENCE = ["runbook", "run", "silence-alert", "-p", "alertname=X", "-p", "duration=1h",
-           "--dry-run"]  # fmt: skip
+SILENCE = ["runbook", "run", "silence-alert", "-p", "alertname=X", "-p", "duration=1h", "--dry-run"]
 
 
 @pytest.mark.parametrize(
     ("variable", "args", "backend"),
-    [("CONSOLE_MLFLOW__URL", ROLLBACK, "mlflow"),
-     ("CONSOLE_ALERTMANAGER__URL", SILENCE, "alertmanager")],  # fmt: skip
+    [
+        ("CONSOLE_MLFLOW__URL", ROLLBACK, "mlflow"),
+        ("CONSOLE_ALERTMANAGER__URL", SILENCE, "alertmanager"),
+    ],
 )
 def test_http_userinfo_never_reaches_the_screen(
     tmp_path: Path, variable: str, args: list[str], backend: str
@@ -166,10 +183,21 @@ def test_http_userinfo_never_reaches_the_screen(
 
 def _one_sample(samples: Path, client: str) -> None:
     now = datetime.now(UTC)
-    row = {"sample_id": "s1", "time": now.isoformat(), "client": client, "model": "digits",
-           "version": "2", "detector_score": 0.1, "extraction_score": 0.0, "prediction": 1,
-           "confidence": 0.9, "flagged": False, "trace_id": "0" * 32, "input_sha256": "0" * 64,
-           "input": [0.0] * 64}  # fmt: skip
+    row = {
+        "sample_id": "s1",
+        "time": now.isoformat(),
+        "client": client,
+        "model": "digits",
+        "version": "2",
+        "detector_score": 0.1,
+        "extraction_score": 0.0,
+        "prediction": 1,
+        "confidence": 0.9,
+        "flagged": False,
+        "trace_id": "0" * 32,
+        "input_sha256": "0" * 64,
+        "input": [0.0] * 64,
+    }
     day = samples / f"dt={now:%Y-%m-%d}"
     day.mkdir(parents=True)
     (day / "samples-1.jsonl").write_text(json.dumps(row) + "\n")
@@ -179,8 +207,11 @@ def test_replay_endpoint_userinfo_never_reaches_the_screen(lab: Any, tmp_path: P
     """Replay through a V2 endpoint whose URL carries credentials (the session lab's MLflow
     resolves the versions; the endpoint's port is closed)."""
     _one_sample(tmp_path / "samples", "cli-errors")
-    env = {**lab.env, "CONSOLE_RUN_DIR": str(tmp_path / "run"),
-           "CONSOLE_SAMPLES__PATH": str(tmp_path / "samples")}  # fmt: skip
+    env = {
+        **lab.env,
+        "CONSOLE_RUN_DIR": str(tmp_path / "run"),
+        "CONSOLE_SAMPLES__PATH": str(tmp_path / "samples"),
+    }
     url = f"http://oncall:{SECRET}@127.0.0.1:{free_port()}"
     proc = run_cli(["replay", "--client", "cli-errors", "--endpoint", url], env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -197,7 +228,14 @@ def test_the_console_script_and_python_m_agree(tmp_path: Path) -> None:
     if script is None:
         pytest.skip("aml-console is not on PATH")
     env = _isolated_env(tmp_path, CONSOLE_REDIS__URL="notaurl")
-    proc = subprocess.run([script, "runbook", "list"], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [script, "runbook", "list"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 1 and "redis.url: " in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

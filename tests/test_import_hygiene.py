@@ -14,9 +14,18 @@ from import_graph import Import, cycles, imports, modules
 from support import REPO
 
 ROOT = REPO / "console"
-FOUNDATION = {"console", "errors", "config", "durations", "safe_yaml", "model_artifacts", "urls",
-              "private_files", "identity",
-              "detectors"}  # fmt: skip
+FOUNDATION = {
+    "console",
+    "errors",
+    "config",
+    "durations",
+    "safe_yaml",
+    "model_artifacts",
+    "urls",
+    "private_files",
+    "identity",
+    "detectors",
+}
 """Shared by every layer; imports nothing above itself."""
 ALLOWED: dict[str, set[str]] = {
     **{unit: FOUNDATION for unit in FOUNDATION},
@@ -28,14 +37,18 @@ ALLOWED: dict[str, set[str]] = {
     "views": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills"},
     "lab": FOUNDATION | {"adapters"},
     "tui": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "views"},
-    "cli": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "views", "lab",
-                         "tui"},  # fmt: skip
+    "cli": FOUNDATION
+    | {"adapters", "audit", "runbooks", "replay", "drills", "views", "lab", "tui"},
     "__main__": {"cli"},
 }
 """Which units a unit may import: a unit is a subpackage of console (``runbooks``) or a
 top-level module (``errors``). The same table is in docs/architecture.md, "Layers"."""
-LAB_IMPORTERS = ("console.cli.lab", "console.cli.lab_attacks", "console.cli.demo",
-                 "console.drills.attacks")  # fmt: skip
+LAB_IMPORTERS = (
+    "console.cli.lab",
+    "console.cli.lab_attacks",
+    "console.cli.demo",
+    "console.drills.attacks",
+)
 """Outside the lab itself, only the lab's commands and the drills' attack bridge use it."""
 MAX_LINES = 480
 
@@ -166,7 +179,13 @@ def test_importing_every_service_loads_no_textual() -> None:
         "print(sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.')"
         " or m.startswith('console.tui')))\n"
     )
-    got = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=False, timeout=120)  # fmt: skip
+    got = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert got.returncode == 0, got.stderr
     assert got.stdout.strip() == "[]", got.stdout

@@ -158,8 +158,12 @@ def test_an_oversized_file_or_text_is_refused(tmp_path: Path) -> None:
     [small] = _problems(tmp_path, GOOD + "#" * 100 + "\n", Limits(max_bytes=64))
     assert "larger than 64" in small
     with pytest.raises(RunbookValidationError, match="larger than 64"):
-        parse_document(GOOD * 4, tmp_path / "text.yaml", error=RunbookValidationError,
-                       limits=Limits(max_bytes=64))  # fmt: skip
+        parse_document(
+            GOOD * 4,
+            tmp_path / "text.yaml",
+            error=RunbookValidationError,
+            limits=Limits(max_bytes=64),
+        )
 
 
 def test_non_utf8_is_refused_with_the_byte(tmp_path: Path) -> None:

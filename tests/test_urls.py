@@ -30,7 +30,10 @@ def test_userinfo_is_cut_out_of_http_urls(url: str, shown: str) -> None:
         ("redis://:hun/ter2@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
         ("redis://:hun#ter2@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
         ("redis://:hun?ter2@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
-        ("unix:///run/redis.sock?db=0&password=hunter2", "unix:///run/redis.sock?db=0&password=***"),
+        (
+            "unix:///run/redis.sock?db=0&password=hunter2",
+            "unix:///run/redis.sock?db=0&password=***",
+        ),
     ],
 )
 def test_redis_urls_lose_their_password(url: str, shown: str) -> None:

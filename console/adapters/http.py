@@ -45,9 +45,7 @@ async def request_json(
     """
     where = f"{backend} {method} {redact_url(str(client.base_url.join(url)))}"
     try:
-        response = await client.request(
-            method, url, json=json_body, params=params, content=content
-        )
+        response = await client.request(method, url, json=json_body, params=params, content=content)
     except httpx.TimeoutException:
         raise BackendUnavailable(f"{where}: timed out", backend) from None
     except httpx.TransportError as exc:

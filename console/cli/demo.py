@@ -24,7 +24,10 @@ def demo(
         60.0, "--attack-after", min=0, max=3600, help="Seconds before the extraction starts."
     ),
     refresh: float | None = typer.Option(
-        None, "--refresh", min=0.5, max=300,
+        None,
+        "--refresh",
+        min=0.5,
+        max=300,
         help="Seconds between refreshes of a view (default: [tui] refresh_s, 2 s).",
     ),
 ) -> None:
@@ -45,12 +48,32 @@ def demo(
         with (log_dir / "attack.log").open("ab") as log:
             # Its own session: it outlives the console, bounded by its own duration and budget.
             subprocess.Popen(
-                [sys.executable, "-m", "console", "lab", "attack", "extraction", "--client",
-                 ATTACKER, "--rate", "30", "--duration", "240", "--budget", "8000",
-                 "--start-after", f"{attack_after:g}", "--output", "json"],
-                env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "console",
+                    "lab",
+                    "attack",
+                    "extraction",
+                    "--client",
+                    ATTACKER,
+                    "--rate",
+                    "30",
+                    "--duration",
+                    "240",
+                    "--budget",
+                    "8000",
+                    "--start-after",
+                    f"{attack_after:g}",
+                    "--output",
+                    "json",
+                ],
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         from console.adapters.backends import Backends
         from console.tui.app import ConsoleApp
         from console.views.catalog import declared

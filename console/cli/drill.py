@@ -48,24 +48,47 @@ def list_drills(ctx: typer.Context, output: OutputFormat = OutputOption) -> None
         for path in scenario_files(settings.drill_dirs):
             try:
                 sc = load_scenario(path).scenario
-                rows.append({"name": sc.name, "title": sc.title, "attack": sc.attack.kind,
-                             "alert": sc.detect.alertname,
-                             "responses": [r.runbook for r in sc.respond], "path": str(path),
-                             "valid": True, "error": None})  # fmt: skip
+                rows.append(
+                    {
+                        "name": sc.name,
+                        "title": sc.title,
+                        "attack": sc.attack.kind,
+                        "alert": sc.detect.alertname,
+                        "responses": [r.runbook for r in sc.respond],
+                        "path": str(path),
+                        "valid": True,
+                        "error": None,
+                    }
+                )
             except DrillScenarioError as exc:
-                rows.append({"name": path.stem, "title": "", "attack": "", "alert": "",
-                             "responses": [], "path": str(path), "valid": False,
-                             "error": str(exc)})  # fmt: skip
+                rows.append(
+                    {
+                        "name": path.stem,
+                        "title": "",
+                        "attack": "",
+                        "alert": "",
+                        "responses": [],
+                        "path": str(path),
+                        "valid": False,
+                        "error": str(exc),
+                    }
+                )
 
     def render() -> None:
         table = new_table("scenario", "attack", "expected alert", "scripted response", "title")
         for r in rows:
             if r["valid"]:
-                table.add_row(safe(r["name"]), safe(r["attack"]), safe(r["alert"]),
-                              safe(", ".join(r["responses"])), safe(r["title"]))  # fmt: skip
+                table.add_row(
+                    safe(r["name"]),
+                    safe(r["attack"]),
+                    safe(r["alert"]),
+                    safe(", ".join(r["responses"])),
+                    safe(r["title"]),
+                )
             else:
-                table.add_row(f"[red]{safe(r['name'])}[/]", "[red]INVALID[/]", "", "",
-                              safe(r["error"]))  # fmt: skip
+                table.add_row(
+                    f"[red]{safe(r['name'])}[/]", "[red]INVALID[/]", "", "", safe(r["error"])
+                )
         out.print(table)
 
     emit(rows, output, render)
@@ -101,7 +124,10 @@ def run(
         "human: respond from `aml-console tui` in another terminal, the drill keeps the clock.",
     ),
     wait_quiet: float = typer.Option(
-        0.0, "--wait-quiet", min=0, max=3600,
+        0.0,
+        "--wait-quiet",
+        min=0,
+        max=3600,
         help="Seconds to wait for the scenario's alert to resolve if it is already firing "
         "(default: refuse at once).",
     ),
@@ -117,15 +143,18 @@ def run(
         if settings.read_only:  # whoever responds, the drill attacks the lab
             raise read_only_refusal("drill run")
         loaded = find_scenario(scenario, settings.drill_dirs)
-        runner = DrillRunner(settings, loaded, responder.value, on_event=_print_event,
-                             wait_quiet_s=wait_quiet)  # fmt: skip
+        runner = DrillRunner(
+            settings, loaded, responder.value, on_event=_print_event, wait_quiet_s=wait_quiet
+        )
         title = loaded.scenario.title or loaded.scenario.name
         err.print(f"drill {safe(runner.drill_id)}: {safe(title)}")
         if responder is ResponderChoice.human:
             alert = loaded.scenario.detect.alertname
-            err.print(f"respond from the console: `aml-console tui` (attacker "
-                      f"[bold]{safe(runner.attacker)}[/], alert {safe(alert)}); "
-                      "the clock is running")  # fmt: skip
+            err.print(
+                f"respond from the console: `aml-console tui` (attacker "
+                f"[bold]{safe(runner.attacker)}[/], alert {safe(alert)}); "
+                "the clock is running"
+            )
         try:
             report = asyncio.run(runner.run())
         except KeyboardInterrupt:
@@ -166,22 +195,50 @@ def history(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     rows = []
     for p in past:
         scores = (p.data or {}).get("scores", {})
-        rows.append({"id": p.id, "scenario": (p.data or {}).get("scenario"),
-                     "responder": (p.data or {}).get("responder"), **scores,
-                     "problem": p.problem})  # fmt: skip
+        rows.append(
+            {
+                "id": p.id,
+                "scenario": (p.data or {}).get("scenario"),
+                "responder": (p.data or {}).get("responder"),
+                **scores,
+                "problem": p.problem,
+            }
+        )
 
     def render() -> None:
-        table = new_table("drill", "scenario", "responder", "contained", "detect s",
-                          "mitigate s", "answered", "attacker success", "benign blocked",
-                          "false alerts")  # fmt: skip
+        table = new_table(
+            "drill",
+            "scenario",
+            "responder",
+            "contained",
+            "detect s",
+            "mitigate s",
+            "answered",
+            "attacker success",
+            "benign blocked",
+            "false alerts",
+        )
         for r in rows:
             if r["problem"]:
                 table.add_row(safe(r["id"]), f"[red]unreadable: {safe(r['problem'])}[/]")
                 continue
-            table.add_row(*(safe(_fmt(r.get(k))) for k in (
-                "id", "scenario", "responder", "contained", "time_to_detect_s",
-                "time_to_mitigate_s", "attacker_queries_answered", "attacker_success",
-                "benign_blocked", "false_alerts")))  # fmt: skip
+            table.add_row(
+                *(
+                    safe(_fmt(r.get(k)))
+                    for k in (
+                        "id",
+                        "scenario",
+                        "responder",
+                        "contained",
+                        "time_to_detect_s",
+                        "time_to_mitigate_s",
+                        "attacker_queries_answered",
+                        "attacker_success",
+                        "benign_blocked",
+                        "false_alerts",
+                    )
+                )
+            )
         out.print(table)
 
     emit(rows, output, render)
@@ -206,8 +263,9 @@ def show(
         out.print(f"[bold]drill {safe(past.id)}[/] ({safe(past.path)})")
         timeline = new_table("t", "event", "detail")
         for event in data.get("timeline", []):
-            timeline.add_row(f"{event.get('at_s', 0):.1f}s", safe(event.get("kind")),
-                             safe(event.get("detail")))  # fmt: skip
+            timeline.add_row(
+                f"{event.get('at_s', 0):.1f}s", safe(event.get("kind")), safe(event.get("detail"))
+            )
         out.print(timeline)
         scores = new_table("score", "value")
         for key, value in data.get("scores", {}).items():

@@ -51,8 +51,10 @@ def _run_attack(
         from console.lab.attacks.launch import prepare_attack
 
         attack = prepare_attack(context(ctx).settings, kind, client, model, args)
-        err.print(f"{safe(kind)} as {safe(client)} against {safe(attack.model)} at "
-                  f"{safe(redact_url(attack.target))}")  # fmt: skip
+        err.print(
+            f"{safe(kind)} as {safe(client)} against {safe(attack.model)} at "
+            f"{safe(redact_url(attack.target))}"
+        )
         data = asyncio.run(attack.run(start_after=start_after))
     emit(data, output, lambda: _render_report(f"{kind} report", data))
 
@@ -96,8 +98,15 @@ def extraction(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Query with synthetic inputs, train a surrogate, report its agreement with the model."""
-    args = {"rate": rate, "budget": budget, "duration": duration, "seed": seed,
-            "strategy": strategy.value, "batch": batch, "give_up_after": give_up_after}  # fmt: skip
+    args = {
+        "rate": rate,
+        "budget": budget,
+        "duration": duration,
+        "seed": seed,
+        "strategy": strategy.value,
+        "batch": batch,
+        "give_up_after": give_up_after,
+    }
     # A scripted attack (demo) waits inside its `lab status` record.
     _run_attack(ctx, "extraction", client, model, output, args, start_after=start_after)
 
@@ -127,8 +136,14 @@ def evasion(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Adversarial examples (ART) sent to the gateway; report success rate and queries."""
-    args = {"method": method.value, "samples": samples, "eps": eps, "budget": budget,
-            "duration": duration, "seed": seed}  # fmt: skip
+    args = {
+        "method": method.value,
+        "samples": samples,
+        "eps": eps,
+        "budget": budget,
+        "duration": duration,
+        "seed": seed,
+    }
     _run_attack(ctx, "evasion", client, model, output, args)
 
 
@@ -147,8 +162,13 @@ def flood(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Many concurrent requests; report achieved rate, outcomes and latency percentiles."""
-    args = {"concurrency": concurrency, "budget": budget, "duration": duration, "seed": seed,
-            "respect_retry_after": respect_retry_after}  # fmt: skip
+    args = {
+        "concurrency": concurrency,
+        "budget": budget,
+        "duration": duration,
+        "seed": seed,
+        "respect_retry_after": respect_retry_after,
+    }
     _run_attack(ctx, "flood", client, model, output, args)
 
 
@@ -201,9 +221,17 @@ def traffic(
 
     def render() -> None:
         table = Table(
-            "client", "rate/s", "requests", "ok", "blocked", "throttled", "other", "p50 ms",
-            "p99 ms", title=f"benign traffic on {safe(report.model)}",
-        )  # fmt: skip
+            "client",
+            "rate/s",
+            "requests",
+            "ok",
+            "blocked",
+            "throttled",
+            "other",
+            "p50 ms",
+            "p99 ms",
+            title=f"benign traffic on {safe(report.model)}",
+        )
         for name, row in data["clients"].items():
             o, lat = row["outcomes"], row["latency"]
             table.add_row(

@@ -42,7 +42,10 @@ def tui(
     ),
     view: View = typer.Option(View("alerts"), "--view", help="The view to open on."),
     refresh: float | None = typer.Option(
-        None, "--refresh", min=0.5, max=300,
+        None,
+        "--refresh",
+        min=0.5,
+        max=300,
         help="Seconds between refreshes of a view (default: [tui] refresh_s, 2 s).",
     ),
     metrics: Engine = typer.Option(

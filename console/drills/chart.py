@@ -8,8 +8,12 @@ from pathlib import Path
 
 from console.drills.report_data import DrillReport
 
-MARKS = {"first-request": ("attack", "black"), "alert-firing": ("alert", "orange"),
-         "mitigation": ("mitigation", "blue"), "contained": ("contained", "green")}  # fmt: skip
+MARKS = {
+    "first-request": ("attack", "black"),
+    "alert-firing": ("alert", "orange"),
+    "mitigation": ("mitigation", "blue"),
+    "contained": ("contained", "green"),
+}
 
 
 def draw_chart(report: DrillReport, path: Path) -> None:
@@ -21,14 +25,20 @@ def draw_chart(report: DrillReport, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(10, 4), dpi=100)
     try:
         times = [row["at_s"] for row in report.series]
-        clients = sorted({k for row in report.series for k, v in row.items()
-                          if k != "at_s" and v > 0})  # fmt: skip
+        clients = sorted(
+            {k for row in report.series for k, v in row.items() if k != "at_s" and v > 0}
+        )
         for client in clients:
             values = [row.get(client, 0.0) for row in report.series]
             attacker = client == report.attacker
-            axes.plot(times, values, label=client, color="red" if attacker else None,
-                      linewidth=2.0 if attacker else 0.8,
-                      alpha=1.0 if attacker else 0.6)  # fmt: skip
+            axes.plot(
+                times,
+                values,
+                label=client,
+                color="red" if attacker else None,
+                linewidth=2.0 if attacker else 0.8,
+                alpha=1.0 if attacker else 0.6,
+            )
         seen: list[str] = []
         top = axes.get_ylim()[1]
         for event in report.timeline:
@@ -38,8 +48,14 @@ def draw_chart(report: DrillReport, path: Path) -> None:
                 axes.axvline(event.at_s, color=color, linestyle="--", linewidth=1)
                 # Staggered: the alert, the mitigation and containment are often a second apart.
                 height = top * (0.95 - 0.1 * (len(seen) - 1))
-                axes.text(event.at_s, height, f" {label} {event.at_s:.0f}s", color=color,
-                          fontsize=8, va="top")  # fmt: skip
+                axes.text(
+                    event.at_s,
+                    height,
+                    f" {label} {event.at_s:.0f}s",
+                    color=color,
+                    fontsize=8,
+                    va="top",
+                )
         axes.set_xlabel("seconds since the drill started")
         axes.set_ylabel("requests/s at the gateway")
         axes.set_title(f"drill {report.scenario}: {report.attacker} against {report.model}")

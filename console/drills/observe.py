@@ -45,8 +45,9 @@ class Counts:
 
     def minus(self, earlier: Counts) -> Counts:
         keys = set(self.by_outcome) | set(earlier.by_outcome)
-        return Counts({k: self.by_outcome.get(k, 0.0) - earlier.by_outcome.get(k, 0.0)
-                       for k in keys})  # fmt: skip
+        return Counts(
+            {k: self.by_outcome.get(k, 0.0) - earlier.by_outcome.get(k, 0.0) for k in keys}
+        )
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ async def counters(client: httpx.AsyncClient, url: str, metric: str) -> dict[str
     try:
         families = list(text_string_to_metric_families(response.text))
     except ValueError as exc:
-        raise BackendResponseError(f"{url}/metrics: not a metrics exposition: {exc}",
-                                   "drill") from None  # fmt: skip
+        raise BackendResponseError(
+            f"{url}/metrics: not a metrics exposition: {exc}", "drill"
+        ) from None
     for family in families:
         if family.name != metric.removesuffix("_total"):
             continue
@@ -134,8 +136,9 @@ class Observer:
             traffic=traffic if isinstance(traffic, dict) else {},
             served_version=version if isinstance(version, str) else None,
             alerts=alerts if isinstance(alerts, list) else [],
-            blocked_clients=frozenset(b.client for b in blocks) if isinstance(blocks, list)
-            else frozenset(),  # fmt: skip
+            blocked_clients=frozenset(b.client for b in blocks)
+            if isinstance(blocks, list)
+            else frozenset(),
             errors=errors,
         )
 

@@ -28,8 +28,9 @@ def write_report(settings: Settings, report: DrillReport) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic(folder / "report.json", json.dumps(report.as_dict(), indent=2, default=str))
-        _atomic(folder / "audit.jsonl",
-                "".join(json.dumps(r, default=str) + "\n" for r in report.audit))  # fmt: skip
+        _atomic(
+            folder / "audit.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in report.audit)
+        )
         _write_series(folder / "series.csv", report.series)
     except OSError as exc:
         reason = exc.strerror or exc
@@ -93,5 +94,13 @@ def load_report(settings: Settings, drill_id: str) -> PastDrill:
     raise DrillError(f"no drill report {drill_id!r} under {where} (see `drill history`)")
 
 
-__all__ = ["DrillReport", "DrillScores", "PastDrill", "TimelineEvent", "drills_dir", "history",
-           "load_report", "write_report"]  # fmt: skip
+__all__ = [
+    "DrillReport",
+    "DrillScores",
+    "PastDrill",
+    "TimelineEvent",
+    "drills_dir",
+    "history",
+    "load_report",
+    "write_report",
+]

@@ -61,15 +61,28 @@ class DrillReport:
 
     def summary(self) -> dict[str, Any]:
         """The flat keys a script reads (``drill run --output json``)."""
-        return {"id": self.id, "scenario": self.scenario, "responder": self.responder,
-                "attacker": self.attacker, "model": self.model, **self.scores.as_dict(),
-                "report_dir": ""}  # fmt: skip
+        return {
+            "id": self.id,
+            "scenario": self.scenario,
+            "responder": self.responder,
+            "attacker": self.attacker,
+            "model": self.model,
+            **self.scores.as_dict(),
+            "report_dir": "",
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "scenario": self.scenario, "responder": self.responder,
-            "attacker": self.attacker, "model": self.model, "started_at": self.started_at,
-            "ended_at": self.ended_at, "scores": self.scores.as_dict(),
-            "timeline": [asdict(e) for e in self.timeline], "series": self.series,
-            "attack_reports": self.attack_reports, "errors": self.errors,
-        }  # fmt: skip
+            "id": self.id,
+            "scenario": self.scenario,
+            "responder": self.responder,
+            "attacker": self.attacker,
+            "model": self.model,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "scores": self.scores.as_dict(),
+            "timeline": [asdict(e) for e in self.timeline],
+            "series": self.series,
+            "attack_reports": self.attack_reports,
+            "errors": self.errors,
+        }

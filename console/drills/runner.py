@@ -42,8 +42,12 @@ Responder = Literal["auto", "human"]
 EventSink = Callable[[TimelineEvent], None]
 POLL_S = 1.0
 MITIGATING_RESULTS = ("ok",)
-MITIGATING_ACTIONS = ("policy.block_client", "policy.set_budget", "registry.rollback",
-                      "registry.set_alias")  # fmt: skip
+MITIGATING_ACTIONS = (
+    "policy.block_client",
+    "policy.set_budget",
+    "registry.rollback",
+    "registry.set_alias",
+)
 """Actions that stop an attacker or undo its effect; evidence capture and silences do not."""
 
 
@@ -92,8 +96,9 @@ class DrillRunner:
         self.responder = responder
         self.on_event = on_event
         self.rules_dir = rules_dir
-        self.drill_id = (f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{self.scenario.name}-"
-                         f"{secrets.token_hex(3)}")  # fmt: skip
+        self.drill_id = (
+            f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{self.scenario.name}-{secrets.token_hex(3)}"
+        )
         # Each run its own attacker id: no series, detector window, policy or silence of an
         # earlier run can make this one look detected or contained.
         self.attacker = f"{self.scenario.attack.client}-{self.drill_id[-6:]}"
@@ -102,22 +107,30 @@ class DrillRunner:
     # ---------------------------------------------------------------------------------------
     async def run(self) -> DrillReport:
         if self.settings.read_only and self.responder == "auto":
-            raise DrillError("read-only mode: the scripted responder cannot act (use "
-                             "--responder human, or leave read-only mode)")  # fmt: skip
+            raise DrillError(
+                "read-only mode: the scripted responder cannot act (use "
+                "--responder human, or leave read-only mode)"
+            )
         backends = Backends(self.settings)
         observer = Observer(backends, self.model)
         state = _State(time.monotonic(), datetime.now(UTC), self.attacker, self.model)
         try:
             baseline = await observer.observe(0.0)
             if not baseline.gateway and baseline.errors:
-                raise DrillError(f"the lab gateway does not answer ({baseline.errors[0]}): "
-                                 "start the lab with `aml-console lab up`")  # fmt: skip
+                raise DrillError(
+                    f"the lab gateway does not answer ({baseline.errors[0]}): "
+                    "start the lab with `aml-console lab up`"
+                )
             baseline = await self._quiet(observer, baseline)
             state.known_alerts = {a.fingerprint for a in baseline.alerts}
             before_version = baseline.served_version
-            self._event(state, "drill-start", f"scenario {self.scenario.name}, attacker "
-                        f"{self.attacker}, responder {self.responder}, serving "
-                        f"{self.model} v{before_version}")  # fmt: skip
+            self._event(
+                state,
+                "drill-start",
+                f"scenario {self.scenario.name}, attacker "
+                f"{self.attacker}, responder {self.responder}, serving "
+                f"{self.model} v{before_version}",
+            )
             attack = asyncio.create_task(self._attack(state))
             responses: list[asyncio.Task[None]] = []
             try:
@@ -127,8 +140,11 @@ class DrillRunner:
                     if not task.done():
                         task.cancel()
                 await asyncio.gather(attack, *responses, return_exceptions=True)
-            reports = attack.result() if attack.done() and not attack.cancelled() and \
-                attack.exception() is None else []  # fmt: skip
+            reports = (
+                attack.result()
+                if attack.done() and not attack.cancelled() and attack.exception() is None
+                else []
+            )
             if attack.done() and not attack.cancelled() and attack.exception() is not None:
                 state.errors.append(f"attack failed: {attack.exception()}")
             self._event(state, "drill-end", "")
@@ -151,8 +167,7 @@ class DrillRunner:
         responder would act on someone else. Wait up to ``wait_quiet_s`` for it to resolve."""
         deadline = time.monotonic() + self.wait_quiet_s
         while True:
-            firing = [a for a in baseline.alerts if a.state in ("active", "") and
-                      self._expected(a)]  # fmt: skip
+            firing = [a for a in baseline.alerts if a.state in ("active", "") and self._expected(a)]
             if not firing:
                 return baseline
             if time.monotonic() >= deadline:
@@ -174,11 +189,15 @@ class DrillRunner:
             if state.contained_s is not None:
                 break
             self._event(state, "attack-launched", f"{spec.kind} round {round_no}/{spec.rounds}")
-            report = await run_attack(self.settings, spec.kind, self.attacker, self.model,
-                                       spec.args)  # fmt: skip
+            report = await run_attack(
+                self.settings, spec.kind, self.attacker, self.model, spec.args
+            )
             reports.append(report)
-            self._event(state, "attack-finished",
-                        f"round {round_no}: stopped {report.get('run', {}).get('stopped', '?')}")
+            self._event(
+                state,
+                "attack-finished",
+                f"round {round_no}: stopped {report.get('run', {}).get('stopped', '?')}",
+            )
             if round_no < spec.rounds:
                 await asyncio.sleep(spec.pause)
         return reports
@@ -208,8 +227,9 @@ class DrillRunner:
                     if response.alert in fired and response.alert not in state.responded:
                         state.responded.add(response.alert)
                         alert = fired[response.alert]
-                        responses.append(asyncio.create_task(
-                            self._respond(state, backends, response, alert)))  # fmt: skip
+                        responses.append(
+                            asyncio.create_task(self._respond(state, backends, response, alert))
+                        )
             await self._see_mitigation(state, backends)
             self._see_containment(state, obs, before_version)
             if attack.done() and attack_done_at is None:
@@ -311,20 +331,23 @@ class DrillRunner:
             applied = record.kind == "step-outcome" and record.result in MITIGATING_RESULTS
             if applied and record.target in targets and record.action in MITIGATING_ACTIONS:
                 state.mitigated_s = round((record.time - state.started_at).total_seconds(), 3)
-                self._event(state, "mitigation",
-                            f"{record.runbook}/{record.step} {record.action} by "
-                            f"{record.operator} (run {record.run_id})", at=state.mitigated_s)
+                self._event(
+                    state,
+                    "mitigation",
+                    f"{record.runbook}/{record.step} {record.action} by "
+                    f"{record.operator} (run {record.run_id})",
+                    at=state.mitigated_s,
+                )
                 return
 
-    def _see_containment(
-        self, state: _State, obs: Observation, before_version: str | None
-    ) -> None:
+    def _see_containment(self, state: _State, obs: Observation, before_version: str | None) -> None:
         if state.contained_s is not None:
             return
         contained = self.scenario.contained
         if contained.served_version is not None:
-            target = before_version if contained.served_version == "before" else \
-                contained.served_version  # fmt: skip
+            target = (
+                before_version if contained.served_version == "before" else contained.served_version
+            )
             # Contained once the served version is back, after the attack changed it.
             changed = any(o.served_version not in (None, target) for o in state.observations)
             if changed and obs.served_version == target:
@@ -332,14 +355,20 @@ class DrillRunner:
             return
         if len(state.observations) < 2 or contained.refused_share is None:
             return
-        now, before = obs.gateway.get(self.attacker), state.observations[-2].gateway.get(
-            self.attacker)  # fmt: skip
+        now, before = (
+            obs.gateway.get(self.attacker),
+            state.observations[-2].gateway.get(self.attacker),
+        )
         if now is None:
             return
         delta = now.minus(before or Counts())
         if delta.refused > 0 and delta.refused / delta.total >= contained.refused_share:
-            self._contain(state, obs, f"{delta.refused:g} of {delta.total:g} attacker requests "
-                          "refused in the last second")  # fmt: skip
+            self._contain(
+                state,
+                obs,
+                f"{delta.refused:g} of {delta.total:g} attacker requests "
+                "refused in the last second",
+            )
 
     def _contain(self, state: _State, obs: Observation, why: str) -> None:
         """Seen refused now: the drill may end. With a refused share, the time reported is
@@ -371,11 +400,18 @@ class DrillRunner:
             state.contained_s = held.at if held else None
             state.answered_at_containment = held.ok if held else None
             if held is not None:
-                state.timeline.append(TimelineEvent(
-                    held.at, "contained", f"refused from here on; {held.ok:g} attacker requests "
-                    "answered by then"))  # fmt: skip
-        answered = state.answered_at_containment if state.contained_s is not None else (
-            final.ok if final else 0.0)  # fmt: skip
+                state.timeline.append(
+                    TimelineEvent(
+                        held.at,
+                        "contained",
+                        f"refused from here on; {held.ok:g} attacker requests answered by then",
+                    )
+                )
+        answered = (
+            state.answered_at_containment
+            if state.contained_s is not None
+            else (final.ok if final else 0.0)
+        )
         contained = state.contained_s is not None
         try:
             records = [r.model_dump(mode="json") for r in audit_since(backends, state.started_at)]
@@ -410,7 +446,6 @@ class DrillRunner:
             audit=records,
             errors=state.errors,
         )
-
 
 
 def _labels(alert: Alert) -> str:

@@ -10,8 +10,12 @@ from typing import Any
 
 from console.drills.observe import Counts, Observation
 
-SUCCESS_METRIC = {"extraction": "surrogate_agreement", "evasion": "success_rate",
-                  "poisoning": "trigger_success_rate", "flood": "answered_share"}  # fmt: skip
+SUCCESS_METRIC = {
+    "extraction": "surrogate_agreement",
+    "evasion": "success_rate",
+    "poisoning": "trigger_success_rate",
+    "flood": "answered_share",
+}
 """What ``attacker_success`` measures per attack kind; a kind not listed is not measured
 (``attacker_success`` None), so a newly registered attack can be drilled before it is."""
 NOT_MEASURED = "not measured"
@@ -28,9 +32,7 @@ class Held:
     """Attacker requests answered by then."""
 
 
-def contained_at(
-    observations: list[Observation], attacker: str, share: float
-) -> Held | None:
+def contained_at(observations: list[Observation], attacker: str, share: float) -> Held | None:
     """The first second in which the attacker was refused, after which it was answered at most
     ``1 - share`` of what it still sent (nothing sent counts as held)."""
     if not observations:

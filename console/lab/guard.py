@@ -54,8 +54,9 @@ def require_lab_service(name: str, url: str) -> LabService:
     where = f"{name} at {redact_url(url)}"
     found = listeners.listeners(port)
     if not found.sockets:
-        raise LabError(f"{where}: nothing listens on port {port}; start it with `aml-console "
-                       f"lab up -s {name}`")  # fmt: skip
+        raise LabError(
+            f"{where}: nothing listens on port {port}; start it with `aml-console lab up -s {name}`"
+        )
     if found.unknown:
         raise LabError(
             f"{where}: cannot see which process listens on port {port} (another user's?); the "
@@ -84,8 +85,12 @@ def _launched(name: str, pid: int, port: int) -> LabService | None:
         if home is None:
             continue
         record = process.read_pid(home / f"{name}.pid")  # ServiceSpec.pid_path
-        if (record is not None and record.pid == group and record.port == port
-                and process.is_alive(record)):  # fmt: skip
+        if (
+            record is not None
+            and record.pid == group
+            and record.port == port
+            and process.is_alive(record)
+        ):
             return LabService(name, home, record)
     return None
 

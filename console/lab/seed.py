@@ -186,9 +186,7 @@ def register_onnx_version(
         if await registry.get_model(name) is None:
             raise LabError(f"registered model {name!r} does not exist")
         experiment_id = await ensure_experiment(registry, experiment)
-        artifact = await log_onnx_run(
-            registry, experiment_id, TrainedModel(kind, onnx, accuracy)
-        )
+        artifact = await log_onnx_run(registry, experiment_id, TrainedModel(kind, onnx, accuracy))
         registered = await registry.create_version(
             name,
             artifact.source,

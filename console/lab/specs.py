@@ -423,9 +423,15 @@ def _gateway(
     settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
 ) -> ServiceSpec:
     return _python_service(
-        settings, "gateway", "console.lab.gateway", port, url, home, "/v2/health/ready",
+        settings,
+        "gateway",
+        "console.lab.gateway",
+        port,
+        url,
+        home,
+        "/v2/health/ready",
         GATEWAY_SECTIONS,
-    )  # fmt: skip
+    )
 
 
 GATEWAY_SECTIONS = ("redis", "mlflow", "traces", "samples", "models", "detectors", "gateway")
@@ -436,9 +442,15 @@ def _traffic(
     settings: Settings, url: str, port: int, home: Path, rules_dir: Path, check: bool
 ) -> ServiceSpec:
     return _python_service(
-        settings, "traffic", "console.lab.traffic_service", port, url, home, "/metrics",
+        settings,
+        "traffic",
+        "console.lab.traffic_service",
+        port,
+        url,
+        home,
+        "/metrics",
         ("models", "gateway", "traffic"),
-    )  # fmt: skip
+    )
 
 
 def child_env(spec: ServiceSpec) -> dict[str, str]:

@@ -59,9 +59,12 @@ def file_problems(runbook: Runbook) -> Iterator[tuple[FieldPath, str]]:
                 continue  # the reference itself is reported by the loader
             named_at = (*at, next(iter(rendered))) if rendered else at  # what names it
             for resource in uncovered(action.changes(rendered), targets):
-                yield named_at, (
-                    f"changes {resource.key}, which the target ({', '.join(targets)}) does not "
-                    "cover: name it in target (the run leases what it changes)"
+                yield (
+                    named_at,
+                    (
+                        f"changes {resource.key}, which the target ({', '.join(targets)}) does not "
+                        "cover: name it in target (the run leases what it changes)"
+                    ),
                 )
 
 
@@ -100,14 +103,20 @@ def _bad_sources(
     for name, value in _resource_args(action, given).items():
         for where, ref in _located_refs(value, (*at, name)):
             if ref.startswith("steps."):
-                yield where, (
-                    f"{{{{ {ref} }}}}: what a step changes is leased before the first step, so "
-                    "it cannot come from an earlier step's result"
+                yield (
+                    where,
+                    (
+                        f"{{{{ {ref} }}}}: what a step changes is leased before the first step, so "
+                        "it cannot come from an earlier step's result"
+                    ),
                 )
             elif _secret(ref, secrets):
-                yield where, (
-                    f"{{{{ {ref} }}}}: a secret parameter cannot name what a step changes "
-                    f"(the run leases it, and {CLEAR})"
+                yield (
+                    where,
+                    (
+                        f"{{{{ {ref} }}}}: a secret parameter cannot name what a step changes "
+                        f"(the run leases it, and {CLEAR})"
+                    ),
                 )
 
 

@@ -64,9 +64,7 @@ def find_runbook(
     raise RunbookError(f"no runbook named {name_or_path!r} in {where} (see `runbook list`)")
 
 
-def _semantics(
-    runbook: Runbook, context: dict[str, Any] | None
-) -> Iterator[tuple[FieldPath, str]]:
+def _semantics(runbook: Runbook, context: dict[str, Any] | None) -> Iterator[tuple[FieldPath, str]]:
     """What the schema alone cannot see: actions, their arguments and literal values,
     references, leases, defaults."""
     from console.runbooks.actions import ACTIONS, CHECKS

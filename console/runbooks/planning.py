@@ -110,9 +110,7 @@ def render_checked(value: Any, where: str, variables: dict[str, Any], redactor: 
         raise ParameterError(f"{where}: {redactor.text(exc)}") from None
 
 
-def validate_args(
-    model: Any, data: Any, where: str, redactor: Redactor, ctx: ActionContext
-) -> Any:
+def validate_args(model: Any, data: Any, where: str, redactor: Redactor, ctx: ActionContext) -> Any:
     """``data`` as ``model``, checked as ``runbook validate`` checks literal values (same
     messages), and against the settings (allowed hosts)."""
     try:

@@ -134,8 +134,7 @@ class RunStore:
             write_private(folder / "state.json", state.model_dump_json(indent=2).encode())
         except OSError as exc:
             raise RunStateError(
-                f"cannot save the state of run {state.run_id} in {folder}: "
-                f"{exc.strerror or exc}"
+                f"cannot save the state of run {state.run_id} in {folder}: {exc.strerror or exc}"
             ) from None
 
     def discard(self, run_id: str) -> None:

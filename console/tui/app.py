@@ -78,8 +78,9 @@ class ConsoleApp(App[None]):
         self.selection: dict[str, str] = {}
         """What was last selected in the views (client, model, alertname): the Runbooks view
         prefills a runbook's parameters of the same names from it."""
-        self.screen_context = ScreenContext(settings, backends, refresh_s, self.selection,
-                                            self.now, self.monotonic)  # fmt: skip
+        self.screen_context = ScreenContext(
+            settings, backends, refresh_s, self.selection, self.now, self.monotonic
+        )
         """What every screen the app opens reads (bound methods: a subclass's clock counts)."""
 
     def on_mount(self) -> None:
@@ -204,8 +205,11 @@ class ConsoleApp(App[None]):
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for view in VIEWS:
-            yield SystemCommand(f"{view.title} view", f"Show the {view.name} view",
-                                lambda n=view.name: self.action_view(n))  # fmt: skip
+            yield SystemCommand(
+                f"{view.title} view",
+                f"Show the {view.name} view",
+                lambda n=view.name: self.action_view(n),
+            )
         yield SystemCommand("Keys", "Every key of the console", self.action_help)
 
     # What the screens ask for (console/tui/messages.py).

@@ -3,8 +3,13 @@ confirmation, so nobody mistakes prod for the lab at 3 a.m."""
 
 from __future__ import annotations
 
-FOREGROUND = {"red": "white", "yellow": "black", "green": "black", "blue": "white",
-              "magenta": "white"}  # fmt: skip
+FOREGROUND = {
+    "red": "white",
+    "yellow": "black",
+    "green": "black",
+    "blue": "white",
+    "magenta": "white",
+}
 
 
 def environment_color(environment: str, configured: str = "auto") -> str:

@@ -55,8 +55,7 @@ def match(
         if view not in declared
     ]
     problems += [
-        f"view {view!r} has {len(classes)} screens: "
-        + ", ".join(c.__qualname__ for c in classes)
+        f"view {view!r} has {len(classes)} screens: " + ", ".join(c.__qualname__ for c in classes)
         for view, classes in by_view.items()
         if len(classes) > 1
     ]

@@ -88,16 +88,23 @@ async def fetch_clients(backends: Backends) -> ClientsSnapshot:
         for key in [(s.metric.get("model", ""), s.metric.get("client", ""))]
     ]
     rows.sort(key=lambda r: (-r.rate, r.model, r.client))
-    times = [end - q.HEATMAP_WINDOW_S + i * q.HEATMAP_STEP_S
-             for i in range(q.HEATMAP_WINDOW_S // q.HEATMAP_STEP_S + 1)]  # fmt: skip
+    times = [
+        end - q.HEATMAP_WINDOW_S + i * q.HEATMAP_STEP_S
+        for i in range(q.HEATMAP_WINDOW_S // q.HEATMAP_STEP_S + 1)
+    ]
     heat_rows: list[tuple[str, str]] = []
     values: list[list[float]] = []
     for series in sorted(heat.series, key=lambda s: -max((v for _, v in s.points), default=0)):
         points = dict(series.points)
         heat_rows.append((series.metric.get("model", ""), series.metric.get("client", "")))
         values.append([_nearest(points, t, q.HEATMAP_STEP_S) for t in times])
-    warnings = [*rate.warnings, *extraction.warnings, *flagged.warnings, *refused.warnings,
-                *heat.warnings]  # fmt: skip
+    warnings = [
+        *rate.warnings,
+        *extraction.warnings,
+        *flagged.warnings,
+        *refused.warnings,
+        *heat.warnings,
+    ]
     unlabelled = unlabelled_task.result()
     return ClientsSnapshot(
         rows,

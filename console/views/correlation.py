@@ -34,13 +34,15 @@ async def fetch_correlated(
 
     def spans() -> list[SpanRecord]:
         path = local_path(backends.settings.traces.path, "traces")
-        return read_spans(path, SpanFilter(client=client, model=model, since=since,
-                                           limit=LIMIT)).records  # fmt: skip
+        return read_spans(
+            path, SpanFilter(client=client, model=model, since=since, limit=LIMIT)
+        ).records
 
     def samples() -> list[SampleRecord]:
         path = local_path(backends.settings.samples.path, "sample store")
-        return read_samples(path, SampleFilter(client=client, model=model, since=since,
-                                               limit=LIMIT)).records  # fmt: skip
+        return read_samples(
+            path, SampleFilter(client=client, model=model, since=since, limit=LIMIT)
+        ).records
 
     span_result, sample_result = await asyncio.gather(
         asyncio.to_thread(spans), asyncio.to_thread(samples), return_exceptions=True

@@ -88,5 +88,8 @@ def _alias_move(before: object) -> dict[str, str | None]:
     if not isinstance(before, dict):
         return {}
     version = before.get("version")
-    return {"model": before.get("model"), "alias": before.get("alias"),
-            "before_version": None if version is None else str(version)}  # fmt: skip
+    return {
+        "model": before.get("model"),
+        "alias": before.get("alias"),
+        "before_version": None if version is None else str(version),
+    }

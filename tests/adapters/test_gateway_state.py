@@ -23,8 +23,14 @@ async def test_a_gateway_that_is_down_is_unavailable() -> None:
     ("body", "words"),
     [
         ({"label_slots": {"capacity": 2}, "tracked": 1, "unlabelled": []}, "label_slots.used"),
-        ({"label_slots": {"capacity": 2, "used": 2}, "tracked": 1,
-          "unlabelled": [{"client": "x" * 500}]}, "unlabelled.0"),  # fmt: skip
+        (
+            {
+                "label_slots": {"capacity": 2, "used": 2},
+                "tracked": 1,
+                "unlabelled": [{"client": "x" * 500}],
+            },
+            "unlabelled.0",
+        ),
         ([1, 2, 3], "(body)"),
     ],
 )

@@ -121,10 +121,25 @@ def test_lab_down_stops_running_attacks(attack_lab: AttackLab, tmp_path: Path) -
 
     env = {**attack_lab.env, "CONSOLE_RUN_DIR": str(tmp_path / "run")}
     attacker = subprocess.Popen(
-        [sys.executable, "-m", "console", "lab", "attack", "extraction", "--client",
-         "mallory-down", "--model", attack_lab.model, "--start-after", "300"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "lab",
+            "attack",
+            "extraction",
+            "--client",
+            "mallory-down",
+            "--model",
+            attack_lab.model,
+            "--start-after",
+            "300",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with pytest.MonkeyPatch.context() as mp:
             for key, value in env.items():

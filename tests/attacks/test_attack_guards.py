@@ -46,10 +46,20 @@ def test_poisoning_through_a_port_forward_is_refused_and_the_registry_untouched(
     but not started by the launcher."""
     port = service_port("mlflow", lab.settings.mlflow.url)
     with Forwarder(port) as forward:
-        env = {**lab.env, "CONSOLE_RUN_DIR": str(tmp_path / "run"),
-               "CONSOLE_MLFLOW__URL": forward.url}  # fmt: skip
-        args = ["lab", "attack", "poisoning", "--client", "mallory-fwd",
-                "--model", seeded_model.name]  # fmt: skip
+        env = {
+            **lab.env,
+            "CONSOLE_RUN_DIR": str(tmp_path / "run"),
+            "CONSOLE_MLFLOW__URL": forward.url,
+        }
+        args = [
+            "lab",
+            "attack",
+            "poisoning",
+            "--client",
+            "mallory-fwd",
+            "--model",
+            seeded_model.name,
+        ]
         refused_as_not_ours(cli(args, env), "mlflow")
         assert forward.connections == 0
     after = describe_model(lab.settings.mlflow.url, seeded_model.name)
@@ -62,20 +72,39 @@ def test_attacks_and_traffic_through_a_port_forward_are_refused(attack_lab: Atta
     with Forwarder(port) as forward:
         env = {**attack_lab.env, "CONSOLE_GATEWAY__URL": forward.url}
         for args in (
-            ["lab", "attack", "flood", "--client", "mallory-fwd", "--budget", "20",
-             "--model", attack_lab.model],
-            ["lab", "attack", "extraction", "--client", "mallory-fwd", "--budget", "20",
-             "--model", attack_lab.model],
+            [
+                "lab",
+                "attack",
+                "flood",
+                "--client",
+                "mallory-fwd",
+                "--budget",
+                "20",
+                "--model",
+                attack_lab.model,
+            ],
+            [
+                "lab",
+                "attack",
+                "extraction",
+                "--client",
+                "mallory-fwd",
+                "--budget",
+                "20",
+                "--model",
+                attack_lab.model,
+            ],
             ["lab", "traffic", "--clients", "1", "--duration", "1", "--model", attack_lab.model],
-        ):  # fmt: skip
+        ):
             refused_as_not_ours(cli(args, env), "gateway")
         assert forward.connections == 0
     # `lab status` says why the attacks did not run.
     records = [a for a in list_attacks(attack_lab.settings) if a.client == "mallory-fwd"]
     assert {a.kind for a in records} == {"flood", "extraction"}
     assert all(a.state == "failed" and "did not start" in (a.error or "") for a in records)
-    assert "mallory-fwd" not in metric_values(attack_lab.url, "aml_requests_total",
-                                              attack_lab.model)  # fmt: skip
+    assert "mallory-fwd" not in metric_values(
+        attack_lab.url, "aml_requests_total", attack_lab.model
+    )
 
 
 def test_the_launchers_own_services_are_recognised(attack_lab: AttackLab, lab: LabHandle) -> None:
@@ -116,14 +145,30 @@ def test_attack_records_and_the_gateways_files_are_private(attack_lab: AttackLab
     """Whatever the umask (0 here): attack records 0600 in a 0700 folder; the gateway's pid
     file, log and settings (which carry the Redis URL and so its password) 0600."""
     with umask(0):
-        result = cli(["lab", "attack", "flood", "--client", "mallory-modes", "--budget", "5",
-                      "--concurrency", "1", "--model", attack_lab.model, "-o", "json"],
-                     attack_lab.env)  # fmt: skip
+        result = cli(
+            [
+                "lab",
+                "attack",
+                "flood",
+                "--client",
+                "mallory-modes",
+                "--budget",
+                "5",
+                "--concurrency",
+                "1",
+                "--model",
+                attack_lab.model,
+                "-o",
+                "json",
+            ],
+            attack_lab.env,
+        )
     assert result.exit_code == 0, result.stderr
     attacks = attack_lab.settings.lab_dir / "attacks"
     assert mode(attacks) == 0o700 and mode(attack_lab.settings.lab_dir) == 0o700
-    mine = [p for p in attacks.glob("*.json")
-            if json.loads(p.read_text())["client"] == "mallory-modes"]  # fmt: skip
+    mine = [
+        p for p in attacks.glob("*.json") if json.loads(p.read_text())["client"] == "mallory-modes"
+    ]
     assert mine and all(mode(p) == 0o600 for p in mine)
     home = attack_lab.settings.lab_dir / "gateway"
     assert mode(home) == 0o700

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def _served(lab: AttackLab, rows: list[list[float]]) -> tuple[str, list[int]]:
-    body = {"inputs": [{"name": "input", "shape": [len(rows), 64], "datatype": "FP32",
-                        "data": rows}]}  # fmt: skip
+    body = {
+        "inputs": [{"name": "input", "shape": [len(rows), 64], "datatype": "FP32", "data": rows}]
+    }
     response = httpx.post(
         f"{lab.url}/v2/models/{lab.poison_model}/infer",
         json=body,

@@ -33,8 +33,11 @@ def test_the_cli_commands_and_scenario_kinds_are_the_registry() -> None:
     assert attack_kinds() == KINDS == tuple(ATTACKS)
     assert set(KINDS) == {"extraction", "evasion", "flood", "poisoning"}
     for kind in KINDS:
-        scenario = {"name": "x", "attack": {"kind": kind, "client": "m"},
-                    "detect": {"alertname": "A"}}  # fmt: skip
+        scenario = {
+            "name": "x",
+            "attack": {"kind": kind, "client": "m"},
+            "detect": {"alertname": "A"},
+        }
         assert Scenario.model_validate(scenario).attack.kind == kind
 
 

@@ -87,9 +87,15 @@ class AuditConsole:
 
     def block(self, client: str) -> subprocess.CompletedProcess[str]:
         return self.cli(
-            "runbook", "run", "block-client", "-p", f"client={client}", "-p",
-            "reason=audit witness test", "--yes",
-        )  # fmt: skip
+            "runbook",
+            "run",
+            "block-client",
+            "-p",
+            f"client={client}",
+            "-p",
+            "reason=audit witness test",
+            "--yes",
+        )
 
     def verify_json(self) -> tuple[int, dict[str, Any]]:
         result = self.cli("audit", "verify", "--output", "json")

@@ -27,23 +27,30 @@ def test_shipped_scenarios_are_listed_and_valid() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: x\nattack: {kind: extraction, client: m}\ndetect: {alertname: A}\n"
-         "respond:\n  - on: A\n    runbook: block-client\n", "respond.0.alert"),
-        ("name: x\nattack: {kind: extraction, client: m, args: {rate: 5, speed: 9}}\n"
-         "detect: {alertname: A}\n", "unknown extraction argument(s) ['speed']"),
-        ("name: x\nattack: {kind: teleport, client: m}\ndetect: {alertname: A}\n",
-         "attack.kind"),
-        ("name: x\nattack: {kind: flood, client: m}\ndetect: {alertname: A}\ntimeout: 5 years\n",
-         "is not a duration"),
-        ("name: x\nattack: {kind: flood, client: 'a;rm -rf /'}\ndetect: {alertname: A}\n",
-         "attack.client"),
+        (
+            "name: x\nattack: {kind: extraction, client: m}\ndetect: {alertname: A}\n"
+            "respond:\n  - on: A\n    runbook: block-client\n",
+            "respond.0.alert",
+        ),
+        (
+            "name: x\nattack: {kind: extraction, client: m, args: {rate: 5, speed: 9}}\n"
+            "detect: {alertname: A}\n",
+            "unknown extraction argument(s) ['speed']",
+        ),
+        ("name: x\nattack: {kind: teleport, client: m}\ndetect: {alertname: A}\n", "attack.kind"),
+        (
+            "name: x\nattack: {kind: flood, client: m}\ndetect: {alertname: A}\ntimeout: 5 years\n",
+            "is not a duration",
+        ),
+        (
+            "name: x\nattack: {kind: flood, client: 'a;rm -rf /'}\ndetect: {alertname: A}\n",
+            "attack.client",
+        ),
         ("name: x\nattack: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
         ("name: [unclosed\n", "invalid YAML"),
     ],
 )
-def test_a_broken_scenario_is_named_line_by_line(
-    tmp_path: Path, text: str, expected: str
-) -> None:
+def test_a_broken_scenario_is_named_line_by_line(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(text, encoding="utf-8")
     result = run_cli(["drill", "validate", str(path)])
@@ -72,8 +79,9 @@ def test_unknown_scenario_and_a_lab_that_is_down_are_one_line_errors(tmp_path: P
     assert down.returncode == 1, down.stdout + down.stderr
     assert "lab gateway does not answer" in down.stderr and "lab up" in down.stderr
     assert "Traceback" not in down.stderr
-    read_only = run_cli(["--read-only", "drill", "run", "extraction", "--responder", "auto"],
-                        {**os.environ, **env})  # fmt: skip
+    read_only = run_cli(
+        ["--read-only", "drill", "run", "extraction", "--responder", "auto"], {**os.environ, **env}
+    )
     assert read_only.returncode == 1
     assert "read-only mode" in read_only.stderr
     assert not (tmp_path / "run" / "drills").exists()  # nothing ran, no report
@@ -90,8 +98,10 @@ def test_an_unknown_attack_kind_is_refused_with_its_line_and_the_known_kinds(
     from console.drills.attacks import attack_kinds
 
     path = tmp_path / "nonsense.yaml"
-    path.write_text("name: x\nattack:\n  client: m\n  kind: nonsense\ndetect: {alertname: A}\n",
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(
+        "name: x\nattack:\n  client: m\n  kind: nonsense\ndetect: {alertname: A}\n",
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(app, ["drill", "validate", str(path)])
     assert result.exit_code == 1
     [problem] = result.stderr.strip().splitlines()

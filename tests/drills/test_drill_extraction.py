@@ -47,13 +47,23 @@ def drill_lab(lab: LabHandle, seeded_model: SeededModel, tmp_path: Path) -> Iter
 
 @pytest.mark.timeout(480)
 def test_extraction_drill_with_the_scripted_responder(drill_lab: LabStack) -> None:
-    result = run_cli(["drill", "run", "extraction", "--responder", "auto", "--output", "json"],
-                     drill_lab.env, timeout=420)  # fmt: skip
+    result = run_cli(
+        ["drill", "run", "extraction", "--responder", "auto", "--output", "json"],
+        drill_lab.env,
+        timeout=420,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
-    for key in ("contained", "time_to_detect_s", "time_to_mitigate_s",
-                "attacker_queries_answered", "attacker_success", "benign_blocked",
-                "benign_error_rate", "false_alerts"):  # fmt: skip
+    for key in (
+        "contained",
+        "time_to_detect_s",
+        "time_to_mitigate_s",
+        "attacker_queries_answered",
+        "attacker_success",
+        "benign_blocked",
+        "benign_error_rate",
+        "false_alerts",
+    ):
         assert key in summary, key
 
     scrape_s, eval_s = _seconds(scrape.SCRAPE_INTERVAL), _seconds(scrape.EVALUATION_INTERVAL)
@@ -62,8 +72,15 @@ def test_extraction_drill_with_the_scripted_responder(drill_lab: LabStack) -> No
     # From the attacker's first answered request: the statistic needs its first distances, a
     # rate needs a second scrape, `for:` is checked at evaluations, then Prometheus sends it
     # and the drill sees it at its next read of Alertmanager.
-    detect_bound = (ExtractionMonitor().min_samples / RATE + floor + scrape_s + eval_s
-                    + RESEND_S + POLL_S + MARGIN_S)  # fmt: skip
+    detect_bound = (
+        ExtractionMonitor().min_samples / RATE
+        + floor
+        + scrape_s
+        + eval_s
+        + RESEND_S
+        + POLL_S
+        + MARGIN_S
+    )
     assert summary["contained"] is True
     assert 0 < summary["time_to_detect_s"] <= detect_bound, summary
     # The responder acts on the alert at once: evidence, budget, then the block.
@@ -71,8 +88,11 @@ def test_extraction_drill_with_the_scripted_responder(drill_lab: LabStack) -> No
     assert summary["time_to_mitigate_s"] - summary["time_to_detect_s"] <= 2 * POLL_S + 10
     assert summary["time_to_contain_s"] <= summary["time_to_mitigate_s"] + 3 * POLL_S
     # What the attacker got: about RATE per second until containment, then nothing.
-    assert 0 < summary["attacker_queries_answered"] <= RATE * 1.3 * (
-        summary["time_to_contain_s"] + POLL_S)
+    assert (
+        0
+        < summary["attacker_queries_answered"]
+        <= RATE * 1.3 * (summary["time_to_contain_s"] + POLL_S)
+    )
     assert 0.0 <= summary["attacker_success"] <= 1.0
     assert summary["benign_blocked"] == 0
     assert summary["benign_error_rate"] == 0.0
@@ -83,8 +103,15 @@ def test_extraction_drill_with_the_scripted_responder(drill_lab: LabStack) -> No
         folder = REPO / folder
     report = json.loads((folder / "report.json").read_text())
     kinds = [e["kind"] for e in report["timeline"]]
-    for kind in ("drill-start", "first-request", "alert-firing", "response-started",
-                 "mitigation", "contained", "drill-end"):  # fmt: skip
+    for kind in (
+        "drill-start",
+        "first-request",
+        "alert-firing",
+        "response-started",
+        "mitigation",
+        "contained",
+        "drill-end",
+    ):
         assert kind in kinds, kinds
     times = [e["at_s"] for e in report["timeline"]]
     assert times == sorted(times)
@@ -113,9 +140,18 @@ def test_extraction_drill_with_the_scripted_responder(drill_lab: LabStack) -> No
     async def post() -> None:
         am = AlertmanagerClient.connect(drill_lab.settings.alertmanager.url, 5.0)
         try:
-            await am.post_alerts([{"labels": {"alertname": "AMLEvasionFlagRateSpike",
-                                              "model": drill_lab.model, "version": "2",
-                                              "severity": "critical"}}])  # fmt: skip
+            await am.post_alerts(
+                [
+                    {
+                        "labels": {
+                            "alertname": "AMLEvasionFlagRateSpike",
+                            "model": drill_lab.model,
+                            "version": "2",
+                            "severity": "critical",
+                        }
+                    }
+                ]
+            )
         finally:
             await am.aclose()
 
@@ -143,10 +179,15 @@ async def test_a_human_responds_from_the_tui_and_the_drill_keeps_the_clock(
 
     drill = subprocess.Popen(
         [sys.executable, "-m", "console", "drill", "run", "extraction", "--output", "json"],
-        env=drill_lab.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    app = ConsoleApp(drill_lab.settings, Backends(drill_lab.settings),
-                     start="alerts", refresh_s=0.5)  # fmt: skip
+        env=drill_lab.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    app = ConsoleApp(
+        drill_lab.settings, Backends(drill_lab.settings), start="alerts", refresh_s=0.5
+    )
 
     async def until(check: object, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -165,8 +206,11 @@ async def test_a_human_responds_from_the_tui_and_the_drill_keeps_the_clock(
 
     try:
         async with app.run_test(size=(150, 45)) as pilot:
-            await until(lambda: app.screen.name == "alerts" and attacker_row() is not None, 150,
-                        "the attacker's alert in the console")  # fmt: skip
+            await until(
+                lambda: app.screen.name == "alerts" and attacker_row() is not None,
+                150,
+                "the attacker's alert in the console",
+            )
             table = app.screen.query_one("#alerts-table")
             table.move_cursor(row=attacker_row())  # type: ignore[attr-defined]
             table.focus()
@@ -193,8 +237,9 @@ async def test_a_human_responds_from_the_tui_and_the_drill_keeps_the_clock(
     assert summary["time_to_detect_s"] <= summary["time_to_mitigate_s"]
     assert summary["benign_blocked"] == 0 and summary["false_alerts"] == 0
     folder = Path(summary["report_dir"])
-    report = json.loads(((folder if folder.is_absolute() else REPO / folder)
-                         / "report.json").read_text())  # fmt: skip
+    report = json.loads(
+        ((folder if folder.is_absolute() else REPO / folder) / "report.json").read_text()
+    )
     mitigation = next(e for e in report["timeline"] if e["kind"] == "mitigation")
     assert "block-client/block" in mitigation["detail"]
     assert "by stack-tester" in mitigation["detail"]  # the operator who pressed b

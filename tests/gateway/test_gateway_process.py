@@ -143,10 +143,20 @@ def test_bad_requests_leave_the_process_healthy(
         (http.post(url, content=b"[" * 2_000_000, headers={"X-Client-Id": "fuzz"}), 413, "over"),
         (http.post(url, content=b"{oops", headers={"X-Client-Id": "fuzz"}), 400, "JSON"),
         # 10,000 levels: a 400 from a bounded parse, not a 500 with a RecursionError.
-        (http.post(url, content=b"[" * 10_000 + b"]" * 10_000, headers={"X-Client-Id": "fuzz"}),
-         400, "nested too deeply"),
-        (http.post(url, content=b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
-                   headers={"X-Client-Id": "fuzz"}), 400, "nested too deeply"),
+        (
+            http.post(url, content=b"[" * 10_000 + b"]" * 10_000, headers={"X-Client-Id": "fuzz"}),
+            400,
+            "nested too deeply",
+        ),
+        (
+            http.post(
+                url,
+                content=b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+                headers={"X-Client-Id": "fuzz"},
+            ),
+            400,
+            "nested too deeply",
+        ),
     ]
     for response, status, words in cases:
         assert response.status_code == status, response.text

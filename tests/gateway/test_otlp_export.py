@@ -66,8 +66,9 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 async def _send(gw: Any, model: str, count: int) -> list[str]:
     trace_ids = []
     for row in digits(count):
-        response = await gw.client.post(f"/v2/models/{model}/infer", json=body([row]),
-                                        headers={"X-Client-Id": "otlp-client"})  # fmt: skip
+        response = await gw.client.post(
+            f"/v2/models/{model}/infer", json=body([row]), headers={"X-Client-Id": "otlp-client"}
+        )
         assert response.status_code == 200, response.text
         trace_ids.append(response.headers["x-trace-id"])
     return trace_ids
@@ -83,7 +84,9 @@ async def _wait(check: Any, timeout_s: float) -> None:
 
 
 async def test_spans_reach_an_otlp_http_receiver(
-    start_in_process: Any, seeded_model: SeededModel, receiver: Receiver,
+    start_in_process: Any,
+    seeded_model: SeededModel,
+    receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CONSOLE_TRACES__OTLP_ENDPOINT", receiver.url)
@@ -101,7 +104,9 @@ async def test_spans_reach_an_otlp_http_receiver(
 
 @pytest.mark.parametrize("receiver", [503], indirect=True)
 async def test_a_refusing_receiver_costs_spans_not_requests(
-    start_in_process: Any, seeded_model: SeededModel, receiver: Receiver,
+    start_in_process: Any,
+    seeded_model: SeededModel,
+    receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CONSOLE_TRACES__OTLP_ENDPOINT", receiver.url)
@@ -113,6 +118,7 @@ async def test_a_refusing_receiver_costs_spans_not_requests(
     exporter = gw.gateway.otlp
     assert exporter is not None and exporter.exported == 0
     text = (await gw.client.get("/metrics")).text
-    dropped = [line for line in metric_lines(text, "aml_telemetry_dropped_total")
-               if 'sink="otlp"' in line]  # fmt: skip
+    dropped = [
+        line for line in metric_lines(text, "aml_telemetry_dropped_total") if 'sink="otlp"' in line
+    ]
     assert dropped and float(dropped[0].split()[-1]) >= 3, dropped

@@ -45,12 +45,23 @@ def test_lab_state_and_secrets_are_private_whatever_the_umask(iso_lab: LabHandle
         result = cli(["lab", "up", "-s", "redis,prometheus"], iso_lab.env)
     assert result.exit_code == 0, result.stderr
     lab_dir = iso_lab.settings.lab_dir
-    folders = [lab_dir, lab_dir / "redis", lab_dir / "redis" / "data",
-               lab_dir / "prometheus", lab_dir / "prometheus" / "data", lab_dir / "targets",
-               iso_lab.run_dir / "secrets"]  # fmt: skip
-    files = [lab_dir / ".lock", lab_dir / "redis" / "redis.pid", lab_dir / "redis" / "redis.log",
-             lab_dir / "prometheus" / "prometheus.yml", lab_dir / "targets" / "README",
-             iso_lab.run_dir / "secrets" / "audit.key"]  # fmt: skip
+    folders = [
+        lab_dir,
+        lab_dir / "redis",
+        lab_dir / "redis" / "data",
+        lab_dir / "prometheus",
+        lab_dir / "prometheus" / "data",
+        lab_dir / "targets",
+        iso_lab.run_dir / "secrets",
+    ]
+    files = [
+        lab_dir / ".lock",
+        lab_dir / "redis" / "redis.pid",
+        lab_dir / "redis" / "redis.log",
+        lab_dir / "prometheus" / "prometheus.yml",
+        lab_dir / "targets" / "README",
+        iso_lab.run_dir / "secrets" / "audit.key",
+    ]
     assert {str(p): oct(mode(p)) for p in folders} == {str(p): "0o700" for p in folders}
     assert {str(p): oct(mode(p)) for p in files} == {str(p): "0o600" for p in files}
     # Prometheus' own files (its TSDB) were made under the service's umask.
@@ -77,8 +88,11 @@ def test_lab_status_never_shows_a_password(iso_lab: LabHandle) -> None:
     started = cli(["lab", "up", "-s", "redis"], iso_lab.env)
     assert started.exit_code == 0, started.stderr
     port = service_port("redis", iso_lab.settings.redis.url)
-    env = {**iso_lab.env, "CONSOLE_REDIS__URL": f"redis://:{SECRET}@127.0.0.1:{port}/0",
-           "CONSOLE_MLFLOW__URL": f"http://oncall:{SECRET}@127.0.0.1:{free_port()}"}  # fmt: skip
+    env = {
+        **iso_lab.env,
+        "CONSOLE_REDIS__URL": f"redis://:{SECRET}@127.0.0.1:{port}/0",
+        "CONSOLE_MLFLOW__URL": f"http://oncall:{SECRET}@127.0.0.1:{free_port()}",
+    }
     table = cli(["lab", "status", "-s", "redis,mlflow"], env)
     as_json = cli(["lab", "status", "-s", "redis,mlflow", "--attacks", "-o", "json"], env)
     for result in (table, as_json):
@@ -92,11 +106,16 @@ def test_lab_status_never_shows_a_password(iso_lab: LabHandle) -> None:
 
 
 def test_lab_refusals_never_show_a_password(iso_lab: LabHandle) -> None:
-    env = {**iso_lab.env, "CONSOLE_REDIS__URL": f"redis://:{SECRET}@10.0.0.1:6379/0",
-           "CONSOLE_GATEWAY__URL": f"http://oncall:{SECRET}@10.0.0.1:8080"}  # fmt: skip
-    for args in (["lab", "up", "-s", "redis"],
-                 ["lab", "attack", "flood", "--client", "m", "--budget", "1"],
-                 ["lab", "traffic", "--duration", "1"]):  # fmt: skip
+    env = {
+        **iso_lab.env,
+        "CONSOLE_REDIS__URL": f"redis://:{SECRET}@10.0.0.1:6379/0",
+        "CONSOLE_GATEWAY__URL": f"http://oncall:{SECRET}@10.0.0.1:8080",
+    }
+    for args in (
+        ["lab", "up", "-s", "redis"],
+        ["lab", "attack", "flood", "--client", "m", "--budget", "1"],
+        ["lab", "traffic", "--duration", "1"],
+    ):
         result = cli(args, env)
         assert result.exit_code == 1, result.stdout + result.stderr
         assert "loopback" in result.stderr and "10.0.0.1" in result.stderr

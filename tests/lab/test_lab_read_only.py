@@ -55,8 +55,16 @@ def test_read_only_refuses_poisoning_and_the_registry_is_untouched(
     it, in each of the three ways of asking for read-only mode."""
     flags, env = way(lab, tmp_path)
     env["CONSOLE_RUN_DIR"] = str(tmp_path / "run")
-    args = [*flags, "lab", "attack", "poisoning", "--client", "mallory-ro",
-            "--model", seeded_model.name]  # fmt: skip
+    args = [
+        *flags,
+        "lab",
+        "attack",
+        "poisoning",
+        "--client",
+        "mallory-ro",
+        "--model",
+        seeded_model.name,
+    ]
     assert "lab attack poisoning" in refused(cli(args, env))
     after = describe_model(lab.settings.mlflow.url, seeded_model.name)
     assert after is not None
@@ -119,9 +127,17 @@ def test_read_only_refuses_demo_in_a_terminal(lab: LabHandle, tmp_path: Path) ->
     env = {**lab.env, "CONSOLE_RUN_DIR": str(tmp_path / "run")}
     terminal, side = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "console", "--read-only", "demo"],
-                              stdin=side, stdout=side, stderr=subprocess.PIPE, env=env,
-                              cwd=REPO, text=True, timeout=60, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "console", "--read-only", "demo"],
+            stdin=side,
+            stdout=side,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         os.close(side)
         os.close(terminal)

@@ -113,18 +113,29 @@ def fill_store(root: Path, model: str) -> Store:
     for i in range(CLEAN + ADVERSARIAL, CLEAN + ADVERSARIAL + UNLABELLED):
         store.records.append(
             record(
-                n, now - timedelta(seconds=10 + n), adv[i], model=model,
-                client="mallory-3", flagged=True, score=0.9,
+                n,
+                now - timedelta(seconds=10 + n),
+                adv[i],
+                model=model,
+                client="mallory-3",
+                flagged=True,
+                score=0.9,
             )
-        )  # fmt: skip
+        )
         n += 1
     for i in range(200, 200 + OLD):
         store.records.append(
             record(
-                n, now - timedelta(hours=3, seconds=n), adv[i], model=model,
-                client="mallory-2", flagged=True, score=0.8, label=int(y[i]),
+                n,
+                now - timedelta(hours=3, seconds=n),
+                adv[i],
+                model=model,
+                client="mallory-2",
+                flagged=True,
+                score=0.8,
+                label=int(y[i]),
             )
-        )  # fmt: skip
+        )
         n += 1
     write_store(root, store.records)
     return store

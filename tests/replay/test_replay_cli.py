@@ -100,9 +100,16 @@ def test_parquet_reads_back_with_pandas(
 
     path = tmp_path / "replay.parquet"
     got = _replay(
-        env, "--model", store.model, "--versions", "previous,champion", "-o", "parquet",
-        "--out", str(path),
-    )  # fmt: skip
+        env,
+        "--model",
+        store.model,
+        "--versions",
+        "previous,champion",
+        "-o",
+        "parquet",
+        "--out",
+        str(path),
+    )
     assert f"wrote {ALL} rows" in got.stdout and "verdict: " in got.stdout
     frame = pd.read_parquet(path)
     assert len(frame) == ALL

@@ -108,10 +108,23 @@ def test_ctrl_c_cancels_cleanly(lab: LabHandle, v2_gateway: V2Gateway, tmp_path:
         ],
     )
     args = [
-        sys.executable, "-m", "console", "replay", "--model", v2_gateway.model.name,
-        "--versions", "champion", "--endpoint", v2_gateway.url, "--batch-size", "1",
-        "--limit", str(total), "-o", "json",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "console",
+        "replay",
+        "--model",
+        v2_gateway.model.name,
+        "--versions",
+        "champion",
+        "--endpoint",
+        v2_gateway.url,
+        "--batch-size",
+        "1",
+        "--limit",
+        str(total),
+        "-o",
+        "json",
+    ]
     proc = subprocess.Popen(
         args,
         env={**_env(lab, v2_gateway), "CONSOLE_SAMPLES__PATH": str(tmp_path)},

@@ -69,11 +69,34 @@ def test_live_extraction_alerts_for_the_attacker_only_and_the_runbook_stops_it(
         60,
     )
     attack = subprocess.Popen(
-        [sys.executable, "-m", "console", "lab", "attack", "extraction", "--client", ATTACKER,
-         "--model", model, "--rate", f"{ATTACK_RATE:g}", "--duration", "150", "--budget",
-         "6000", "--give-up-after", "10", "--output", "json"],
-        env=full_lab.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "lab",
+            "attack",
+            "extraction",
+            "--client",
+            ATTACKER,
+            "--model",
+            model,
+            "--rate",
+            f"{ATTACK_RATE:g}",
+            "--duration",
+            "150",
+            "--budget",
+            "6000",
+            "--give-up-after",
+            "10",
+            "--output",
+            "json",
+        ],
+        env=full_lab.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not _gateway_answered(settings.gateway.url, ATTACKER):
@@ -88,11 +111,28 @@ def test_live_extraction_alerts_for_the_attacker_only_and_the_runbook_stops_it(
         # The on-call response: the runbook the alert names, filled from its labels.
         assert alert["annotations"]["runbook"] == "contain-extraction"
         runbook = subprocess.run(
-            [sys.executable, "-m", "console", "runbook", "run", "contain-extraction",
-             "-p", f"client={alert['labels']['client']}", "-p", f"model={model}",
-             "--yes", "--output", "json"],
-            env=full_lab.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "console",
+                "runbook",
+                "run",
+                "contain-extraction",
+                "-p",
+                f"client={alert['labels']['client']}",
+                "-p",
+                f"model={model}",
+                "--yes",
+                "--output",
+                "json",
+            ],
+            env=full_lab.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert runbook.returncode == 0, runbook.stdout + runbook.stderr
         out, err = attack.communicate(timeout=90)
     finally:

@@ -35,8 +35,7 @@ PROMOTION_S = 10.0
 BOUND_S = ExtractionMonitor().min_samples / ATTACK_RATE + alert_bound_s(ALERT) + PROMOTION_S
 
 
-PAYLOAD = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                       "data": [0.0] * 64}]}  # fmt: skip
+PAYLOAD = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
 
 
 def _throwaway_ids(url: str, model: str, count: int, prefix: str) -> None:
@@ -58,8 +57,11 @@ def _more_throwaway_ids(url: str, model: str, rate: float) -> Iterator[None]:
             for i in itertools.count():
                 if stop.wait(1 / rate):
                     return
-                client.post(f"/v2/models/{model}/infer", json=PAYLOAD,
-                            headers={"X-Client-Id": f"sybil-more-{i}"})  # fmt: skip
+                client.post(
+                    f"/v2/models/{model}/infer",
+                    json=PAYLOAD,
+                    headers={"X-Client-Id": f"sybil-more-{i}"},
+                )
 
     worker = threading.Thread(target=send, daemon=True)
     worker.start()
@@ -72,11 +74,32 @@ def _more_throwaway_ids(url: str, model: str, rate: float) -> Iterator[None]:
 
 def _attack(stack: LabStack, attacker: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "console", "lab", "attack", "extraction", "--client", attacker,
-         "--model", stack.model, "--rate", f"{ATTACK_RATE:g}", "--duration", "90", "--budget",
-         "900", "--output", "json"],
-        env=stack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "lab",
+            "attack",
+            "extraction",
+            "--client",
+            attacker,
+            "--model",
+            stack.model,
+            "--rate",
+            f"{ATTACK_RATE:g}",
+            "--duration",
+            "90",
+            "--budget",
+            "900",
+            "--output",
+            "json",
+        ],
+        env=stack.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(attack: subprocess.Popen[str]) -> None:
@@ -117,8 +140,11 @@ def test_throwaway_ids_holding_every_slot_do_not_hide_an_extraction_attack(
     finally:
         _finish(attack)
     # No throwaway id alerted as an extraction: they sent one natural-looking request each.
-    assert not [a for a in active_alerts(settings.alertmanager.url, ALERT)
-                if a["labels"]["client"].startswith("sybil-")]  # fmt: skip
+    assert not [
+        a
+        for a in active_alerts(settings.alertmanager.url, ALERT)
+        if a["labels"]["client"].startswith("sybil-")
+    ]
 
 
 @pytest.fixture
@@ -138,19 +164,39 @@ def test_detection_does_not_need_a_label_slot(crowded_lab: LabStack) -> None:
     holders = ("refused-1", "refused-2")
     for holder in holders:
         done = subprocess.run(
-            [sys.executable, "-m", "console", "runbook", "run", "block-client", "-p",
-             f"client={holder}", "-p", "ttl=30m", "-p", "reason=test", "--yes"],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "console",
+                "runbook",
+                "run",
+                "block-client",
+                "-p",
+                f"client={holder}",
+                "-p",
+                "ttl=30m",
+                "-p",
+                "reason=test",
+                "--yes",
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
-    payload = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                           "data": [0.0] * 64}]}  # fmt: skip
+    payload = {
+        "inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]
+    }
     with httpx.Client(base_url=settings.gateway.url, timeout=10, trust_env=False) as client:
         # The benign client holds one slot; the blocked ones take it and the other by risk.
         for _ in range(300):
             for holder in holders:
-                client.post(f"/v2/models/{model}/infer", json=payload,
-                            headers={"X-Client-Id": holder})  # fmt: skip
+                client.post(
+                    f"/v2/models/{model}/infer", json=payload, headers={"X-Client-Id": holder}
+                )
         attacker = "mallory-crowded"
         attack = _attack(crowded_lab, attacker)
         try:
@@ -158,8 +204,11 @@ def test_detection_does_not_need_a_label_slot(crowded_lab: LabStack) -> None:
             log.info("%s for %s in `other` after %.1f s", ALERT, attacker, took)
             text = client.get("/metrics").text
             assert f'client="{attacker}"' not in _requests_lines(text), "it got a slot"
-            unlabelled = [line for line in text.splitlines()
-                          if line.startswith("aml_unlabelled_extraction_score{")]  # fmt: skip
+            unlabelled = [
+                line
+                for line in text.splitlines()
+                if line.startswith("aml_unlabelled_extraction_score{")
+            ]
             assert len(unlabelled) == 1 and f'client="{attacker}"' in unlabelled[0], unlabelled
             state = client.get("/aml/clients").json()
             assert attacker in [c["client"] for c in state["unlabelled"]]
@@ -185,8 +234,12 @@ async def _block_from_the_clients_view(stack: LabStack, attacker: str) -> None:
     app = ConsoleApp(stack.settings, Backends(stack.settings), start="clients", refresh_s=0.5)
     async with app.run_test(size=(160, 48)) as pilot:
         screen = app.screen
-        await until(pilot, lambda: attacker in screen.query_one("#other-table", DataTable).rows,
-                    30, "the attacker listed as counted in other")  # fmt: skip
+        await until(
+            pilot,
+            lambda: attacker in screen.query_one("#other-table", DataTable).rows,
+            30,
+            "the attacker listed as counted in other",
+        )
         gateway_line = str(screen.query_one("#gateway-status").render())
         assert "2/2 label slots held" in gateway_line, gateway_line
         screen.query_one("#other-table", DataTable).focus()
@@ -209,9 +262,16 @@ def _fired(prometheus: str, alertname: str, timeout_s: float) -> None:
         if answer.json()["data"]["result"]:
             return
         time.sleep(1)
-    probes = ["sum(rate(aml_new_clients_total[1m])) * 60", "aml_client_label_slots_used",
-              'sum(rate(aml_requests_total{client="other"}[1m]))',
-              f'ALERTS{{alertname="{alertname}"}}']  # fmt: skip
-    seen = {p: httpx.get(f"{prometheus}/api/v1/query", params={"query": p},
-                         trust_env=False).json()["data"]["result"] for p in probes}  # fmt: skip
+    probes = [
+        "sum(rate(aml_new_clients_total[1m])) * 60",
+        "aml_client_label_slots_used",
+        'sum(rate(aml_requests_total{client="other"}[1m]))',
+        f'ALERTS{{alertname="{alertname}"}}',
+    ]
+    seen = {
+        p: httpx.get(f"{prometheus}/api/v1/query", params={"query": p}, trust_env=False).json()[
+            "data"
+        ]["result"]
+        for p in probes
+    }
     raise AssertionError(f"{alertname} never fired within {timeout_s:g} s: {seen}")

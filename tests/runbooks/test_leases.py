@@ -169,8 +169,9 @@ def test_abort_takes_back_every_lease_of_a_killed_run(console: Console, tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert len(lock_keys(console)) == 2  # kept: nobody acts on a half-done run's resources
-    refused = run_cli(["runbook", "run", "unblock-client", "-p", f"client={client}", "--yes"],
-                      console.env)  # fmt: skip
+    refused = run_cli(
+        ["runbook", "run", "unblock-client", "-p", f"client={client}", "--yes"], console.env
+    )
     assert refused.returncode == 1 and f"run {run_id}" in refused.stderr
     aborted = run_cli(["runbook", "abort", run_id, "--yes", "-o", "json"], console.env)
     assert aborted.returncode == 0, aborted.stderr
@@ -199,8 +200,11 @@ def test_plan_refuses_what_the_target_does_not_cover(console: Console) -> None:
     }
     loaded = LoadedRunbook(Runbook.model_validate(raw), Path("in-code.yaml"), "0" * 64)
     engine = RunbookEngine(console.settings)
-    with pytest.raises(ParameterError, match=r"step u changes client:c9, which the target "
-                       r"\(incident:42\) does not cover; nothing was changed"):  # fmt: skip
+    with pytest.raises(
+        ParameterError,
+        match=r"step u changes client:c9, which the target "
+        r"\(incident:42\) does not cover; nothing was changed",
+    ):
         asyncio.run(engine.plan(loaded, {"incident": "42", "client": "c9"}))
 
 

@@ -193,12 +193,15 @@ steps:
     [
         ("url=file:///etc/passwd", "step hook: url: 'file:///etc/passwd' is not an http(s) URL"),
         ("url=gopher://127.0.0.1:70/x", "step hook: url: 'gopher://127.0.0.1:70/x' is not an"),
-        ("url=http://evil.example/c", "step hook: url: http.request to 'evil.example' is not "
-         "allowed (http_action.allowed_hosts: 127.0.0.1, localhost)"),
+        (
+            "url=http://evil.example/c",
+            "step hook: url: http.request to 'evil.example' is not "
+            "allowed (http_action.allowed_hosts: 127.0.0.1, localhost)",
+        ),
         ("qpm=1000000000", "step budget: qpm: Input should be less than or equal to 1000000"),
         ("ttl=0s", "step block: ttl: a block lasts at least 1m (got 0s)"),
     ],
-)  # fmt: skip
+)
 def test_templated_values_get_the_same_messages_at_plan_time(
     console: object, tmp_path: Path, param: str, message: str
 ) -> None:
@@ -220,10 +223,14 @@ def test_a_repeated_key_is_refused_with_both_lines(tmp_path: Path) -> None:
 
 
 def test_a_default_that_breaks_its_own_rules_is_refused(tmp_path: Path) -> None:
-    text = GOOD_HEAD.replace(
-        "  client: {type: string, required: true}\n",
-        "  client: {type: string, required: true}\n  ttl: {type: duration, default: 0s, min: 1m}\n",
-    ) + "  - id: a\n    action: policy.unblock_client\n    with: {client: '{{ params.client }}'}\n"
+    client = "  client: {type: string, required: true}\n"
+    ttl = "  ttl: {type: duration, default: 0s, min: 1m}\n"
+    step = "  - id: a\n    action: policy.unblock_client\n"
+    text = (
+        GOOD_HEAD.replace(client, client + ttl)
+        + step
+        + "    with: {client: '{{ params.client }}'}\n"
+    )
     [problem] = _problems(tmp_path, text)
     expected = "parameters.ttl.default: 0s is shorter than the minimum 1m"
     assert problem == f"{tmp_path / 'bad.yaml'}:5: {expected}"

@@ -98,8 +98,9 @@ def _mode(path: Path) -> int:
 
 def test_state_and_evidence_are_private_whatever_the_umask(console: Console) -> None:
     client = f"m-{console.settings.redis.key_prefix}"
-    proc = start_run(console, "contain-extraction", "-p", f"client={client}",
-                     preexec_fn=lambda: os.umask(0))  # fmt: skip
+    proc = start_run(
+        console, "contain-extraction", "-p", f"client={client}", preexec_fn=lambda: os.umask(0)
+    )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     runs = console.run_dir / "runs"

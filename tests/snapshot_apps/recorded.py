@@ -38,15 +38,27 @@ ATTACKER = "mallory-1"
 
 # (client, req/s, extraction score, flagged/s, refused share, req/s over the last 10 min)
 CLIENTS = [
-    (ATTACKER, 31.2, 0.84, 0.0, 0.97, [0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 18, 29, 30, 31, 31, 30,
-                                       31, 30, 31, 31, 8]),
+    (
+        ATTACKER,
+        31.2,
+        0.84,
+        0.0,
+        0.97,
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 18, 29, 30, 31, 31, 30, 31, 30, 31, 31, 8],
+    ),
     ("alice", 1.29, 0.08, 0.0, 0.0, [1.2, 1.3, 1.1, 1.3, 1.4, 1.2, 1.3] * 3),
     ("bob", 1.18, 0.12, 0.0, 0.0, [1.1, 1.2, 1.0, 1.3, 1.2, 1.1, 1.2] * 3),
     ("carol", 1.15, 0.08, 0.02, 0.0, [1.0, 1.2, 1.1, 1.2, 1.1, 1.2, 1.1] * 3),
     ("dave", 0.78, 0.12, 0.0, 0.0, [0.7, 0.8, 0.8, 0.9, 0.7, 0.8, 0.8] * 3),
-    ("[bold]erin[/bold]\x1b]52;c;ZWNobyBoaQ==\x07", 0.84, 0.07, 0.0, 0.0,
-     [0.8, 0.9, 0.8, 0.8, 0.9, 0.8, 0.9] * 3),
-]  # fmt: skip
+    (
+        "[bold]erin[/bold]\x1b]52;c;ZWNobyBoaQ==\x07",
+        0.84,
+        0.07,
+        0.0,
+        0.0,
+        [0.8, 0.9, 0.8, 0.8, 0.9, 0.8, 0.9] * 3,
+    ),
+]
 """The last client's id is hostile (markup and an OSC 52 clipboard write): it must show as
 text."""
 
@@ -79,7 +91,17 @@ INSTANT: dict[str, QueryResult] = {
     q.MODEL_CONFIDENCE_Z.promql: _vector([({"model": MODEL}, -3.4)]),
 }
 CONFIDENCE = [0.978, 0.979, 0.977, 0.978, 0.980, 0.979, 0.978, 0.977, 0.979, 0.978] * 5 + [
-    0.97, 0.95, 0.93, 0.92, 0.92, 0.91, 0.92, 0.91, 0.92, 0.92, 0.91
+    0.97,
+    0.95,
+    0.93,
+    0.92,
+    0.92,
+    0.91,
+    0.92,
+    0.91,
+    0.92,
+    0.92,
+    0.91,
 ]
 
 
@@ -105,8 +127,8 @@ class RecordedPrometheus:
 
 
 def _range(metric: dict[str, str], steps: list[float], values: list[float]) -> Series:
-    tail = values[-len(steps):]
-    return Series(metric=metric, points=list(zip(steps[-len(tail):], tail, strict=True)))
+    tail = values[-len(steps) :]
+    return Series(metric=metric, points=list(zip(steps[-len(tail) :], tail, strict=True)))
 
 
 class RecordedAlertmanager:
@@ -114,8 +136,12 @@ class RecordedAlertmanager:
         return [
             Alert(
                 fingerprint="3f1c0de2a9b84e11",
-                labels={"alertname": "AMLExtractionSuspected", "severity": "critical",
-                        "client": ATTACKER, "model": MODEL},  # fmt: skip
+                labels={
+                    "alertname": "AMLExtractionSuspected",
+                    "severity": "critical",
+                    "client": ATTACKER,
+                    "model": MODEL,
+                },
                 annotations={
                     "summary": f"{ATTACKER} may be extracting {MODEL} (score 0.84)",
                     "description": "PRADA-style score 0.84 > 0.15 while answered 31 req/s",
@@ -126,13 +152,17 @@ class RecordedAlertmanager:
             ),
             Alert(
                 fingerprint="9a0b7c6d5e4f3a21",
-                labels={"alertname": "AMLConfidenceShift", "severity": "warning",
-                        "model": MODEL, "note": "[link=https://evil.example]x[/link]\x1b[31m"},
+                labels={
+                    "alertname": "AMLConfidenceShift",
+                    "severity": "warning",
+                    "model": MODEL,
+                    "note": "[link=https://evil.example]x[/link]\x1b[31m",
+                },
                 annotations={"summary": "[bold]mean confidence z = -3.4[/bold]"},
                 startsAt=NOW - timedelta(minutes=4),
                 state="active",
             ),
-        ]  # fmt: skip
+        ]
 
     async def silences(self) -> list[Silence]:
         return []
@@ -142,11 +172,19 @@ class RecordedAlertmanager:
 
 
 VERSIONS = [
-    ModelVersion(name=MODEL, version="1", status="READY",
-                 tags={"kind": "logreg", "onnx_sha256": "b03d304510e3c637" + "0" * 48}),
-    ModelVersion(name=MODEL, version="2", status="READY",
-                 tags={"kind": "mlp", "onnx_sha256": "c6f08451e2790cb5" + "0" * 48}),
-]  # fmt: skip
+    ModelVersion(
+        name=MODEL,
+        version="1",
+        status="READY",
+        tags={"kind": "logreg", "onnx_sha256": "b03d304510e3c637" + "0" * 48},
+    ),
+    ModelVersion(
+        name=MODEL,
+        version="2",
+        status="READY",
+        tags={"kind": "mlp", "onnx_sha256": "c6f08451e2790cb5" + "0" * 48},
+    ),
+]
 
 
 class RecordedRegistry:
@@ -162,14 +200,28 @@ class RecordedRegistry:
 
 class RecordedPolicy:
     async def list_blocks(self) -> list[Block]:
-        return [Block(client=ATTACKER, reason="AMLExtractionSuspected firing", operator="oncall",
-                      run_id="r-20261201-0259-block", created_at=NOW - timedelta(minutes=2),
-                      expires_at=NOW + timedelta(minutes=28))]  # fmt: skip
+        return [
+            Block(
+                client=ATTACKER,
+                reason="AMLExtractionSuspected firing",
+                operator="oncall",
+                run_id="r-20261201-0259-block",
+                created_at=NOW - timedelta(minutes=2),
+                expires_at=NOW + timedelta(minutes=28),
+            )
+        ]
 
     async def list_budgets(self) -> list[Budget]:
         set_at = NOW - timedelta(minutes=19)
-        return [Budget(client="acme-scraper-7", qpm=10, operator="oncall",
-                       run_id="r-20261201-0241-budget", set_at=set_at)]  # fmt: skip
+        return [
+            Budget(
+                client="acme-scraper-7",
+                qpm=10,
+                operator="oncall",
+                run_id="r-20261201-0241-budget",
+                set_at=set_at,
+            )
+        ]
 
 
 class RecordedGatewayState:
@@ -177,11 +229,25 @@ class RecordedGatewayState:
 
     async def unlabelled(self, limit: int = 50) -> GatewayClients:
         hidden = [
-            UnlabelledClient(client="mallory-7f3a", risk=0.83, extraction={MODEL: 0.83},
-                             flag_rate=0.0, refused_share=0.0, answered_rate=11.5, idle_s=0.4),
-            UnlabelledClient(client="sybil-0193", risk=0.09, extraction={}, flag_rate=0.09,
-                             refused_share=0.0, answered_rate=0.02, idle_s=41.0),
-        ]  # fmt: skip
+            UnlabelledClient(
+                client="mallory-7f3a",
+                risk=0.83,
+                extraction={MODEL: 0.83},
+                flag_rate=0.0,
+                refused_share=0.0,
+                answered_rate=11.5,
+                idle_s=0.4,
+            ),
+            UnlabelledClient(
+                client="sybil-0193",
+                risk=0.09,
+                extraction={},
+                flag_rate=0.09,
+                refused_share=0.0,
+                answered_rate=0.02,
+                idle_s=41.0,
+            ),
+        ]
         return GatewayClients(
             label_slots=LabelSlots(capacity=200, used=200), tracked=412, unlabelled=hidden
         )
@@ -195,33 +261,118 @@ class _NoRedis:
 def write_files(settings: Settings) -> None:
     """The sample store, the spans and the audit log of the recording, as their writers
     write them."""
-    digit = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0,
-             4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14,
-             5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]  # fmt: skip
+    digit = [
+        0,
+        0,
+        5,
+        13,
+        9,
+        1,
+        0,
+        0,
+        0,
+        0,
+        13,
+        15,
+        10,
+        15,
+        5,
+        0,
+        0,
+        3,
+        15,
+        2,
+        0,
+        11,
+        8,
+        0,
+        0,
+        4,
+        12,
+        0,
+        0,
+        8,
+        8,
+        0,
+        0,
+        5,
+        8,
+        0,
+        0,
+        9,
+        8,
+        0,
+        0,
+        4,
+        11,
+        0,
+        1,
+        12,
+        7,
+        0,
+        0,
+        2,
+        14,
+        5,
+        10,
+        12,
+        0,
+        0,
+        0,
+        0,
+        6,
+        13,
+        10,
+        0,
+        0,
+        0,
+    ]
     sink = JsonlSink("recorded")
     sink.start()
-    store = SampleStore(Path(settings.samples.path), sink, fraction=1.0, hash_only=False,
-                        retention_days=3650)  # fmt: skip
+    store = SampleStore(
+        Path(settings.samples.path), sink, fraction=1.0, hash_only=False, retention_days=3650
+    )
     spans = SpanWriter(Path(settings.traces.path), sink)
     for n in range(6):
         when = NOW - timedelta(seconds=60 - 7 * n)
-        trace_id = f"{0xa1 + n:02x}" * 16
+        trace_id = f"{0xA1 + n:02x}" * 16
         flagged = n % 2 == 0
-        store.write(StoredSample(
-            sample_id=f"{n:016x}", time=when.isoformat(), client=ATTACKER, model=MODEL,
-            version="2", detector_score=0.61 if flagged else 0.12, extraction_score=0.84,
-            prediction=(n * 3) % 10, confidence=0.55 if flagged else 0.97, flagged=flagged,
-            trace_id=trace_id, input_sha256=f"{n:02x}" * 32,
-            input=[float((v + 3 * n) % 17) for v in digit],
-        ))  # fmt: skip
+        store.write(
+            StoredSample(
+                sample_id=f"{n:016x}",
+                time=when.isoformat(),
+                client=ATTACKER,
+                model=MODEL,
+                version="2",
+                detector_score=0.61 if flagged else 0.12,
+                extraction_score=0.84,
+                prediction=(n * 3) % 10,
+                confidence=0.55 if flagged else 0.97,
+                flagged=flagged,
+                trace_id=trace_id,
+                input_sha256=f"{n:02x}" * 32,
+                input=[float((v + 3 * n) % 17) for v in digit],
+            )
+        )
         start_ns = int(when.timestamp() * 1e9)
         spans.emit(
-            Span(trace_id=trace_id, span_id=f"{n + 1:016x}", name="POST /v2/models/{name}/infer",
-                 start_ns=start_ns, end_ns=start_ns + 2_100_000),
-            {"aml.client": ATTACKER, "aml.model": MODEL, "aml.model_version": "2",
-             "aml.outcome": "blocked" if n >= 4 else "ok", "aml.detector_score": 0.61,
-             "aml.extraction_score": 0.84, "http.response.status_code": 403 if n >= 4 else 200},
-        )  # fmt: skip
+            Span(
+                trace_id=trace_id,
+                span_id=f"{n + 1:016x}",
+                name="POST /v2/models/{name}/infer",
+                start_ns=start_ns,
+                end_ns=start_ns + 2_100_000,
+            ),
+            {
+                "aml.client": ATTACKER,
+                "aml.model": MODEL,
+                "aml.model_version": "2",
+                "aml.outcome": "blocked" if n >= 4 else "ok",
+                "aml.detector_score": 0.61,
+                "aml.extraction_score": 0.84,
+                "http.response.status_code": 403 if n >= 4 else 200,
+            },
+        )
     sink.close()
     _write_audit(settings)
     _write_drill(settings)
@@ -230,28 +381,48 @@ def write_files(settings: Settings) -> None:
 def _write_drill(settings: Settings) -> None:
     from console.drills.report import DrillReport, DrillScores, TimelineEvent, write_report
 
-    events = [(0.1, "drill-start", "scenario extraction, attacker mallory-1-8e6ae8"),
-              (5.1, "attack-launched", "extraction round 1/1"),
-              (9.5, "first-request", "14 requests at the gateway"),
-              (32.5, "alert-firing", "AMLExtractionSuspected client=mallory-1-8e6ae8"),
-              (32.6, "response-started", "contain-extraction"),
-              (33.0, "mitigation", "contain-extraction/block policy.block_client"),
-              (34.6, "contained", "25 of 25 attacker requests refused in the last second"),
-              (34.6, "drill-end", "")]  # fmt: skip
+    events = [
+        (0.1, "drill-start", "scenario extraction, attacker mallory-1-8e6ae8"),
+        (5.1, "attack-launched", "extraction round 1/1"),
+        (9.5, "first-request", "14 requests at the gateway"),
+        (32.5, "alert-firing", "AMLExtractionSuspected client=mallory-1-8e6ae8"),
+        (32.6, "response-started", "contain-extraction"),
+        (33.0, "mitigation", "contain-extraction/block policy.block_client"),
+        (34.6, "contained", "25 of 25 attacker requests refused in the last second"),
+        (34.6, "drill-end", ""),
+    ]
     rate = [0.0] * 8 + [14.0, 29.8, 27.3, 15.7, 29.3, 28.0] + [30.0] * 20 + [1.0]
-    write_report(settings, DrillReport(
-        id="20261201T025500-extraction-8e6ae8", scenario="extraction", responder="auto",
-        attacker="mallory-1-8e6ae8", model=MODEL, started_at=(NOW - timedelta(minutes=5))
-        .isoformat(), ended_at=(NOW - timedelta(minutes=4)).isoformat(),
-        scores=DrillScores(contained=True, time_to_detect_s=23.0, time_to_mitigate_s=23.5,
-                           time_to_contain_s=25.1, detect_to_mitigate_s=0.5,
-                           detection_floor_s=25.0, attacker_queries_answered=679,
-                           attacker_success=0.49, attacker_success_metric="surrogate_agreement",
-                           benign_blocked=0, benign_error_rate=0.0, false_alerts=0),
-        timeline=[TimelineEvent(at, kind, detail) for at, kind, detail in events],
-        series=[{"at_s": float(i + 1), "mallory-1-8e6ae8": v, "alice": 1.0}
-                for i, v in enumerate(rate)],
-    ))  # fmt: skip
+    write_report(
+        settings,
+        DrillReport(
+            id="20261201T025500-extraction-8e6ae8",
+            scenario="extraction",
+            responder="auto",
+            attacker="mallory-1-8e6ae8",
+            model=MODEL,
+            started_at=(NOW - timedelta(minutes=5)).isoformat(),
+            ended_at=(NOW - timedelta(minutes=4)).isoformat(),
+            scores=DrillScores(
+                contained=True,
+                time_to_detect_s=23.0,
+                time_to_mitigate_s=23.5,
+                time_to_contain_s=25.1,
+                detect_to_mitigate_s=0.5,
+                detection_floor_s=25.0,
+                attacker_queries_answered=679,
+                attacker_success=0.49,
+                attacker_success_metric="surrogate_agreement",
+                benign_blocked=0,
+                benign_error_rate=0.0,
+                false_alerts=0,
+            ),
+            timeline=[TimelineEvent(at, kind, detail) for at, kind, detail in events],
+            series=[
+                {"at_s": float(i + 1), "mallory-1-8e6ae8": v, "alice": 1.0}
+                for i, v in enumerate(rate)
+            ],
+        ),
+    )
 
 
 def _write_audit(settings: Settings) -> None:
@@ -265,18 +436,32 @@ def _write_audit(settings: Settings) -> None:
             moment = NOW - timedelta(seconds=120) + timedelta(milliseconds=40 * next(clock))
             return cls.fromtimestamp(moment.timestamp(), tz)
 
-    base = {"operator": "oncall", "environment": settings.environment,
-            "run_id": "r-20261201-0259-block", "runbook": "block-client",
-            "target": f"client:{ATTACKER}"}  # fmt: skip
-    step = {"step": "block", "action": "policy.block_client",
-            "arguments": {"client": ATTACKER, "ttl": "30m"}}  # fmt: skip
-    rollback = {"operator": "oncall", "environment": settings.environment,
-                "run_id": "r-20261201-0259-rollback", "runbook": "rollback-model",
-                "target": f"model:{MODEL}"}  # fmt: skip
-    move = {"step": "rollback", "action": "registry.rollback",
-            "arguments": {"model": MODEL, "alias": "champion", "to_alias": "previous"},
-            "before": {"model": MODEL, "alias": "champion", "version": "3"},
-            "after": {"model": MODEL, "alias": "champion", "version": "2"}}  # fmt: skip
+    base = {
+        "operator": "oncall",
+        "environment": settings.environment,
+        "run_id": "r-20261201-0259-block",
+        "runbook": "block-client",
+        "target": f"client:{ATTACKER}",
+    }
+    step = {
+        "step": "block",
+        "action": "policy.block_client",
+        "arguments": {"client": ATTACKER, "ttl": "30m"},
+    }
+    rollback = {
+        "operator": "oncall",
+        "environment": settings.environment,
+        "run_id": "r-20261201-0259-rollback",
+        "runbook": "rollback-model",
+        "target": f"model:{MODEL}",
+    }
+    move = {
+        "step": "rollback",
+        "action": "registry.rollback",
+        "arguments": {"model": MODEL, "alias": "champion", "to_alias": "previous"},
+        "before": {"model": MODEL, "alias": "champion", "version": "3"},
+        "after": {"model": MODEL, "alias": "champion", "version": "2"},
+    }
     events = [
         AuditEvent(kind="run-intent", result="planned", **base),
         AuditEvent(kind="step-intent", before=None, **base, **step),
@@ -305,11 +490,13 @@ def recorded_settings(root: Path, **changes: Any) -> Settings:
         runbook_dirs=[REPO / "runbooks"],
         samples={"path": str(root / "samples")},
         traces={"path": str(root / "traces")},
-        audit={"path": root / "audit" / "audit.jsonl",
-               "hmac_key": "recorded-snapshot-audit-key-" + "x" * 16},
+        audit={
+            "path": root / "audit" / "audit.jsonl",
+            "hmac_key": "recorded-snapshot-audit-key-" + "x" * 16,
+        },
         models={"served": [MODEL]},
         **changes,
-    )  # fmt: skip
+    )
 
 
 class RecordedConsoleApp(ConsoleApp):

@@ -40,8 +40,9 @@ async def _settled(pilot: Pilot[Any]) -> None:
     for table in app.screen.query(DataTable):
         for row_key in list(table.rows):
             for column_key in list(table.columns):
-                table.update_cell(row_key, column_key, table.get_cell(row_key, column_key),
-                                  update_width=True)  # fmt: skip
+                table.update_cell(
+                    row_key, column_key, table.get_cell(row_key, column_key), update_width=True
+                )
     for _ in range(5):
         await pilot.pause(0.05)
     assert view.refreshes >= 1, f"{app.current} never refreshed"

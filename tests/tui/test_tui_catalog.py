@@ -132,8 +132,14 @@ def test_tui_help_loads_no_textual() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')"
         " or m.startswith('console.tui')))\n"
     )
-    got = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=False, timeout=120)  # fmt: skip
+    got = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert got.returncode == 0, got.stderr
     assert got.stdout.strip() == "[]"
 
@@ -193,9 +199,14 @@ def test_without_a_terminal_the_console_says_so_and_exits(command: str) -> None:
     """Piped, the TUI used to write escape codes into the pipe and never exit; the demo
     checks before it starts the lab."""
     done = subprocess.run(
-        [sys.executable, "-m", "console", command], cwd=REPO, capture_output=True, text=True,
-        stdin=subprocess.DEVNULL, timeout=50, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "console", command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=50,
+        check=False,
+    )
     assert done.returncode != 0 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"aml-console {command} needs a terminal" in lines[0], done.stderr

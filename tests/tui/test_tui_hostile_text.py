@@ -36,13 +36,19 @@ async def test_hostile_alert_labels_are_shown_as_text(tui_stack: LabStack) -> No
         await am.post_alerts(
             [
                 {
-                    "labels": {"alertname": alertname, "severity": "critical",
-                               "client": HOSTILE_CLIENT, "model": HOSTILE_MODEL},
-                    "annotations": {"summary": f"[blink]{HOSTILE_CLIENT}[/blink]",
-                                    "description": HOSTILE_MODEL},
+                    "labels": {
+                        "alertname": alertname,
+                        "severity": "critical",
+                        "client": HOSTILE_CLIENT,
+                        "model": HOSTILE_MODEL,
+                    },
+                    "annotations": {
+                        "summary": f"[blink]{HOSTILE_CLIENT}[/blink]",
+                        "description": HOSTILE_MODEL,
+                    },
                 }
             ]
-        )  # fmt: skip
+        )
     finally:
         await am.aclose()
     app = stack_app(tui_stack, start="alerts")

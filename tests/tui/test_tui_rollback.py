@@ -47,20 +47,36 @@ async def test_rollback_from_models_then_revert_from_mitigations(
     )
     app = make_app(settings, start="models")
     async with app.run_test(size=(150, 45)) as pilot:
-        await until(pilot, lambda: any(r[0] == model and "champion" in r[2]
-                    for r in cells(app, "#versions-table")), 30, "the registry")  # fmt: skip
+        await until(
+            pilot,
+            lambda: any(
+                r[0] == model and "champion" in r[2] for r in cells(app, "#versions-table")
+            ),
+            30,
+            "the registry",
+        )
         assert await _champion(url, model) == "2"
         app.screen.query_one("#models-table").focus()
         await pilot.press("R")
         rollback = await _plan_confirm_apply(pilot, app)
         assert rollback.loaded.runbook.name == "rollback-model"
         assert await _champion(url, model) == "1"
-        await until(pilot, lambda: any(r[1] == "1" and "champion" in r[2]
-                    for r in cells(app, "#versions-table")), 30, "champion 1 shown")  # fmt: skip
+        await until(
+            pilot,
+            lambda: any(r[1] == "1" and "champion" in r[2] for r in cells(app, "#versions-table")),
+            30,
+            "champion 1 shown",
+        )
         await pilot.press("4")
-        await until(pilot, lambda: app.screen.name == "mitigations" and any(
-            r[2] == f"model:{model}" for r in cells(app, "#registry-table")), 15,
-            "the rollback in Mitigations")  # fmt: skip
+        await until(
+            pilot,
+            lambda: (
+                app.screen.name == "mitigations"
+                and any(r[2] == f"model:{model}" for r in cells(app, "#registry-table"))
+            ),
+            15,
+            "the rollback in Mitigations",
+        )
         rows = cells(app, "#registry-table")
         table = app.screen.query_one("#registry-table")
         table.move_cursor(row=[r[2] for r in rows].index(f"model:{model}"))  # type: ignore[attr-defined]
@@ -74,6 +90,13 @@ async def test_rollback_from_models_then_revert_from_mitigations(
         await _plan_confirm_apply(pilot, app)
         assert await _champion(url, model) == "2"
         await pilot.press("5")
-        await until(pilot, lambda: app.screen.name == "audit" and {"rollback-model",
-                    "set-model-alias"} <= {r[3] for r in cells(app, "#audit-table")}, 15,
-                    "both runs in Audit")  # fmt: skip
+        await until(
+            pilot,
+            lambda: (
+                app.screen.name == "audit"
+                and {"rollback-model", "set-model-alias"}
+                <= {r[3] for r in cells(app, "#audit-table")}
+            ),
+            15,
+            "both runs in Audit",
+        )

@@ -35,16 +35,24 @@ async def test_runbooks_view_lists_prefills_from_selection_and_confirm_can_say_n
     app = make_app(settings, start="clients")
     client = "bob"
     async with app.run_test(size=(160, 45)) as pilot:
-        await until(pilot, lambda: any(r[1] == client for r in cells(app, "#clients-table")),
-                    60, "bob listed")  # fmt: skip
+        await until(
+            pilot,
+            lambda: any(r[1] == client for r in cells(app, "#clients-table")),
+            60,
+            "bob listed",
+        )
         names = [r[1] for r in cells(app, "#clients-table")]
         table = app.screen.query_one("#clients-table")
         table.move_cursor(row=names.index(client))  # type: ignore[attr-defined]
         await pilot.pause(0.2)
         assert app.selection["client"] == client
         await pilot.press("7")
-        await until(pilot, lambda: app.screen.name == "runbooks" and app.view("runbooks")
-                    .snapshot is not None, 10, "runbooks view")  # fmt: skip
+        await until(
+            pilot,
+            lambda: app.screen.name == "runbooks" and app.view("runbooks").snapshot is not None,
+            10,
+            "runbooks view",
+        )
         rows = {r[0]: r for r in cells(app, "#runbooks-table")}
         assert set(rows) >= SHIPPED
         assert rows["broken"][1] == "INVALID"
@@ -93,8 +101,10 @@ async def test_runbooks_view_lists_prefills_from_selection_and_confirm_can_say_n
     audit = settings.audit_path
     if audit.exists():
         records = [json.loads(line) for line in audit.read_text().splitlines() if line]
-        assert not any(r.get("target") == f"client:{client}" and r.get("runbook") ==
-                       "lower-query-budget" for r in records)  # fmt: skip
+        assert not any(
+            r.get("target") == f"client:{client}" and r.get("runbook") == "lower-query-budget"
+            for r in records
+        )
 
 
 CANARY = "s3cr3t+Canary/Token=42"
@@ -164,6 +174,10 @@ steps:
         assert "***" in log and not any(form in log for form in forms)
         assert_no_secret("the result")
         await pilot.press("escape")
-        await until(pilot, lambda: any(r[3] == "notify-with-token"
-                    for r in cells(app, "#audit-table")), 15, "the run in Audit")  # fmt: skip
+        await until(
+            pilot,
+            lambda: any(r[3] == "notify-with-token" for r in cells(app, "#audit-table")),
+            15,
+            "the run in Audit",
+        )
         assert_no_secret("the Audit view")

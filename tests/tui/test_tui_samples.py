@@ -37,29 +37,40 @@ async def test_alert_enter_opens_the_clients_samples_with_digit_and_trace(
     client = f"sampler-{uuid.uuid4().hex[:6]}"
     trace_ids = []
     for row in _flagged_rows(tui_stack, 3):
-        body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                            "data": row.tolist()}]}  # fmt: skip
+        body = {
+            "inputs": [
+                {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": row.tolist()}
+            ]
+        }
         response = httpx.post(
             f"{tui_stack.settings.gateway.url}/v2/models/{tui_stack.model}/infer",
-            content=json.dumps(body), headers={"X-Client-Id": client}, timeout=5,
+            content=json.dumps(body),
+            headers={"X-Client-Id": client},
+            timeout=5,
             trust_env=False,
-        )  # fmt: skip
+        )
         assert response.status_code == 200
         trace_ids.append(response.headers["x-trace-id"])
     am = AlertmanagerClient.connect(tui_stack.settings.alertmanager.url, 5.0)
     alertname = f"AMLSampled{uuid.uuid4().hex[:6]}"
     try:
-        labels = {"alertname": alertname, "severity": "warning", "client": client,
-                  "model": tui_stack.model}  # fmt: skip
+        labels = {
+            "alertname": alertname,
+            "severity": "warning",
+            "client": client,
+            "model": tui_stack.model,
+        }
         await am.post_alerts([{"labels": labels}])
     finally:
         await am.aclose()
     app = stack_app(tui_stack, start="alerts")
     async with app.run_test(size=(160, 45)) as pilot:
         await until(
-            pilot, lambda: any(r[1] == alertname for r in cells(app, "#alerts-table")), 30,
+            pilot,
+            lambda: any(r[1] == alertname for r in cells(app, "#alerts-table")),
+            30,
             "the alert",
-        )  # fmt: skip
+        )
         names = [r[1] for r in cells(app, "#alerts-table")]
         table = app.screen.query_one("#alerts-table")
         table.move_cursor(row=names.index(alertname))  # type: ignore[attr-defined]
@@ -69,8 +80,12 @@ async def test_alert_enter_opens_the_clients_samples_with_digit_and_trace(
             return str(app.screen.query_one("#alert-correlated", Static).render())
 
         # Beside the alert: its client's spans and sampled inputs, newest first.
-        await until(pilot, lambda: all(t[:16] in correlated() for t in trace_ids), 20,
-                    "the client's spans beside the alert")  # fmt: skip
+        await until(
+            pilot,
+            lambda: all(t[:16] in correlated() for t in trace_ids),
+            20,
+            "the client's spans beside the alert",
+        )
         assert "3 newest, 3 flagged" in correlated()
         await pilot.press("enter")
         await until(pilot, lambda: app.screen.name == "samples", 5, "samples view")
@@ -95,8 +110,9 @@ async def test_alert_enter_opens_the_clients_samples_with_digit_and_trace(
         await until(pilot, lambda: isinstance(app.screen, ReplayScreen), 5, "replay screen")
         replay = app.screen
         assert isinstance(replay, ReplayScreen)
-        await until(pilot, lambda: replay.result is not None or replay.error is not None, 60,
-                    "the replay")  # fmt: skip
+        await until(
+            pilot, lambda: replay.result is not None or replay.error is not None, 60, "the replay"
+        )
         assert replay.error is None, replay.error
         assert replay.result is not None
         columns = replay.query_one("#replay-table", DataTable).columns.values()

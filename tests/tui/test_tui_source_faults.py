@@ -28,20 +28,20 @@ async def test_policy_store_and_registry_go_stale_and_recover(
     tui_stack: LabStack, tmp_path: Path
 ) -> None:
     base = tui_stack.settings
-    own = base.model_copy(update={
-        "run_dir": tmp_path / "own",
-        "redis": base.redis.model_copy(update={"url": f"redis://127.0.0.1:{free_port()}/0"}),
-        "mlflow": base.mlflow.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"}),
-    })  # fmt: skip
+    own = base.model_copy(
+        update={
+            "run_dir": tmp_path / "own",
+            "redis": base.redis.model_copy(update={"url": f"redis://127.0.0.1:{free_port()}/0"}),
+            "mlflow": base.mlflow.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"}),
+        }
+    )
     try:
         services.up(own, OWN, seed=False)
         model = seed_model(own.mlflow.url, f"digits-fault-{uuid.uuid4().hex[:8]}").name
     except ConsoleError as exc:
         services.down(own, OWN)
         unavailable(str(exc))
-    settings = own.model_copy(
-        update={"models": own.models.model_copy(update={"served": [model]})}
-    )
+    settings = own.model_copy(update={"models": own.models.model_copy(update={"served": [model]})})
     client = aioredis.Redis.from_url(settings.redis.url)
     try:
         await PolicyStore(client, settings.redis.key_prefix).block(
@@ -69,11 +69,14 @@ async def test_policy_store_and_registry_go_stale_and_recover(
             await pilot.press("3")
             await until(pilot, lambda: app.screen.name == "models", 5, "models view")
             models = app.view("models")
-            await until(pilot, lambda: any(r[0] == model for r in cells(app, "#versions-table")),
-                        30, "versions from the registry")  # fmt: skip
+            await until(
+                pilot,
+                lambda: any(r[0] == model for r in cells(app, "#versions-table")),
+                30,
+                "versions from the registry",
+            )
             services.down(settings, ["mlflow"])
-            await until(pilot, lambda: models.registry_panel.state == "stale", 60,
-                        "registry stale")  # fmt: skip
+            await until(pilot, lambda: models.registry_panel.state == "stale", 60, "registry stale")
             assert {r[1] for r in cells(app, "#versions-table") if r[0] == model} == {"1", "2"}
             assert "STALE" in str(app.screen.query_one("#registry-title").render())
             await pilot.press("2")  # input is still answered
@@ -82,7 +85,6 @@ async def test_policy_store_and_registry_go_stale_and_recover(
             services.up(settings, OWN, seed=False)
             await until(pilot, lambda: clients.policy_panel.state == "live", 60, "policy back")
             await pilot.press("3")
-            await until(pilot, lambda: models.registry_panel.state == "live", 120,
-                        "registry back")  # fmt: skip
+            await until(pilot, lambda: models.registry_panel.state == "live", 120, "registry back")
     finally:
         services.down(settings, OWN)

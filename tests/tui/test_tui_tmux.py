@@ -68,11 +68,15 @@ def test_demo_schedules_an_attack_that_alerts_in_the_console(tui_stack: LabStack
     if shutil.which("tmux") is None:
         unavailable("tmux not installed (apt-get install tmux)")
     session = f"aml-demo-{uuid.uuid4().hex[:8]}"
-    env = {**{k: v for k, v in tui_stack.env.items() if k.startswith("CONSOLE_")},
-           "CONSOLE_LAB__SERVICES": json.dumps(list(STACK))}  # fmt: skip
+    env = {
+        **{k: v for k, v in tui_stack.env.items() if k.startswith("CONSOLE_")},
+        "CONSOLE_LAB__SERVICES": json.dumps(list(STACK)),
+    }
     exports = " ".join(f"{k}='{v}'" for k, v in env.items())
-    command = (f"cd {REPO} && env {exports} {sys.executable} -m console demo --attack-after 1 "
-               "--refresh 1; sleep 20")  # fmt: skip
+    command = (
+        f"cd {REPO} && env {exports} {sys.executable} -m console demo --attack-after 1 "
+        "--refresh 1; sleep 20"
+    )
     _tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40", command)
     try:
         _screen_until(session, "aml-console › alerts", 60)
@@ -80,8 +84,11 @@ def test_demo_schedules_an_attack_that_alerts_in_the_console(tui_stack: LabStack
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             screen = _tmux("capture-pane", "-t", session, "-p")
-            rows = [line for line in screen.splitlines()
-                    if "critical" in line and "AMLExtractionSuspected" in line]  # fmt: skip
+            rows = [
+                line
+                for line in screen.splitlines()
+                if "critical" in line and "AMLExtractionSuspected" in line
+            ]
             if any("mallory-1" in row for row in rows):
                 break
             time.sleep(0.5)

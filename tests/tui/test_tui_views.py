@@ -65,10 +65,15 @@ async def test_block_client_flow_plan_confirm_mitigation_audit(tui_stack: LabSta
         # The gateway refuses the client now (the real policy store, through pub/sub).
         response = httpx.post(
             f"{tui_stack.settings.gateway.url}/v2/models/{tui_stack.model}/infer",
-            json={"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                              "data": [0.0] * 64}]},
-            headers={"X-Client-Id": client}, timeout=5, trust_env=False,
-        )  # fmt: skip
+            json={
+                "inputs": [
+                    {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}
+                ]
+            },
+            headers={"X-Client-Id": client},
+            timeout=5,
+            trust_env=False,
+        )
         assert response.status_code == 403
         await pilot.press("4")
         await until(pilot, lambda: app.screen.name == "mitigations", 5, "mitigations view")

@@ -34,5 +34,7 @@ async def until(pilot: Pilot[Any], check: Callable[[], bool], timeout_s: float, 
 def cells(app: ConsoleApp, table_id: str) -> list[list[str]]:
     """The plain text of every cell of a DataTable of the current screen."""
     table = app.screen.query_one(table_id)
-    return [[getattr(c, "plain", str(c)) for c in table.get_row_at(i)]  # type: ignore[attr-defined]
-            for i in range(table.row_count)]  # type: ignore[attr-defined]  # fmt: skip
+    return [
+        [getattr(c, "plain", str(c)) for c in table.get_row_at(i)]  # type: ignore[attr-defined]
+        for i in range(table.row_count)
+    ]  # type: ignore[attr-defined]

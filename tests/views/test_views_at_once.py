@@ -35,8 +35,9 @@ class Gate:
     """Lets calls through once ``expected`` of them are waiting; ``fail`` names calls that
     then raise BackendUnavailable, ``slow`` calls that never finish (until cancelled)."""
 
-    def __init__(self, expected: int, fail: frozenset[str] = frozenset(),
-                 slow: frozenset[str] = frozenset()) -> None:  # fmt: skip
+    def __init__(
+        self, expected: int, fail: frozenset[str] = frozenset(), slow: frozenset[str] = frozenset()
+    ) -> None:
         self.expected = expected
         self.fail, self.slow = fail, slow
         self.started: list[str] = []
@@ -83,8 +84,16 @@ class Policy:
 
     async def list_blocks(self) -> list[Block]:
         await self.gate.enter("policy.blocks")
-        return [Block(client="alice", reason="r", operator="o", run_id="x", created_at=NOW,
-                      expires_at=NOW + timedelta(minutes=5))]  # fmt: skip
+        return [
+            Block(
+                client="alice",
+                reason="r",
+                operator="o",
+                run_id="x",
+                created_at=NOW,
+                expires_at=NOW + timedelta(minutes=5),
+            )
+        ]
 
     async def list_budgets(self) -> list[Budget]:
         await self.gate.enter("policy.budgets")
@@ -192,8 +201,11 @@ async def test_a_query_engine_failure_fails_the_view_and_cancels_the_other_reads
     tmp_path: Path,
 ) -> None:
     heatmap = f"prometheus.range.{q.CLIENT_HEATMAP.promql}"
-    gate = Gate(CLIENT_READS, fail=frozenset({f"prometheus.{q.CLIENT_RATE.promql}"}),
-                slow=frozenset({heatmap, "policy.budgets"}))  # fmt: skip
+    gate = Gate(
+        CLIENT_READS,
+        fail=frozenset({f"prometheus.{q.CLIENT_RATE.promql}"}),
+        slow=frozenset({heatmap, "policy.budgets"}),
+    )
     with pytest.raises(ConsoleError, match="is down"):
         await asyncio.wait_for(fetch_clients(_sources(tmp_path, gate)), 5)
     assert sorted(gate.cancelled) == sorted([heatmap, "policy.budgets"])

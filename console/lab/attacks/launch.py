@@ -66,8 +66,9 @@ def prepare_attack(
     if problem is not None:
         raise LabError(problem)
     target = require_loopback_target(attack.target_url(settings), attack.target)
-    return PreparedAttack(settings, attack, client, model or settings.models.served[0], target,
-                          args)  # fmt: skip
+    return PreparedAttack(
+        settings, attack, client, model or settings.models.served[0], target, args
+    )
 
 
 __all__ = ["PreparedAttack", "prepare_attack"]

@@ -58,12 +58,15 @@ class Attack:
         return settings.mlflow.url if self.target == "mlflow" else settings.gateway.url
 
 
-ATTACKS: dict[str, Attack] = {attack.kind: attack for attack in (
-    Attack("extraction", "console.lab.attacks.extraction:run_extraction"),
-    Attack("evasion", "console.lab.attacks.evasion:run_evasion"),
-    Attack("flood", "console.lab.attacks.flood:run_flood"),
-    Attack("poisoning", "console.lab.attacks.poisoning:run_poisoning", target="mlflow"),
-)}  # fmt: skip
+ATTACKS: dict[str, Attack] = {
+    attack.kind: attack
+    for attack in (
+        Attack("extraction", "console.lab.attacks.extraction:run_extraction"),
+        Attack("evasion", "console.lab.attacks.evasion:run_evasion"),
+        Attack("flood", "console.lab.attacks.flood:run_flood"),
+        Attack("poisoning", "console.lab.attacks.poisoning:run_poisoning", target="mlflow"),
+    )
+}
 
 KINDS: tuple[str, ...] = tuple(ATTACKS)
 

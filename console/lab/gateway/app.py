@@ -17,8 +17,9 @@ from starlette.routing import Route
 
 from console import __version__
 from console.config import Settings
+from console.lab.gateway.callers import client_from_headers, new_caller
 from console.lab.gateway.protocol import MAX_BODY_BYTES, RequestError, model_metadata
-from console.lab.gateway.service import Gateway, Reply, client_from_headers, new_caller
+from console.lab.gateway.service import Gateway, Reply
 from console.lab.gateway.telemetry import parse_traceparent
 
 log = logging.getLogger(__name__)

@@ -144,15 +144,17 @@ def _squeeze_nodes(
         scaled, rounded = name(f"scaled{tag}"), name(f"rounded{tag}")
         return [
             helper.make_node(
-                "Mul", [source, const(f"scale{tag}", np.array(levels / PIXEL_MAX, np.float32))],
+                "Mul",
+                [source, const(f"scale{tag}", np.array(levels / PIXEL_MAX, np.float32))],
                 [scaled],
             ),
             helper.make_node("Round", [scaled], [rounded]),
             helper.make_node(
-                "Mul", [rounded, const(f"step{tag}", np.array(PIXEL_MAX / levels, np.float32))],
+                "Mul",
+                [rounded, const(f"step{tag}", np.array(PIXEL_MAX / levels, np.float32))],
                 [out],
             ),
-        ]  # fmt: skip
+        ]
     if squeezer.startswith("median"):
         size = int(squeezer.removeprefix("median"))
         index = median_window_index(size)  # [64, size*size] pixel indices, border reflected
@@ -167,9 +169,11 @@ def _squeeze_nodes(
                 "TopK",
                 [windows, const(f"k{tag}", np.array([keep], np.int64))],
                 [top, name(f"top_index{tag}")],
-                axis=-1, largest=1, sorted=1,
+                axis=-1,
+                largest=1,
+                sorted=1,
             ),
-        ]  # fmt: skip
+        ]
         if count % 2:
             last = const(f"last{tag}", np.array(keep - 1, np.int64))
             return [*nodes, helper.make_node("Gather", [top, last], [out], axis=2)]

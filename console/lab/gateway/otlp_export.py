@@ -69,8 +69,9 @@ class OtlpHttpExporter:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self._timeout_s, trust_env=False,
-                          follow_redirects=False) as client:  # fmt: skip
+        with httpx.Client(
+            timeout=self._timeout_s, trust_env=False, follow_redirects=False
+        ) as client:
             stopping = False
             while not stopping:
                 batch, stopping = self._next_batch()
@@ -108,5 +109,10 @@ class OtlpHttpExporter:
         now = time.monotonic()
         if now - self._last_warning > 60:
             self._last_warning = now
-            log.warning("OTLP export to %s failed (%s): %d span(s) dropped; the trace files "
-                        "still have them", self.url, why, count)  # fmt: skip
+            log.warning(
+                "OTLP export to %s failed (%s): %d span(s) dropped; the trace files "
+                "still have them",
+                self.url,
+                why,
+                count,
+            )

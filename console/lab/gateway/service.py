@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from console.adapters.policy import CLIENT_ID
 from console.config import Settings
 from console.detectors.extraction import ExtractionMonitor
-from console.identity import key_pseudonym, load_or_create_secret
-from console.lab.gateway.client_slots import OTHER, RESERVED
+from console.lab.gateway.callers import Caller, pseudonym_secret
+from console.lab.gateway.client_slots import OTHER
 from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
 from console.lab.gateway.otlp_export import OtlpHttpExporter
@@ -32,7 +31,6 @@ from console.lab.gateway.telemetry import (
     Span,
     SpanWriter,
     new_span_id,
-    new_trace_id,
 )
 
 log = logging.getLogger(__name__)
@@ -50,50 +48,6 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who asked, from the request headers; ``client`` None when no identity was sent."""
-
-    client: str | None
-    trace_id: str
-    parent_span_id: str = ""
-
-
-def client_from_headers(
-    client_id: str | None, authorization: str | None, pseudonym_secret: bytes
-) -> str | None:
-    """``X-Client-Id``, else a pseudonym of the bearer key (the key itself is never stored)."""
-    if client_id is not None:
-        client_id = client_id.strip()
-        if not CLIENT_ID.fullmatch(client_id):
-            raise RequestError(
-                400,
-                "bad_client",
-                "X-Client-Id must be 1-128 characters of letters, digits and . _ : @ -, "
-                "starting with a letter or digit",
-            )
-        if client_id in RESERVED:
-            raise RequestError(
-                400,
-                "bad_client",
-                f"X-Client-Id {client_id!r} is reserved (a metrics label of the gateway's own)",
-            )
-        return client_id
-    if authorization:
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() == "bearer" and key.strip():
-            return key_pseudonym(key.strip(), pseudonym_secret)
-    return None
-
-
-def _pseudonym_secret(settings: Settings) -> bytes:
-    cfg = settings.gateway
-    if cfg.pseudonym_key is not None and cfg.pseudonym_key.get_secret_value():
-        return cfg.pseudonym_key.get_secret_value().encode()
-    path = cfg.pseudonym_key_file or settings.run_dir / "secrets" / "pseudonym.key"
-    return load_or_create_secret(path)
-
-
 def _local_path(location: str) -> Path | None:
     return None if "://" in location else Path(location)
 
@@ -104,7 +58,7 @@ class Gateway:
     def __init__(self, settings: Settings, *, seed: int = 0) -> None:
         self.settings = settings
         cfg = settings.gateway
-        self.pseudonym_secret = _pseudonym_secret(settings)
+        self.pseudonym_secret = pseudonym_secret(settings)
         self.metrics = GatewayMetrics(
             settings.models.served,
             client_capacity=cfg.client_labels,
@@ -136,8 +90,11 @@ class Gateway:
         if settings.traces.otlp_endpoint:
             dropped = self.metrics.dropped.labels("otlp").inc
             self.otlp = OtlpHttpExporter(settings.traces.otlp_endpoint, on_drop=dropped)
-        self.spans = (SpanWriter(traces_dir, self._span_sink, exporter=self.otlp)
-                      if traces_dir or self.otlp else None)  # fmt: skip
+        self.spans = (
+            SpanWriter(traces_dir, self._span_sink, exporter=self.otlp)
+            if traces_dir or self.otlp
+            else None
+        )
         samples_dir = _local_path(settings.samples.path)
         self.samples: SampleStore | None = None
         self._sample_sink = JsonlSink(
@@ -458,9 +415,3 @@ async def _supervised(what: str, run: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("background task %r failed; restarting in 1 s", what)
         await asyncio.sleep(1.0)
-
-
-def new_caller(client: str | None, traceparent: tuple[str, str] | None) -> Caller:
-    if traceparent is not None:
-        return Caller(client, traceparent[0], traceparent[1])
-    return Caller(client, new_trace_id())

@@ -106,4 +106,3 @@ def _concerns(labels: dict[str, str], args: EvidenceArgs) -> bool:
     if not given:
         return True
     return any(labels.get(k) == v for k, v in given.items())
-

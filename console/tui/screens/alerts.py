@@ -65,8 +65,13 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         now = self.context.now()
         for group in snapshot.groups:
             for alert in group.alerts:
-                if not self.keep(alert.alertname, alert.client, alert.model, alert.severity,
-                                 *alert.labels.values()):  # fmt: skip
+                if not self.keep(
+                    alert.alertname,
+                    alert.client,
+                    alert.model,
+                    alert.severity,
+                    *alert.labels.values(),
+                ):
                     continue
                 started = age((now - alert.starts_at).total_seconds()) if alert.starts_at else "?"
                 state = "silenced" if alert.silenced_by else alert.state
@@ -92,8 +97,9 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if alert := self.selected():
-            self.post_message(RememberSelection(client=alert.client, model=alert.model,
-                                                alertname=alert.alertname))  # fmt: skip
+            self.post_message(
+                RememberSelection(client=alert.client, model=alert.model, alertname=alert.alertname)
+            )
         self._show_detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -185,9 +191,11 @@ def render_correlated(client: str, correlated: Correlated) -> Text:
         text.append("  none since the alert began", style="dim")
     for span in correlated.spans:
         attrs = span.attributes
-        text.append(f"\n {span.start:%H:%M:%S} {printable(attrs.get('aml.outcome', '?'), 10):<9}"
-                    f" score {_fmt(attrs.get('aml.detector_score'))}"
-                    f" extr {_fmt(attrs.get('aml.extraction_score'))}  ")  # fmt: skip
+        text.append(
+            f"\n {span.start:%H:%M:%S} {printable(attrs.get('aml.outcome', '?'), 10):<9}"
+            f" score {_fmt(attrs.get('aml.detector_score'))}"
+            f" extr {_fmt(attrs.get('aml.extraction_score'))}  "
+        )
         text.append(span.trace_id[:16], style="cyan")
     text.append("\nsampled inputs", style="bold")
     if correlated.sample_error:
@@ -196,12 +204,15 @@ def render_correlated(client: str, correlated: Correlated) -> Text:
         text.append("  none since the alert began", style="dim")
     else:
         flagged = sum(1 for s in correlated.samples if s.flagged)
-        text.append(f"  {len(correlated.samples)} newest, {flagged} flagged (enter: all)",
-                    style="dim")  # fmt: skip
+        text.append(
+            f"  {len(correlated.samples)} newest, {flagged} flagged (enter: all)", style="dim"
+        )
     for sample in correlated.samples[:4]:
-        text.append(f"\n {sample.time:%H:%M:%S} label {sample.prediction}"
-                    f" score {sample.detector_score:.2f}{' FLAGGED' if sample.flagged else ''}"
-                    f"  {sample.trace_id[:16]}")  # fmt: skip
+        text.append(
+            f"\n {sample.time:%H:%M:%S} label {sample.prediction}"
+            f" score {sample.detector_score:.2f}{' FLAGGED' if sample.flagged else ''}"
+            f"  {sample.trace_id[:16]}"
+        )
     return text
 
 

@@ -19,8 +19,18 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
     def compose_body(self) -> ComposeResult:
         yield Static("", id="verify")
         table: DataTable[Text] = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("seq", "time", "kind", "runbook", "step", "action", "target", "result",
-                          "operator", "run")  # fmt: skip
+        table.add_columns(
+            "seq",
+            "time",
+            "kind",
+            "runbook",
+            "step",
+            "action",
+            "target",
+            "result",
+            "operator",
+            "run",
+        )
         yield table
         yield Static("", id="audit-detail")
 
@@ -34,16 +44,19 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
         verify = Text()
         report = snapshot.verify
         if report is None and snapshot.verify_error is None:
-            verify.append("no audit records yet: nothing has been done from this console",
-                          style="dim")  # fmt: skip
+            verify.append(
+                "no audit records yet: nothing has been done from this console", style="dim"
+            )
         elif report is None:
             verify.append("✖ not verified: " + printable(snapshot.verify_error), style="red")
         elif report.ok:
-            verify.append(f"✔ verified: {report.records} records, chain and HMAC intact",
-                          style="bold green")  # fmt: skip
+            verify.append(
+                f"✔ verified: {report.records} records, chain and HMAC intact", style="bold green"
+            )
             if report.outcome_unknown:
-                verify.append(f"  ({len(report.outcome_unknown)} intents without an outcome)",
-                              style="yellow")  # fmt: skip
+                verify.append(
+                    f"  ({len(report.outcome_unknown)} intents without an outcome)", style="yellow"
+                )
         else:
             where = f"line {report.first_bad_line}: " if report.first_bad_line else ""
             verify.append(f"✖ TAMPERED: {where}" + printable(report.problem), style="bold red")
@@ -51,8 +64,7 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
         table = self.query_one("#audit-table", DataTable)
         table.clear()
         for r in reversed(snapshot.records):
-            if not self.keep(r.runbook, r.step, r.action, r.target, r.result, r.operator,
-                             r.run_id):  # fmt: skip
+            if not self.keep(r.runbook, r.step, r.action, r.target, r.result, r.operator, r.run_id):
                 continue
             table.add_row(
                 Text(str(r.seq)),
@@ -84,19 +96,28 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
         if record is None:
             detail.update("")
             return
-        text = Text(f"record {record.seq}  {record.time:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC",
-                    style="bold")  # fmt: skip
-        text.append(f"  {printable(record.kind)} by {printable(record.operator)} in "
-                    f"{printable(record.environment)}")  # fmt: skip
-        for label, value in (("arguments", record.arguments), ("before", record.before),
-                             ("after", record.after), ("error", record.error)):  # fmt: skip
+        text = Text(
+            f"record {record.seq}  {record.time:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC", style="bold"
+        )
+        text.append(
+            f"  {printable(record.kind)} by {printable(record.operator)} in "
+            f"{printable(record.environment)}"
+        )
+        for label, value in (
+            ("arguments", record.arguments),
+            ("before", record.before),
+            ("after", record.after),
+            ("error", record.error),
+        ):
             if value not in (None, {}, ""):
                 text.append(f"\n{label}  ", style="bold")
                 text.append(printable(value, 400))
         text.append(f"\nhash  {record.hash[:32]}…  prev {record.prev_hash[:16]}…", style="dim")
         text.append(f"\nrun {printable(record.run_id)}:", style="bold")
         for r in (r for r in self.snapshot.records if r.run_id == record.run_id):
-            text.append(f"  {r.seq} {printable(r.kind)}"
-                        f"{' ' + printable(r.step) if r.step else ''}"
-                        f"{' ' + printable(r.result) if r.result else ''}")  # fmt: skip
+            text.append(
+                f"  {r.seq} {printable(r.kind)}"
+                f"{' ' + printable(r.step) if r.step else ''}"
+                f"{' ' + printable(r.result) if r.result else ''}"
+            )
         detail.update(text)

@@ -99,8 +99,9 @@ class ViewScreen(Screen[None], Generic[S]):
             self.snapshot = snapshot
             with self.app.batch_update():
                 self.show_snapshot(snapshot)
-            panel.succeeded(self.has_no_data(snapshot), tuple(self.warnings(snapshot)),
-                            self.context.monotonic())  # fmt: skip
+            panel.succeeded(
+                self.has_no_data(snapshot), tuple(self.warnings(snapshot)), self.context.monotonic()
+            )
         finally:
             self.refreshes += 1
             self.badge.show()

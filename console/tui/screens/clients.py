@@ -31,8 +31,13 @@ are drawn red."""
 
 class ClientsScreen(ViewScreen[ClientsSnapshot]):
     VIEW = "clients"
-    QUERIES = (q.CLIENT_RATE, q.CLIENT_HEATMAP, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED,
-               q.CLIENT_REFUSED)  # fmt: skip
+    QUERIES = (
+        q.CLIENT_RATE,
+        q.CLIENT_HEATMAP,
+        q.CLIENT_EXTRACTION,
+        q.CLIENT_FLAGGED,
+        q.CLIENT_REFUSED,
+    )
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         *ViewScreen.BINDINGS,
         Binding("b", "block", "Block"),
@@ -54,13 +59,22 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         table: DataTable[Text] = DataTable(
             id="clients-table", cursor_type="row", zebra_stripes=True
         )
-        table.add_columns("model", "client", "req/s", "last 10 min", "extraction", "flagged/s",
-                          "refused", "policy")  # fmt: skip
+        table.add_columns(
+            "model",
+            "client",
+            "req/s",
+            "last 10 min",
+            "extraction",
+            "flagged/s",
+            "refused",
+            "policy",
+        )
         yield table
         yield Static("", id="policy-status")
         other: DataTable[Text] = DataTable(id="other-table", cursor_type="row", zebra_stripes=True)
-        other.add_columns("counted as other", "risk", "extraction", "flag rate", "refused",
-                          "answered/s", "idle")  # fmt: skip
+        other.add_columns(
+            "counted as other", "risk", "extraction", "flag rate", "refused", "answered/s", "idle"
+        )
         yield other
         yield Static("", id="gateway-status")
 
@@ -124,8 +138,10 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         if state is not None:
             slots = state.label_slots
             full = slots.used >= slots.capacity
-            status.append(f"{slots.used}/{slots.capacity} label slots held",
-                          style="bold yellow" if full else "")  # fmt: skip
+            status.append(
+                f"{slots.used}/{slots.capacity} label slots held",
+                style="bold yellow" if full else "",
+            )
             status.append(f" · {len(state.unlabelled)} active without a label  ")
         status.append_text(render_badge(panel, self.context.monotonic()))
         self.query_one("#gateway-status", Static).update(status)
@@ -169,8 +185,16 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         if found is None:
             return None
         model = max(found.extraction, key=lambda m: found.extraction[m], default="")
-        return ClientRow(model, found.client, found.answered_rate, found.extraction.get(model),
-                         None, found.refused_share, None, None)  # fmt: skip
+        return ClientRow(
+            model,
+            found.client,
+            found.answered_rate,
+            found.extraction.get(model),
+            None,
+            found.refused_share,
+            None,
+            None,
+        )
 
     def _policy_of(self, row: ClientRow) -> tuple[Block | None, Budget | None]:
         if self.policy_panel.state == "stale":

@@ -117,8 +117,10 @@ class ConfirmActionModal(ModalScreen[bool]):
         detail.append(f" · operator {printable(plan.operator, 60)} · run {plan.run_id}")
         for i, step in enumerate(steps, 1):
             mark = "=" if step["noop"] else "~"
-            detail.append(f"\n {mark} {i}. {printable(step['summary'], 160)}",
-                          style="dim" if step["noop"] else "")  # fmt: skip
+            detail.append(
+                f"\n {mark} {i}. {printable(step['summary'], 160)}",
+                style="dim" if step["noop"] else "",
+            )
         return cls(question, detail)
 
     def compose(self) -> ComposeResult:

@@ -25,9 +25,18 @@ class DrillsScreen(ViewScreen[DrillsSnapshot]):
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="drills-table", cursor_type="row")
-        table.add_columns("drill", "scenario", "responder", "contained", "detect", "mitigate",
-                          "answered", "attacker success", "benign blocked",
-                          "false alerts")  # fmt: skip
+        table.add_columns(
+            "drill",
+            "scenario",
+            "responder",
+            "contained",
+            "detect",
+            "mitigate",
+            "answered",
+            "attacker success",
+            "benign blocked",
+            "false alerts",
+        )
         yield table
         with Horizontal(id="drill-detail"):
             yield Static("", id="drill-timeline")
@@ -57,16 +66,22 @@ class DrillsScreen(ViewScreen[DrillsSnapshot]):
                 plain(drill.id, "bold"),
                 plain(data.get("scenario", "unreadable")),
                 plain(data.get("responder", "")),
-                Text("yes" if contained else "NO" if drill.data else "?",
-                     style="green" if contained else "bold red"),  # fmt: skip
+                Text(
+                    "yes" if contained else "NO" if drill.data else "?",
+                    style="green" if contained else "bold red",
+                ),
                 number(scores.get("time_to_detect_s"), "{:.1f} s"),
                 number(scores.get("time_to_mitigate_s"), "{:.1f} s"),
                 Text(str(scores.get("attacker_queries_answered", "–"))),
                 number(scores.get("attacker_success"), "{:.2f}"),
-                Text(str(scores.get("benign_blocked", "–")),
-                     style="bold red" if scores.get("benign_blocked") else ""),  # fmt: skip
-                Text(str(scores.get("false_alerts", "–")),
-                     style="bold red" if scores.get("false_alerts") else ""),  # fmt: skip
+                Text(
+                    str(scores.get("benign_blocked", "–")),
+                    style="bold red" if scores.get("benign_blocked") else "",
+                ),
+                Text(
+                    str(scores.get("false_alerts", "–")),
+                    style="bold red" if scores.get("false_alerts") else "",
+                ),
                 key=drill.id,
             )
         if current is not None and current.id in table.rows:
@@ -95,13 +110,16 @@ class DrillsScreen(ViewScreen[DrillsSnapshot]):
             plot.refresh()
             return
         data = drill.data
-        text = Text(f"{printable(data.get('scenario'))}: attacker "
-                    f"{printable(data.get('attacker'))} on {printable(data.get('model'))}\n",
-                    style="bold")  # fmt: skip
+        text = Text(
+            f"{printable(data.get('scenario'))}: attacker "
+            f"{printable(data.get('attacker'))} on {printable(data.get('model'))}\n",
+            style="bold",
+        )
         for event in data.get("timeline", []):
             style = "bold" if event.get("kind") in MARKS else "dim"
-            text.append(f"{event.get('at_s', 0):7.1f}s {printable(event.get('kind'), 20):<18}",
-                        style=style)  # fmt: skip
+            text.append(
+                f"{event.get('at_s', 0):7.1f}s {printable(event.get('kind'), 20):<18}", style=style
+            )
             text.append(f" {printable(event.get('detail'), 70)}\n", style="dim")
         box.update(text)
         attacker = data.get("attacker")

@@ -55,23 +55,41 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         for b in snapshot.blocks:
             if self.keep(b.client, b.reason, b.operator):
                 left = age(max(0.0, (b.expires_at - now).total_seconds()))
-                blocks.add_row(plain(b.client, "bold red"), Text(left), plain(b.reason),
-                               plain(b.operator), plain(b.run_id), key=b.client)  # fmt: skip
+                blocks.add_row(
+                    plain(b.client, "bold red"),
+                    Text(left),
+                    plain(b.reason),
+                    plain(b.operator),
+                    plain(b.run_id),
+                    key=b.client,
+                )
         budgets = self.query_one("#budgets-table", DataTable)
         budgets.clear()
         for g in snapshot.budgets:
             if self.keep(g.client, g.operator):
                 was = "default" if g.previous_qpm is None else str(g.previous_qpm)
                 set_ago = age(max(0.0, (now - g.set_at).total_seconds())) + " ago"
-                budgets.add_row(plain(g.client, "bold yellow"), Text(str(g.qpm)), Text(was),
-                                plain(g.operator), Text(set_ago), plain(g.run_id),
-                                key=g.client)  # fmt: skip
+                budgets.add_row(
+                    plain(g.client, "bold yellow"),
+                    Text(str(g.qpm)),
+                    Text(was),
+                    plain(g.operator),
+                    Text(set_ago),
+                    plain(g.run_id),
+                    key=g.client,
+                )
         changes = self.query_one("#registry-table", DataTable)
         changes.clear()
         for index, c in enumerate(snapshot.registry_changes):
-            changes.add_row(Text(f"{c.time:%H:%M:%S}"), plain(c.runbook), plain(c.target),
-                            plain(c.before), plain(c.after), plain(c.operator),
-                            key=str(index))  # fmt: skip
+            changes.add_row(
+                Text(f"{c.time:%H:%M:%S}"),
+                plain(c.runbook),
+                plain(c.target),
+                plain(c.before),
+                plain(c.after),
+                plain(c.operator),
+                key=str(index),
+            )
         title = Text("registry changes made by the console (audit log)", style="bold")
         if snapshot.audit_error:
             title.append("  ✖ " + printable(snapshot.audit_error, 160), style="red")

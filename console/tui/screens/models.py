@@ -48,8 +48,17 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="models-table", cursor_type="row")
-        table.add_columns("model", "req/s", "P50", "P95", "P99", "errors", "flagged",
-                          "conf. z", "confidence, 30 min")  # fmt: skip
+        table.add_columns(
+            "model",
+            "req/s",
+            "P50",
+            "P95",
+            "P99",
+            "errors",
+            "flagged",
+            "conf. z",
+            "confidence, 30 min",
+        )
         yield table
         yield PlotextPlot(id="confidence-plot")
         yield Static("", id="registry-title")
@@ -124,8 +133,12 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         for model, points in sorted(snapshot.confidence.items()):
             if not self.keep(model) or not points:
                 continue
-            plt.plot([(t - now) / 60 for t, _ in points], [v for _, v in points],
-                     label=printable(model, 40), marker="braille")  # fmt: skip
+            plt.plot(
+                [(t - now) / 60 for t, _ in points],
+                [v for _, v in points],
+                label=printable(model, 40),
+                marker="braille",
+            )
             drawn = True
         if not drawn:
             plt.text("no data", x=0, y=0.5)

@@ -45,8 +45,9 @@ class ReplayScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         cfg = self.context.settings
         yield TopBar("replay", cfg.environment, cfg.read_only, cfg.tui.environment_color)
-        yield Static(Text(f"replay of {printable(self.scope, 120)}", style="bold"),
-                     id="replay-scope")  # fmt: skip
+        yield Static(
+            Text(f"replay of {printable(self.scope, 120)}", style="bold"), id="replay-scope"
+        )
         yield ProgressBar(id="replay-progress", show_eta=False)
         yield Static("", id="replay-verdict")
         table: DataTable[Text] = DataTable(id="replay-table", cursor_type="row")
@@ -82,8 +83,12 @@ class ReplayScreen(Screen[None]):
                         bar.update(total=len(event.samples.records), progress=0)
                         names = ", ".join(v.label for v in event.versions)
                         count = len(event.samples.records)
-                        verdict.update(Text(f"running {count} samples through {names} "
-                                            f"({event.backend})…", style="dim"))  # fmt: skip
+                        verdict.update(
+                            Text(
+                                f"running {count} samples through {names} ({event.backend})…",
+                                style="dim",
+                            )
+                        )
                     elif isinstance(event, BatchDone):
                         bar.update(total=event.total, progress=event.done)
                     elif isinstance(event, ReplayFinished):
@@ -98,15 +103,19 @@ class ReplayScreen(Screen[None]):
     def _show(self, result: ReplayResult) -> None:
         summary = result.summary
         verdict = Text(printable(summary.verdict, 400), style="bold")
-        verdict.append(f"\n{summary.samples} samples, {summary.adversarial} flagged; "
-                       f"{summary.flips} flip between versions ({summary.flip_rate:.0%})"
-                       f" · {printable(result.backend, 80)}", style="dim")  # fmt: skip
+        verdict.append(
+            f"\n{summary.samples} samples, {summary.adversarial} flagged; "
+            f"{summary.flips} flip between versions ({summary.flip_rate:.0%})"
+            f" · {printable(result.backend, 80)}",
+            style="dim",
+        )
         self.query_one("#replay-verdict", Static).update(verdict)
         table = self.query_one("#replay-table", DataTable)
         table.clear(columns=True)
         refs = result.versions
-        table.add_columns("time", "client", "flagged", "score", "served",
-                          *(r.label for r in refs), "flip")  # fmt: skip
+        table.add_columns(
+            "time", "client", "flagged", "score", "served", *(r.label for r in refs), "flip"
+        )
         for outcome in result.outcomes():
             cells = [
                 Text(f"{outcome.time:%H:%M:%S}"),
@@ -116,9 +125,13 @@ class ReplayScreen(Screen[None]):
                 Text(f"v{outcome.served_version}: {outcome.served_prediction}"),
             ]
             for ref in refs:
-                cells.append(Text(f"{outcome.predictions[ref.version]} "
-                                  f"({outcome.confidences[ref.version]:.2f})",
-                                  style="bold yellow" if outcome.flip else ""))  # fmt: skip
+                cells.append(
+                    Text(
+                        f"{outcome.predictions[ref.version]} "
+                        f"({outcome.confidences[ref.version]:.2f})",
+                        style="bold yellow" if outcome.flip else "",
+                    )
+                )
             cells.append(Text("FLIP" if outcome.flip else "", style="bold yellow"))
             table.add_row(*cells, key=outcome.sample_id)
         self._show_selected()
@@ -139,15 +152,19 @@ class ReplayScreen(Screen[None]):
             return
         pixels = result.samples.x[index].tolist()
         self.query_one("#replay-digit", Static).update(
-            Text("\n".join(digit_rows(pixels)), style="white on black"))  # fmt: skip
+            Text("\n".join(digit_rows(pixels)), style="white on black")
+        )
         text = Text("per version\n", style="bold")
         for run in result.runs:
             probabilities = run.probabilities[index]
-            text.append(f"{run.ref.label:<18} label {int(run.labels[index])} "
-                        f"conf {float(run.confidence[index]):.2f}  ")  # fmt: skip
+            text.append(
+                f"{run.ref.label:<18} label {int(run.labels[index])} "
+                f"conf {float(run.confidence[index]):.2f}  "
+            )
             top = probabilities.argsort()[::-1][:3]
-            text.append(" ".join(f"{int(c)}:{float(probabilities[c]):.2f}" for c in top),
-                        style="dim")  # fmt: skip
+            text.append(
+                " ".join(f"{int(c)}:{float(probabilities[c]):.2f}" for c in top), style="dim"
+            )
             text.append("\n")
         self.query_one("#replay-versions", Static).update(text)
 

@@ -74,7 +74,7 @@ class RunbookScreen(ModalScreen[str | None]):
                     Text(
                         "read-only mode: the plan can be read, nothing can be applied",
                         style="bold black on yellow",
-                    ),  # fmt: skip
+                    ),
                     id="read-only-note",
                 )
             with Horizontal(id="runbook-buttons"):
@@ -121,16 +121,16 @@ class RunbookScreen(ModalScreen[str | None]):
             return
         plan = self.plan
         if plan.to_dict()["params"] != _public(self.loaded, self._params()):
-            self.notify("the parameters changed since the plan: plan again (p)",
-                        severity="warning")  # fmt: skip
+            self.notify("the parameters changed since the plan: plan again (p)", severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes and self.plan is plan:
                 self._apply(plan)
             elif not yes:
-                self.log_view.write(Text("not applied: cancelled at the confirmation",
-                                         style="yellow"))  # fmt: skip
+                self.log_view.write(
+                    Text("not applied: cancelled at the confirmation", style="yellow")
+                )
 
         self.app.push_screen(ConfirmActionModal.for_plan(plan), confirmed)
 
@@ -180,13 +180,22 @@ class RunbookScreen(ModalScreen[str | None]):
                 key=d["id"],
             )
             for request in d["requests"]:
-                log.write(Text(f" {i}. {printable(d['id'])} request: {printable(request, 300)}",
-                               style="cyan"))  # fmt: skip
+                log.write(
+                    Text(
+                        f" {i}. {printable(d['id'])} request: {printable(request, 300)}",
+                        style="cyan",
+                    )
+                )
         if self.read_only:
             log.write(Text("read-only mode: this plan cannot be applied", style="yellow"))
         else:
-            log.write(Text("press y to apply (a confirmation follows), esc to leave without "
-                           "changing anything", style="bold yellow"))  # fmt: skip
+            log.write(
+                Text(
+                    "press y to apply (a confirmation follows), esc to leave without "
+                    "changing anything",
+                    style="bold yellow",
+                )
+            )
 
     def _set_status(self, step: str | None, status: str) -> None:
         table = self.plan_table
@@ -219,8 +228,10 @@ class RunbookScreen(ModalScreen[str | None]):
             result.append("  " + printable(self.state.error, 300), style="red")
         self.log_view.write(result)
         self.query_one("#result", Static).update(result)
-        self.notify(f"{self.loaded.runbook.name}: {status}",
-                    severity="information" if status == "succeeded" else "error")  # fmt: skip
+        self.notify(
+            f"{self.loaded.runbook.name}: {status}",
+            severity="information" if status == "succeeded" else "error",
+        )
         self.post_message(RunFinished(self.loaded.runbook.name, status))
 
     def _event(self, event: RunEvent) -> None:
@@ -231,8 +242,10 @@ class RunbookScreen(ModalScreen[str | None]):
         elif event.kind == "step-finished":
             ok = event.status in ("applied", "noop")
             self._set_status(event.step, event.status or "?")
-            text = Text(f"   {'ok' if ok else 'FAILED'} {printable(event.step)}",
-                        style="green" if ok else "bold red")  # fmt: skip
+            text = Text(
+                f"   {'ok' if ok else 'FAILED'} {printable(event.step)}",
+                style="green" if ok else "bold red",
+            )
             if event.error:
                 text.append(": " + printable(event.error, 300))
             log.write(text)
@@ -241,8 +254,7 @@ class RunbookScreen(ModalScreen[str | None]):
             log.write(Text(f" ← undo {printable(event.step)}", style="yellow"))
         elif event.kind == "compensation-finished":
             self._set_status(event.step, f"undo {event.status}")
-            log.write(Text(f"   {printable(event.status)} {printable(event.step)}",
-                           style="yellow"))  # fmt: skip
+            log.write(Text(f"   {printable(event.status)} {printable(event.step)}", style="yellow"))
 
 
 STATUS_STYLE = {

@@ -49,9 +49,15 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
             if not self.keep(entry.name, rb.title if rb else "", *(rb.parameters if rb else ())):
                 continue
             if rb is None:
-                table.add_row(plain(entry.name, "bold red"), plain("INVALID", "bold red"),
-                              Text(""), Text(""), Text(""), plain(entry.path.name, "dim"),
-                              key=str(entry.path))  # fmt: skip
+                table.add_row(
+                    plain(entry.name, "bold red"),
+                    plain("INVALID", "bold red"),
+                    Text(""),
+                    Text(""),
+                    Text(""),
+                    plain(entry.path.name, "dim"),
+                    key=str(entry.path),
+                )
                 continue
             params = " ".join(f"{n}{'*' if p.required else ''}" for n, p in rb.parameters.items())
             table.add_row(
@@ -107,8 +113,9 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
         for i, step in enumerate(rb.steps, 1):
             comp = step.compensate if isinstance(step.compensate, str) else step.compensate.action
             text.append(f"  {i}. {step.id}: {step.action}", style="cyan")
-            text.append(f"  timeout {step.timeout}, retries {step.retries}, undo {comp}\n",
-                        style="dim")  # fmt: skip
+            text.append(
+                f"  timeout {step.timeout}, retries {step.retries}, undo {comp}\n", style="dim"
+            )
         detail.update(text)
 
     def action_open(self) -> None:

@@ -39,8 +39,18 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
     def compose_body(self) -> ComposeResult:
         yield Static("", id="samples-scope")
         table: DataTable[Text] = DataTable(id="samples-table", cursor_type="row")
-        table.add_columns("time", "client", "model", "version", "score", "extraction",
-                          "label", "confidence", "flagged", "trace")  # fmt: skip
+        table.add_columns(
+            "time",
+            "client",
+            "model",
+            "version",
+            "score",
+            "extraction",
+            "label",
+            "confidence",
+            "flagged",
+            "trace",
+        )
         yield table
         with Horizontal(id="sample-detail"):
             yield Static("", id="sample-digit")
@@ -76,8 +86,9 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
             scope.append(f" of client {printable(self.client, 80)}")
         if self.model:
             scope.append(f" on {printable(self.model, 80)}")
-        scope.append(f"  ({len(snapshot.records)}{'+' if snapshot.truncated else ''} newest)",
-                     style="dim")  # fmt: skip
+        scope.append(
+            f"  ({len(snapshot.records)}{'+' if snapshot.truncated else ''} newest)", style="dim"
+        )
         self.query_one("#samples-scope", Static).update(scope)
         table = self.query_one("#samples-table", DataTable)
         current = self.selected()
@@ -143,8 +154,10 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
             return
         text = Text(f"trace {trace_id}\n", style="bold")
         for span in spans:
-            text.append(f"{printable(span.name)}  {span.duration_ms:.1f} ms"
-                        f"{'  ERROR' if span.error else ''}\n")  # fmt: skip
+            text.append(
+                f"{printable(span.name)}  {span.duration_ms:.1f} ms"
+                f"{'  ERROR' if span.error else ''}\n"
+            )
             for key, value in sorted(span.attributes.items()):
                 text.append(f"  {printable(key, 60)} = {printable(value, 100)}\n", style="dim")
         box.update(text)

@@ -1,0 +1,65 @@
+"""Who is asking: the client identity a request asserts (``X-Client-Id``, or a pseudonym of
+its bearer API key) and the trace it continues. Identities are attacker-chosen: checked
+against the policy store's id rules, and the metric labels of the gateway's own refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from console.adapters.policy import CLIENT_ID
+from console.config import Settings
+from console.identity import key_pseudonym, load_or_create_secret
+from console.lab.gateway.client_slots import RESERVED
+from console.lab.gateway.protocol import RequestError
+from console.lab.gateway.telemetry import new_trace_id
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked, from the request headers; ``client`` None when no identity was sent."""
+
+    client: str | None
+    trace_id: str
+    parent_span_id: str = ""
+
+
+def client_from_headers(
+    client_id: str | None, authorization: str | None, pseudonym_secret: bytes
+) -> str | None:
+    """``X-Client-Id``, else a pseudonym of the bearer key (the key itself is never stored)."""
+    if client_id is not None:
+        client_id = client_id.strip()
+        if not CLIENT_ID.fullmatch(client_id):
+            raise RequestError(
+                400,
+                "bad_client",
+                "X-Client-Id must be 1-128 characters of letters, digits and . _ : @ -, "
+                "starting with a letter or digit",
+            )
+        if client_id in RESERVED:
+            raise RequestError(
+                400,
+                "bad_client",
+                f"X-Client-Id {client_id!r} is reserved (a metrics label of the gateway's own)",
+            )
+        return client_id
+    if authorization:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() == "bearer" and key.strip():
+            return key_pseudonym(key.strip(), pseudonym_secret)
+    return None
+
+
+def pseudonym_secret(settings: Settings) -> bytes:
+    """The deployment's secret for bearer pseudonyms: configured, or the shared file."""
+    cfg = settings.gateway
+    if cfg.pseudonym_key is not None and cfg.pseudonym_key.get_secret_value():
+        return cfg.pseudonym_key.get_secret_value().encode()
+    path = cfg.pseudonym_key_file or settings.run_dir / "secrets" / "pseudonym.key"
+    return load_or_create_secret(path)
+
+
+def new_caller(client: str | None, traceparent: tuple[str, str] | None) -> Caller:
+    if traceparent is not None:
+        return Caller(client, traceparent[0], traceparent[1])
+    return Caller(client, new_trace_id())
