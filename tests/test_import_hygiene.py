@@ -5,6 +5,7 @@ cycle, no module too big to read. Every import counts, also those inside functio
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,19 @@ def test_importing_every_service_loads_no_textual() -> None:
     )
     assert got.returncode == 0, got.stderr
     assert got.stdout.strip() == "[]", got.stdout
+
+
+def test_the_layer_diagram_names_every_unit_and_module() -> None:
+    """docs/architecture.md, "Layers": every unit, and every module of the adapters, audit and
+    runbooks packages, is in the diagram, so the diagram cannot drift from the tree."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    words = set(re.findall(r"[a-z_]+", block))
+    units = {unit(name) for name in modules(ROOT, "console")} - {"console", "__main__"}
+    assert units <= words, f"not in the diagram: {sorted(units - words)}"
+    listed = {
+        name.rsplit(".", 1)[1]
+        for name in modules(ROOT, "console")
+        if name.count(".") == 2 and unit(name) in ("adapters", "audit", "runbooks")
+    }
+    assert listed <= words, f"not in the diagram: {sorted(listed - words)}"
