@@ -18,25 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from audit_helpers import KEY
+from runbook_texts import block_pause_budget
 
 REPO = Path(__file__).resolve().parents[2]
 
-PAUSING_RUNBOOK = """\
-name: block-then-wait
-target: "client:{{ params.client }}"
-parameters:
-  client: {type: string, required: true, pattern: '^[a-z0-9-]+$'}
-steps:
-  - id: block
-    action: policy.block_client
-    with: {client: "{{ params.client }}", ttl: 1h, reason: audit test}
-  - id: pause
-    action: control.wait
-    with: {duration: 2s, reason: give the test time to kill the run}
-  - id: budget
-    action: policy.set_budget
-    with: {client: "{{ params.client }}", qpm: 5}
-"""
+PAUSING_RUNBOOK = block_pause_budget("block-then-wait", "audit test", "2s")
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,9 @@ from runbook_support import (
     redis_client,
     start_run,
 )
+from runbook_texts import block_pause_budget
 
-BLOCK_WAIT_BUDGET = """\
-name: block-wait-budget
-target: "client:{{ params.client }}"
-parameters:
-  client: {type: string, required: true, pattern: '^[a-z0-9-]+$'}
-steps:
-  - id: block
-    action: policy.block_client
-    with: {client: "{{ params.client }}", ttl: 1h, reason: piped}
-  - id: pause
-    action: control.wait
-    with: {duration: 1s}
-  - id: budget
-    action: policy.set_budget
-    with: {client: "{{ params.client }}", qpm: 5}
-"""
+BLOCK_WAIT_BUDGET = block_pause_budget("block-wait-budget", "piped", "1s")
 
 
 def test_a_closed_stdout_does_not_stop_a_half_applied_run(console: Console, tmp_path: Path) -> None:

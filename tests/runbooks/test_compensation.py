@@ -7,18 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-import redis
-from runbook_support import Console
+from runbook_support import Console, policy_key, redis_client
 from support import run_cli
-
-
-def _redis(console: Console) -> redis.Redis:
-    return redis.Redis.from_url(console.settings.redis.url, decode_responses=True)
-
-
-def _key(console: Console, kind: str, client: str) -> str:
-    return f"{console.settings.redis.key_prefix}:policy:{kind}:{client}"
-
 
 BLOCK_THEN_HOOK = """\
 name: block-then-hook
@@ -65,8 +55,8 @@ def test_unexpected_and_transport_failures_compensate_and_never_leak(
     assert "step hook failed" in result.stderr and "Traceback" not in result.stderr
     run = json.loads(result.stdout)["run"]
     assert run["status"] == "compensated"
-    assert _redis(console).get(_key(console, "block", "hooked")) is None
-    lock = _redis(console).get(f"{console.settings.redis.key_prefix}:lock:client:hooked")
+    assert redis_client(console).get(policy_key(console, "block", "hooked")) is None
+    lock = redis_client(console).get(f"{console.settings.redis.key_prefix}:lock:client:hooked")
     assert lock is None  # finished (compensated) runs release their lease
     forms = [canary, "CAN%2FARY%2Bs3cr3t", "CAN%2FARY+s3cr3t"]
     files = [p for p in console.run_dir.rglob("*") if p.is_file()]

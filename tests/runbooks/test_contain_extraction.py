@@ -5,17 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import redis
-from runbook_support import Console
+from runbook_support import Console, policy_key, redis_client
 from support import free_port, run_cli
-
-
-def _redis(console: Console) -> redis.Redis:
-    return redis.Redis.from_url(console.settings.redis.url, decode_responses=True)
-
-
-def _key(console: Console, kind: str, client: str) -> str:
-    return f"{console.settings.redis.key_prefix}:policy:{kind}:{client}"
 
 
 def test_contain_extraction_end_to_end(console: Console) -> None:
@@ -38,8 +29,8 @@ def test_contain_extraction_end_to_end(console: Console) -> None:
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)["run"]
     assert [s["status"] for s in run["steps"]] == ["applied"] * 4
-    assert json.loads(_redis(console).get(_key(console, "budget", client)))["qpm"] == 7
-    assert _redis(console).get(_key(console, "block", client)) is not None
+    assert json.loads(redis_client(console).get(policy_key(console, "budget", client)))["qpm"] == 7
+    assert redis_client(console).get(policy_key(console, "block", client)) is not None
     folder = console.run_dir / "runs" / run["run_id"] / "evidence"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"alerts.json", "policy.json", "registry.json"}
@@ -55,7 +46,7 @@ def test_backend_down_at_plan_time_applies_nothing(console: Console) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: alertmanager GET") and "cannot connect" in result.stderr
-    assert _redis(console).get(_key(console, "budget", "mallory-2")) is None
+    assert redis_client(console).get(policy_key(console, "budget", "mallory-2")) is None
     assert not console.settings.audit_path.exists()
 
 
@@ -101,8 +92,8 @@ def test_failed_step_compensates_in_reverse(console: Console, tmp_path: Path) ->
         "compensated",
         "failed",
     ]
-    assert _redis(console).get(_key(console, "block", "mallory-3")) is None
-    assert _redis(console).get(_key(console, "budget", "mallory-3")) is None
+    assert redis_client(console).get(policy_key(console, "block", "mallory-3")) is None
+    assert redis_client(console).get(policy_key(console, "budget", "mallory-3")) is None
     evidence = console.run_dir / "runs" / run["run_id"] / "evidence" / "policy.json"
     assert evidence.is_file()  # evidence is kept
     records = [json.loads(x) for x in console.settings.audit_path.read_text().splitlines()]

@@ -10,34 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-from runbook_support import REPO, Console
+from runbook_support import REPO, Console, policy_key, redis_client
+from runbook_texts import block_pause_budget
 from support import run_cli
 
-PAUSING_RUNBOOK = """\
-name: block-then-budget
-target: "client:{{ params.client }}"
-parameters:
-  client: {type: string, required: true, pattern: '^[a-z0-9-]+$'}
-steps:
-  - id: block
-    action: policy.block_client
-    with: {client: "{{ params.client }}", ttl: 1h, reason: drill}
-  - id: pause
-    action: control.wait
-    with: {duration: 3s, reason: let gateways pick up the block}
-  - id: budget
-    action: policy.set_budget
-    with: {client: "{{ params.client }}", qpm: 5}
-"""
-
-
-def _redis(console: Console) -> redis.Redis:
-    return redis.Redis.from_url(console.settings.redis.url, decode_responses=True)
-
-
-def _key(console: Console, kind: str, client: str) -> str:
-    return f"{console.settings.redis.key_prefix}:policy:{kind}:{client}"
+PAUSING_RUNBOOK = block_pause_budget("block-then-budget", "drill", "3s")
 
 
 def _start(console: Console, runbook: Path, client: str) -> subprocess.Popen[str]:
@@ -112,27 +89,30 @@ def test_status_shows_the_interrupted_run_and_what_it_applied(
 
 def test_resume_finishes_the_run(console: Console, tmp_path: Path) -> None:
     run_id = _killed_mid_run(console, tmp_path, "k9-resume")
-    assert _redis(console).get(_key(console, "budget", "k9-resume")) is None
+    assert redis_client(console).get(policy_key(console, "budget", "k9-resume")) is None
     result = run_cli(["runbook", "resume", run_id, "--yes", "--output", "json"], console.env)
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)["run"]
     assert run["status"] == "succeeded"
     assert [s["status"] for s in run["steps"]] == ["applied", "applied", "applied"]
-    assert json.loads(_redis(console).get(_key(console, "budget", "k9-resume")))["qpm"] == 5
-    assert _redis(console).get(_key(console, "block", "k9-resume")) is not None
+    assert (
+        json.loads(redis_client(console).get(policy_key(console, "budget", "k9-resume")))["qpm"]
+        == 5
+    )
+    assert redis_client(console).get(policy_key(console, "block", "k9-resume")) is not None
     again = run_cli(["runbook", "resume", run_id, "--yes"], console.env)
     assert again.returncode == 1 and "succeeded: nothing to resume" in again.stderr
 
 
 def test_abort_compensates_what_was_applied(console: Console, tmp_path: Path) -> None:
     run_id = _killed_mid_run(console, tmp_path, "k9-abort")
-    assert _redis(console).get(_key(console, "block", "k9-abort")) is not None
+    assert redis_client(console).get(policy_key(console, "block", "k9-abort")) is not None
     result = run_cli(["runbook", "abort", run_id, "--yes", "--output", "json"], console.env)
     assert result.returncode == 0, result.stderr  # aborting is what was asked for
     run = json.loads(result.stdout)["run"]
     assert run["status"] == "aborted"
-    assert _redis(console).get(_key(console, "block", "k9-abort")) is None
-    assert _redis(console).get(_key(console, "budget", "k9-abort")) is None
+    assert redis_client(console).get(policy_key(console, "block", "k9-abort")) is None
+    assert redis_client(console).get(policy_key(console, "budget", "k9-abort")) is None
     records = [json.loads(x) for x in console.settings.audit_path.read_text().splitlines()]
     comp = [
         (r["kind"], r["step"], r["result"])
@@ -155,7 +135,7 @@ def test_lost_lock_stops_the_run(console: Console, tmp_path: Path) -> None:
     proc = _start(console, runbook, "lost-lock")
     _wait_for_step(console, "pause", "applying")
     lock_key = f"{console.settings.redis.key_prefix}:lock:client:lost-lock"
-    _redis(console).set(
+    redis_client(console).set(
         lock_key,
         json.dumps(
             {
@@ -170,7 +150,7 @@ def test_lost_lock_stops_the_run(console: Console, tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "lost the lock on client:lost-lock (now held by mallory (run other-run))" in err
-    assert _redis(console).get(_key(console, "budget", "lost-lock")) is None
+    assert redis_client(console).get(policy_key(console, "budget", "lost-lock")) is None
 
 
 def test_resume_cannot_change_parameters(console: Console, tmp_path: Path) -> None:
@@ -180,4 +160,4 @@ def test_resume_cannot_change_parameters(console: Console, tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "client cannot change in the middle of a run" in result.stderr
-    assert _redis(console).get(_key(console, "budget", "someone-else")) is None
+    assert redis_client(console).get(policy_key(console, "budget", "someone-else")) is None

@@ -17,26 +17,12 @@ from runbook_support import (
     start_run,
     wait_for_step,
 )
+from runbook_texts import block_pause_budget
 from support import run_cli
 
 from console.audit.verify import verify_log
 
-BLOCK_WAIT_BUDGET = """\
-name: block-wait-budget
-target: "client:{{ params.client }}"
-parameters:
-  client: {type: string, required: true, pattern: '^[a-z0-9-]+$'}
-steps:
-  - id: block
-    action: policy.block_client
-    with: {client: "{{ params.client }}", ttl: 1h, reason: state}
-  - id: pause
-    action: control.wait
-    with: {duration: 2s}
-  - id: budget
-    action: policy.set_budget
-    with: {client: "{{ params.client }}", qpm: 5}
-"""
+BLOCK_WAIT_BUDGET = block_pause_budget("block-wait-budget", "state", "2s")
 
 
 def _open_intents(console: Console) -> list[dict[str, str]]:
