@@ -4,59 +4,20 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
-from runbook_support import REPO, Console, policy_key, redis_client
+from runbook_support import Console, policy_key, redis_client, start_run, wait_for_step
 from runbook_texts import block_pause_budget
 from support import run_cli
 
 PAUSING_RUNBOOK = block_pause_budget("block-then-budget", "drill", "3s")
 
 
-def _start(console: Console, runbook: Path, client: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "console",
-            "runbook",
-            "run",
-            str(runbook),
-            "-p",
-            f"client={client}",
-            "--yes",
-        ],
-        env=console.env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for_step(console: Console, step: str, status: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for path in (console.run_dir / "runs").glob("*/state.json"):
-            try:
-                state = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if any(s["id"] == step and s["status"] == status for s in state["steps"]):
-                return dict(state)
-        time.sleep(0.05)
-    raise AssertionError(f"step {step} never reached {status}")
-
-
 def _killed_mid_run(console: Console, tmp_path: Path, client: str) -> str:
     runbook = tmp_path / "block-then-budget.yaml"
     runbook.write_text(PAUSING_RUNBOOK)
-    proc = _start(console, runbook, client)
-    state = _wait_for_step(console, "pause", "applying")
+    proc = start_run(console, str(runbook), "-p", f"client={client}")
+    state = wait_for_step(console, "pause", "applying")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     return str(state["run_id"])
@@ -132,8 +93,8 @@ def test_abort_compensates_what_was_applied(console: Console, tmp_path: Path) ->
 def test_lost_lock_stops_the_run(console: Console, tmp_path: Path) -> None:
     runbook = tmp_path / "block-then-budget.yaml"
     runbook.write_text(PAUSING_RUNBOOK)
-    proc = _start(console, runbook, "lost-lock")
-    _wait_for_step(console, "pause", "applying")
+    proc = start_run(console, str(runbook), "-p", "client=lost-lock")
+    wait_for_step(console, "pause", "applying")
     lock_key = f"{console.settings.redis.key_prefix}:lock:client:lost-lock"
     redis_client(console).set(
         lock_key,
