@@ -5,7 +5,8 @@ onnxruntime on the same rows, one request's round trip, ``aml-console --help``, 
 query alone), so the ratios are comparable across noisy machines; the absolute times are not.
 The gateway and TUI benchmarks use the lab of ``configs/lab.toml`` (started if it is not);
 ``bench_tui.py`` also starts a Prometheus of its own for its 100,000-client stage (minutes).
-``bench_detection.py`` runs on its own: it takes ten minutes of benign traffic.
+``bench_detection.py`` runs on its own: it takes ten minutes of benign traffic;
+``bench_sybil.py`` too: the same attack alone and behind 200 and 2,000 throwaway ids (minutes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_audit_verify  # noqa: E402
+import bench_audit_witness  # noqa: E402
 import bench_block_client  # noqa: E402
 import bench_enforcement  # noqa: E402
 import bench_gateway  # noqa: E402
@@ -30,6 +32,7 @@ def main() -> None:
     results = {
         "block_client_vs_raw_set": bench_block_client.run(),
         "audit_verify_vs_sha256sum": bench_audit_verify.run(),
+        "audit_append_with_vs_without_witness": bench_audit_witness.run(),
         "gateway_vs_onnxruntime": bench_gateway.run(LAB_CONFIG),
         "enforcement_lag": bench_enforcement.run(LAB_CONFIG),
         "tui_vs_baselines": bench_tui.run(LAB_CONFIG),
