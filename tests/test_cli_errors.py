@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import typer.main
-from support import REPO, free_port, run_cli
+from support import REPO, free_port, run_cli, unavailable
 from typer.testing import CliRunner
 
 from console.cli.main import app
@@ -226,7 +226,7 @@ def test_the_console_script_and_python_m_agree(tmp_path: Path) -> None:
 
     script = shutil.which("aml-console")
     if script is None:
-        pytest.skip("aml-console is not on PATH")
+        unavailable("aml-console is not on PATH (pip install -e .)")
     env = _isolated_env(tmp_path, CONSOLE_REDIS__URL="notaurl")
     proc = subprocess.run(
         [script, "runbook", "list"],

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from support import free_port
+from support import LabHandle, free_port
 
 from console.adapters.mlflow import MlflowRegistry
 from console.errors import BackendResponseError, BackendUnavailable, ConsoleError, ParameterError
@@ -168,23 +168,40 @@ async def test_an_unreachable_registry_is_one_retryable_line() -> None:
         await registry.aclose()
 
 
-async def test_only_mlflow_itself_says_not_found_or_already_exists() -> None:
-    """A 404 or 400 page from something else at the URL is an error, never None."""
-
-    def foreign(request: httpx.Request) -> httpx.Response:
-        status = 404 if request.method == "GET" else 400
-        return httpx.Response(status, text="<html>\n<h1>Not here</h1>\n</html>")
-
-    transport = httpx.MockTransport(foreign)
-    registry = MlflowRegistry(httpx.AsyncClient(base_url="http://mlflow.test", transport=transport))
+async def test_only_mlflow_itself_says_not_found_or_already_exists(lab: LabHandle) -> None:
+    """A 404 page from something else at the URL (here the lab's real Alertmanager) is an
+    error naming its status, never None ("not found") nor "already exists"."""
+    registry = MlflowRegistry.connect(lab.settings.alertmanager.url, 5.0)
+    creates: list[Callable[[], Awaitable[object]]] = [
+        lambda: registry.create_experiment("x"),
+        lambda: registry.create_model("x"),
+    ]
     try:
         with pytest.raises(BackendResponseError) as missing:
             await registry.get_experiment_id("anything")
         assert "HTTP 404" in one_line(missing)
-        creates: list[Callable[[], Awaitable[object]]] = [
-            lambda: registry.create_experiment("x"),
-            lambda: registry.create_model("x"),
-        ]
+        for create in creates:
+            with pytest.raises(BackendResponseError) as refused:
+                await create()
+            assert "HTTP 404" in one_line(refused)
+    finally:
+        await registry.aclose()
+
+
+async def test_a_foreign_400_page_is_not_already_exists() -> None:
+    """The same for a 400 page without MLflow's error code, which no real server here gives
+    for these paths (so a stand-in answers it)."""
+
+    def foreign(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text="<html>\n<h1>Bad request</h1>\n</html>")
+
+    transport = httpx.MockTransport(foreign)
+    registry = MlflowRegistry(httpx.AsyncClient(base_url="http://mlflow.test", transport=transport))
+    creates: list[Callable[[], Awaitable[object]]] = [
+        lambda: registry.create_experiment("x"),
+        lambda: registry.create_model("x"),
+    ]
+    try:
         for create in creates:
             with pytest.raises(BackendResponseError) as refused:
                 await create()
