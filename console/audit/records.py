@@ -230,29 +230,38 @@ class Checkpoint:
         return cls(count=count, head=head, time=datetime.now(UTC).isoformat())
 
 
-def load_checkpoint(path: Path, key: bytes) -> Checkpoint | None:
-    """The checkpoint at ``path``, None if there is none; BadRecord if it does not check out.
+def load_signed(path: Path, key: bytes, what: str) -> dict[str, Any] | None:
+    """The HMAC'd JSON object in the small file ``path`` (a checkpoint, a witness) without
+    its ``hmac``; None if there is no file; BadRecord if it is not one or does not check out.
 
     OSError other than "not found" propagates: the caller decides how to report it.
     """
     try:
         raw = read_small(path)
     except NotRegularFile as exc:
-        raise BadRecord(f"checkpoint {exc}") from None
+        raise BadRecord(f"{what} {exc}") from None
     except ValueError:
-        raise BadRecord(f"checkpoint {path} is damaged (not a checkpoint)") from None
+        raise BadRecord(f"{what} {path} is damaged (not a {what})") from None
     if raw is None:
         return None
     try:
         data = json.loads(raw)
         mac = data.pop("hmac")
-        count, head, stamp = data["count"], data["head"], data["time"]
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise BadRecord(f"checkpoint {path} is damaged (not a checkpoint)") from None
+        raise BadRecord(f"{what} {path} is damaged (not a {what})") from None
     if not isinstance(mac, str) or not hmac_mod.compare_digest(
         hmac_hex(key, canonical_json(data)), mac
     ):
-        raise BadRecord(f"checkpoint {path} does not match its HMAC (modified, or the wrong key)")
+        raise BadRecord(f"{what} {path} does not match its HMAC (modified, or the wrong key)")
+    return dict(data)
+
+
+def load_checkpoint(path: Path, key: bytes) -> Checkpoint | None:
+    """The checkpoint at ``path``, None if there is none; BadRecord if it does not check out."""
+    data = load_signed(path, key, "checkpoint")
+    if data is None:
+        return None
+    count, head, stamp = data.get("count"), data.get("head"), data.get("time", "")
     if type(count) is not int or count < 0 or not isinstance(head, str):
         raise BadRecord(f"checkpoint {path} is damaged (bad count/head)")
     return Checkpoint(count=count, head=head, time=str(stamp))
@@ -270,6 +279,7 @@ __all__ = [
     "canonical_json",
     "hmac_hex",
     "load_checkpoint",
+    "load_signed",
     "open_line",
     "record_line",
     "seal",

@@ -15,16 +15,14 @@ runs ``audit reset-witness --yes``, which writes its own record.
 
 from __future__ import annotations
 
-import hmac as hmac_mod
-import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from console.audit.files import NotRegularFile, read_small, replace_file
-from console.audit.records import BadRecord, canonical_json, hmac_hex, sha256_hex
+from console.audit.files import replace_file
+from console.audit.records import BadRecord, canonical_json, hmac_hex, load_signed, sha256_hex
 from console.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -113,30 +111,10 @@ def load_witness(path: Path, key: bytes) -> Witness | None:
 
     OSError other than "not found" propagates.
     """
-    try:
-        raw = read_small(path)
-    except NotRegularFile as exc:
-        raise BadRecord(f"witness {exc}") from None
-    except ValueError:
-        raise BadRecord(f"witness {path} is damaged (not a witness)") from None
-    if raw is None:
+    data = load_signed(path, key, "witness")
+    if data is None:
         return None
-    try:
-        data = json.loads(raw)
-        mac = data.pop("hmac")
-        magic, count, head, log, stamp = (
-            data["kind"],
-            data["count"],
-            data["head"],
-            data["log"],
-            data["time"],
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise BadRecord(f"witness {path} is damaged (not a witness)") from None
-    if not isinstance(mac, str) or not hmac_mod.compare_digest(
-        hmac_hex(key, canonical_json(data)), mac
-    ):
-        raise BadRecord(f"witness {path} does not match its HMAC (modified, or the wrong key)")
+    magic, count, head, log = data.get("kind"), data.get("count"), data.get("head"), data.get("log")
     if (
         magic != _MAGIC
         or type(count) is not int
@@ -145,7 +123,7 @@ def load_witness(path: Path, key: bytes) -> Witness | None:
         or not isinstance(log, str)
     ):
         raise BadRecord(f"witness {path} is damaged (bad count/head)")
-    return Witness(count=count, head=head, log=log, time=str(stamp))
+    return Witness(count=count, head=head, log=log, time=str(data.get("time", "")))
 
 
 def store_witness(path: Path, witness: Witness, key: bytes) -> None:
