@@ -147,7 +147,7 @@ def startup(config: Path, starts: int) -> dict[str, Any]:
 
 def _clients_calls(sources: Backends) -> dict[str, Call]:
     prom = sources.prometheus
-    instant = (q.CLIENT_RATE, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED, q.CLIENT_REFUSED)
+    instant = q.CLIENT_INSTANT
     calls: dict[str, Call] = {pq.key: _instant(prom, pq.promql) for pq in instant}
     calls[q.CLIENT_HEATMAP.key] = _range(
         prom, q.CLIENT_HEATMAP, q.HEATMAP_WINDOW_S, q.HEATMAP_STEP_S
@@ -159,15 +159,7 @@ def _clients_calls(sources: Backends) -> dict[str, Call]:
 
 def _models_calls(sources: Backends) -> dict[str, Call]:
     prom = sources.prometheus
-    instant = (
-        q.MODEL_REQUESTS,
-        q.MODEL_LATENCY_P50,
-        q.MODEL_LATENCY_P95,
-        q.MODEL_LATENCY_P99,
-        q.MODEL_ERRORS,
-        q.MODEL_FLAG_RATE,
-        q.MODEL_CONFIDENCE_Z,
-    )
+    instant = q.MODEL_INSTANT
     calls: dict[str, Call] = {pq.key: _instant(prom, pq.promql) for pq in instant}
     calls[q.MODEL_CONFIDENCE.key] = _range(
         prom, q.MODEL_CONFIDENCE, q.CONFIDENCE_WINDOW_S, q.CONFIDENCE_STEP_S

@@ -58,7 +58,7 @@ async def fetch_clients(backends: Backends) -> ClientsSnapshot:
     prom = backends.prometheus
     end = time.time()
     start = end - q.HEATMAP_WINDOW_S
-    instant = (q.CLIENT_RATE, q.CLIENT_EXTRACTION, q.CLIENT_FLAGGED, q.CLIENT_REFUSED)
+    instant = q.CLIENT_INSTANT
     async with all_at_once() as group:
         # One evaluation time for all: the per-client panels select the same top-K clients.
         queries = [group.create_task(prom.query(pq.promql, end)) for pq in instant]

@@ -53,15 +53,7 @@ def _per_model(result: QueryResult) -> dict[str, float]:
 async def fetch_models(backends: Backends) -> ModelsSnapshot:
     prom = backends.prometheus
     end = time.time()
-    instant = (
-        q.MODEL_REQUESTS,
-        q.MODEL_LATENCY_P50,
-        q.MODEL_LATENCY_P95,
-        q.MODEL_LATENCY_P99,
-        q.MODEL_ERRORS,
-        q.MODEL_FLAG_RATE,
-        q.MODEL_CONFIDENCE_Z,
-    )
+    instant = q.MODEL_INSTANT
     start = end - q.CONFIDENCE_WINDOW_S
     async with all_at_once() as group:
         queries = [group.create_task(prom.query(pq.promql)) for pq in instant]

@@ -86,6 +86,24 @@ MODEL_CONFIDENCE = PanelQuery(
 CONFIDENCE_WINDOW_S = 1800
 CONFIDENCE_STEP_S = 30
 
+CLIENT_INSTANT: tuple[PanelQuery, ...] = (
+    CLIENT_RATE,
+    CLIENT_EXTRACTION,
+    CLIENT_FLAGGED,
+    CLIENT_REFUSED,
+)
+"""The Clients view's instant queries, read at one evaluation time (its heatmap is a range)."""
+MODEL_INSTANT: tuple[PanelQuery, ...] = (
+    MODEL_REQUESTS,
+    MODEL_LATENCY_P50,
+    MODEL_LATENCY_P95,
+    MODEL_LATENCY_P99,
+    MODEL_ERRORS,
+    MODEL_FLAG_RATE,
+    MODEL_CONFIDENCE_Z,
+)
+"""The Models view's instant queries (its confidence plot is a range)."""
+
 ALL: tuple[PanelQuery, ...] = (
     CLIENT_RATE,
     CLIENT_HEATMAP,

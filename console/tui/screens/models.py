@@ -25,16 +25,7 @@ MS = "{:.1f} ms"
 
 class ModelsScreen(ViewScreen[ModelsSnapshot]):
     VIEW = "models"
-    QUERIES = (
-        q.MODEL_REQUESTS,
-        q.MODEL_LATENCY_P50,
-        q.MODEL_LATENCY_P95,
-        q.MODEL_LATENCY_P99,
-        q.MODEL_ERRORS,
-        q.MODEL_FLAG_RATE,
-        q.MODEL_CONFIDENCE_Z,
-        q.MODEL_CONFIDENCE,
-    )
+    QUERIES = (*q.MODEL_INSTANT, q.MODEL_CONFIDENCE)
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         *ViewScreen.BINDINGS,
         Binding("R", "rollback", "Roll back"),
