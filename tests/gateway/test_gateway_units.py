@@ -223,3 +223,16 @@ def test_sink_batch_across_two_files_writes_both_and_keeps_running(tmp_path: Pat
     assert day1.read_text() == '{"a": 1}\n'
     assert day2.read_text() == '{"b": 2}\n{"c": 3}\n'
     assert drops == []
+
+
+def test_the_listing_of_other_is_one_scan_a_second_unless_a_slot_changes_hands() -> None:
+    slots = ClientSlots(capacity=1, idle_s=600, rebalance_s=0)
+    _answer(slots, "holder", 0)
+    _answer(slots, "a", 0.1)
+    assert [c.client for c in slots.unlabelled(now=0.2)] == ["a"]
+    _answer(slots, "b", 0.3)  # a newcomer within the second: the listing is reused
+    assert [c.client for c in slots.unlabelled(now=0.4)] == ["a"]
+    assert [c.client for c in slots.unlabelled(now=1.3)] == ["a", "b"]
+    slots.observe("b", outcome="ok", rows=1, model="digits", extraction=0.9, now=1.4)
+    assert slots.label("b", now=1.5) == ("b", "holder")  # a slot changed hands: listed anew
+    assert [c.client for c in slots.unlabelled(now=1.6)] == ["a", "holder"]

@@ -23,6 +23,7 @@ from a client in ``other`` costs a comparison, not a scan.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import OrderedDict
@@ -34,6 +35,8 @@ RESERVED = frozenset({OTHER, UNKNOWN})
 """Label values of their own: no client may call itself so (it would hide in the bucket)."""
 PRIOR_REQUESTS = 10.0
 """Pseudo-requests with nothing flagged or refused, added to every client's rates."""
+LIST_REUSE_S = 1.0
+"""How long a listing of the clients in ``other`` is reused (see ``unlabelled``)."""
 ANSWERED_RATE_FLOOR = 1.0
 """Answered requests/s below which a client's extraction score is not trusted: the same floor
 as AMLExtractionSuspected's (its statistic rests on few queries)."""
@@ -126,6 +129,7 @@ class ClientSlots:
         self._holders: set[str] = set()
         self._weakest: tuple[str, float] | None = None
         self._weakest_at = -math.inf
+        self._listed: tuple[float, int, list[UnlabelledClient]] | None = None
 
     @property
     def used(self) -> int:
@@ -155,6 +159,7 @@ class ClientSlots:
         self._holders.discard(holder)
         self._holders.add(client)
         self._weakest = None  # look again: the next weakest may be another
+        self._listed = None  # who is in `other` changed
         return client, holder
 
     def observe(
@@ -185,15 +190,26 @@ class ClientSlots:
         return client in self._holders
 
     def unlabelled(self, limit: int = 50, now: float | None = None) -> list[UnlabelledClient]:
-        """Tracked clients without a slot, riskiest first (at most ``limit``)."""
+        """Tracked clients without a slot, riskiest first (at most ``limit``). A scan of every
+        tracked client, on the gateway's event loop: its answer is reused for
+        ``LIST_REUSE_S`` (or until a slot changes hands), so consoles refreshing every few
+        seconds cost one scan a second."""
         now = time.monotonic() if now is None else now
-        found = [
-            (state.risk, name, state)
-            for name, state in self._tracked.items()
-            if name not in self._holders and now - state.last_seen < self.idle_s
-        ]
-        found.sort(key=lambda item: (-item[0], item[1]))
-        return [self._describe(name, state, now) for _, name, state in found[:limit]]
+        cached = self._listed
+        if cached is not None and 0 <= now - cached[0] < LIST_REUSE_S and limit <= cached[1]:
+            return cached[2][:limit]
+        found = heapq.nsmallest(
+            limit,
+            (
+                (-state.risk, name, state)
+                for name, state in self._tracked.items()
+                if name not in self._holders and now - state.last_seen < self.idle_s
+            ),
+            key=lambda item: (item[0], item[1]),
+        )
+        listed = [self._describe(name, state, now) for _, name, state in found]
+        self._listed = (now, limit, listed)
+        return listed
 
     def riskiest_unlabelled(self, model: str, now: float | None = None) -> UnlabelledClient | None:
         """The client in ``other`` with the highest extraction score on ``model`` among those
