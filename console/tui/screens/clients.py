@@ -130,8 +130,8 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         if snapshot.gateway_error:
             panel.failed(snapshot.gateway_error)  # the last known list stays shown
         else:
-            empty = snapshot.unlabelled is None or not snapshot.unlabelled.unlabelled
-            panel.succeeded(empty, (), self.context.monotonic())
+            # Nobody in `other` is the usual answer, not a gap in the data.
+            panel.succeeded(False, (), self.context.monotonic())
             self.last_unlabelled = snapshot.unlabelled
         state = self.last_unlabelled
         status = Text("gateway state  ", style="bold")
