@@ -76,9 +76,16 @@ def test_kill9_at_random_moments(log: AuditLog):
     rng = random.Random(20261201)
     args = (str(log.path), str(log.checkpoint_path), str(log.witness_path))
     for _ in range(8):
+        before = len(lines(log.path)) if log.path.exists() else 0
         proc = SPAWN.Process(target=append_forever, args=args)
         proc.start()
-        time.sleep(0.3 + rng.random() * 0.3)  # the child takes ~0.2 s to import
+        # The child's imports take from 0.2 s to seconds on a loaded machine: kill it at a
+        # random moment once it appends, not at a fixed time that may fall before its first.
+        deadline = time.monotonic() + 60
+        while not (log.path.exists() and len(lines(log.path)) > before):
+            assert time.monotonic() < deadline, "the child never appended"
+            time.sleep(0.01)
+        time.sleep(rng.random() * 0.3)
         proc.kill()
         proc.join(timeout=30)
         records = assert_consistent(log)

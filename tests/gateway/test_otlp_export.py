@@ -7,6 +7,7 @@ the console's OTLP JSON reader."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -75,8 +76,6 @@ async def _send(gw: Any, model: str, count: int) -> list[str]:
 
 
 async def _wait(check: Any, timeout_s: float) -> None:
-    import asyncio
-
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline
@@ -116,9 +115,20 @@ async def test_a_refusing_receiver_costs_spans_not_requests(
     await _wait(lambda: receiver.span_ids() >= set(sent), 10)  # it was sent, then refused
     await _wait(lambda: set(sent) <= {s["traceId"] for s in spans(gw.gw.traces_dir)}, 10)
     exporter = gw.gateway.otlp
-    assert exporter is not None and exporter.exported == 0
-    text = (await gw.client.get("/metrics")).text
-    dropped = [
-        line for line in metric_lines(text, "aml_telemetry_dropped_total") if 'sink="otlp"' in line
-    ]
+    assert exporter is not None
+    # The receiver keeps a batch before it answers 503; the drop is counted once the exporter
+    # has read that answer, so wait for the counter rather than read it once.
+    deadline = time.monotonic() + 10
+    dropped: list[str] = []
+    while time.monotonic() < deadline:
+        text = (await gw.client.get("/metrics")).text
+        dropped = [
+            line
+            for line in metric_lines(text, "aml_telemetry_dropped_total")
+            if 'sink="otlp"' in line
+        ]
+        if dropped and float(dropped[0].split()[-1]) >= 3:
+            break
+        await asyncio.sleep(0.1)
     assert dropped and float(dropped[0].split()[-1]) >= 3, dropped
+    assert exporter.exported == 0

@@ -112,7 +112,11 @@ def test_the_race_from_the_issue(console: Console, tmp_path: Path) -> None:
 
 def test_concurrent_runs_on_one_client_cannot_both_apply(console: Console, tmp_path: Path) -> None:
     client = f"y-{console.settings.redis.key_prefix}"
-    covered = _incident(tmp_path, "incident:{{ params.incident }}, client:{{ params.client }}")
+    # The second run is a new process: on a loaded machine its start takes seconds, and the
+    # first run's pause must outlast it, or the two do not overlap at all.
+    covered = _incident(
+        tmp_path, "incident:{{ params.incident }}, client:{{ params.client }}", pause="12s"
+    )
     incident = start_run(console, str(covered), "-p", "incident=42", "-p", f"client={client}")
     state = wait_for_step(console, "pause", "applying")
     prefix = console.settings.redis.key_prefix
