@@ -1,24 +1,22 @@
-"""Settings: a TOML file (``--config``, ``$CONSOLE_CONFIG``, ``configs/lab.toml``) + env overrides.
+"""Settings: one context of a TOML file (which file and which context: ``console.config_files``)
+plus environment overrides.
 
 Environment variables win over the file: ``CONSOLE_REDIS__URL``, ``CONSOLE_AUDIT__HMAC_KEY``,
-``CONSOLE_READ_ONLY=1`` ... (prefix ``CONSOLE_``, ``__`` between section and field).
+``CONSOLE_READ_ONLY=1`` ... (prefix ``CONSOLE_``, ``__`` between section and field). Relative
+paths are relative to the working directory; unset ones default to the context's state folder.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
-import os
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -26,86 +24,110 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from console import shipped
+from console.config_fields import HttpUrl, RedisUrl, Section
+from console.config_files import choose_context, find_config, read_config
+from console.config_lab import GatewaySection, LabSection, TrafficSection
+from console.endpoints import (
+    HttpClientOptions,
+    HttpCredentials,
+    HttpEndpoint,
+    TlsConfig,
+    mlflow_environment_auth,
+    read_secret,
+)
 from console.errors import ConfigError
-from console.urls import redact_url
-
-DEFAULT_CONFIG = Path("configs/lab.toml")
-
-
-def _checked_url(value: str, schemes: tuple[str, ...], *, host: bool) -> str:
-    """``value`` if a client can use it as a URL of one of ``schemes``; else a ValueError saying
-    why (the URL quoted without its credentials), so a bad value is a config error naming its
-    field rather than a client's exception later."""
-    shown = repr(redact_url(value)[:120])
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:  # a port that is not a number, a broken [IPv6] host
-        raise ValueError(f"{shown} is not a valid URL ({exc})") from None
-    if parts.scheme not in schemes or (host and not parts.hostname):
-        names = [f"{s}://" for s in schemes]
-        wanted = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-        article = "an" if schemes[0][0] in "aeioh" else "a"
-        where = " with a host" if host else ""
-        raise ValueError(f"must be {article} {wanted} URL{where}, not {shown}")
-    if port == 0:
-        raise ValueError(f"{shown} has port 0")
-    return value
-
-
-def _http_url(value: str) -> str:
-    return _checked_url(value, ("http", "https"), host=True)
-
-
-def _redis_url(value: str) -> str:
-    _checked_url(value, ("redis", "rediss", "unix"), host=False)
-    database = urlsplit(value).path.strip("/")
-    if not value.startswith("unix:") and database and not database.isdigit():
-        raise ValueError(f"database {database[:40]!r} is not a number (redis://host:port/0)")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-"""An http(s) URL with a host (a backend's base URL)."""
-RedisUrl = Annotated[str, AfterValidator(_redis_url)]
-"""A URL redis-py accepts: redis://, rediss:// or unix://."""
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors, so a typo never passes silently."""
-
-    model_config = ConfigDict(extra="forbid")
+from console.locations import context_state_dir, user_drills_dir, user_runbooks_dir
 
 
 class RedisSection(Section):
     url: RedisUrl = "redis://127.0.0.1:16379/0"
-    """Policy store and lock service."""
+    """Policy store and lock service. ``rediss://`` for TLS; credentials in the URL
+    (``redis://user:pw@host``) work too, and are never shown."""
     timeout_s: float = 2.0
     """Per-command timeout."""
     key_prefix: str = "aml"
     """Prefix of every key the console writes (policies, locks, audit mirror)."""
+    username: str | None = Field(default=None, min_length=1, max_length=256)
+    """ACL user (Redis 6+); without one, a password is the ``default`` user's (requirepass)."""
+    password: SecretStr | None = None
+    """Prefer ``CONSOLE_REDIS__PASSWORD`` or ``password_file``."""
+    password_file: Path | None = None
+    """File holding the password, read when a client is made."""
+    tls_config: TlsConfig | None = None
+    """For a ``rediss://`` URL: ``ca_file``, ``cert_file`` and ``key_file`` (mutual TLS),
+    ``insecure_skip_verify``. Without it, the system's CAs verify the server."""
+
+    @model_validator(mode="after")
+    def _credentials_once(self) -> RedisSection:
+        url_user, url_password = self._url_userinfo()
+        has_password = self.password is not None or self.password_file is not None
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if (url_password and has_password) or (url_user and self.username is not None):
+            raise ValueError("the URL carries credentials: set them there or in the fields")
+        tls = self.tls_config
+        if tls is not None and not self.url.startswith("rediss:"):
+            raise ValueError("tls_config needs a rediss:// URL")
+        if tls is not None and tls.server_name is not None:
+            raise ValueError("tls_config.server_name is not supported: redis checks the URL's host")
+        return self
+
+    def _url_userinfo(self) -> tuple[str | None, str | None]:
+        try:
+            parts = urlsplit(self.url)
+            return parts.username, parts.password
+        except ValueError:
+            return None, None
+
+    def credentials_summary(self) -> str:
+        """What is sent, without any secret: ``user oncall, password, client certificate``."""
+        url_user, url_password = self._url_userinfo()
+        user = self.username or url_user
+        parts = [f"user {user}"] if user else []
+        if url_password or self.password is not None or self.password_file is not None:
+            parts.append("password")
+        if self.tls_config is not None and self.tls_config.cert_file is not None:
+            parts.append("client certificate")
+        return ", ".join(parts) or "no credentials"
+
+    def password_value(self) -> str | None:
+        """The password (``password`` or ``password_file``); ConfigError if unreadable."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return read_secret(self.password_file, "redis.password_file")
+        return None
 
 
-class MlflowSection(Section):
+class MlflowSection(HttpEndpoint, Section):
     url: HttpUrl = "http://127.0.0.1:15000"
     """MLflow tracking server (the model registry)."""
     timeout_s: float = 5.0
 
+    @model_validator(mode="after")
+    def _mlflow_client_environment(self) -> MlflowSection:
+        """Without auth of its own: what the mlflow client reads (``MLFLOW_TRACKING_*``)."""
+        if self.basic_auth is None and self.authorization is None:
+            self.basic_auth, self.authorization = mlflow_environment_auth()
+        return self
 
-class AlertmanagerSection(Section):
+
+class AlertmanagerSection(HttpEndpoint, Section):
     url: HttpUrl = "http://127.0.0.1:19093"
     timeout_s: float = 5.0
 
 
-class PrometheusSection(Section):
+class PrometheusSection(HttpEndpoint, Section):
     url: HttpUrl = "http://127.0.0.1:19090"
     """PromQL endpoint the console queries: Prometheus, or any compatible engine (point it at
     ``victoria_metrics.url`` when the lab runs VictoriaMetrics)."""
     timeout_s: float = 5.0
 
 
-class VictoriaMetricsSection(Section):
-    """The lab's alternative query engine (``lab up --metrics victoria-metrics``)."""
+class VictoriaMetricsSection(HttpEndpoint, Section):
+    """The lab's alternative query engine (``lab up --metrics victoria-metrics``). Its
+    credentials and TLS options serve ``url`` and ``vmalert_url`` both."""
 
     url: HttpUrl = "http://127.0.0.1:18428"
     """VictoriaMetrics single node: scrapes the lab's targets and answers PromQL."""
@@ -114,17 +136,23 @@ class VictoriaMetricsSection(Section):
     timeout_s: float = 5.0
 
 
-class TracesSection(Section):
-    path: str = ".aml/traces"
-    """OTLP JSON-lines files, or a Tempo/Jaeger URL."""
+class TracesSection(HttpClientOptions, Section):
+    path: str = ""
+    """OTLP JSON-lines files, or a Tempo/Jaeger URL (then with these credentials and TLS);
+    default ``<run_dir>/traces``."""
+    timeout_s: float = Field(default=5.0, gt=0)
+    """Per request to a Tempo/Jaeger ``path``."""
+    query_api: Literal["tempo", "jaeger"] = "tempo"
+    """The trace-by-id API a URL ``path`` answers: Tempo's ``/api/traces`` or Jaeger's v3."""
     otlp_endpoint: HttpUrl | None = None
     """The lab gateway also exports its spans over OTLP/HTTP (JSON) to this receiver's base
     URL, e.g. ``http://127.0.0.1:4318`` (an OpenTelemetry Collector, Tempo or Jaeger v2)."""
 
 
 class SamplesSection(Section):
-    path: str = ".aml/samples"
-    """Sample store: a directory of Parquet/JSONL files partitioned by day, or an fsspec URL."""
+    path: str = ""
+    """Sample store: a directory of Parquet/JSONL files partitioned by day, or an fsspec URL;
+    default ``<run_dir>/samples``."""
 
 
 class AuditSection(Section):
@@ -135,7 +163,8 @@ class AuditSection(Section):
     hmac_key: SecretStr | None = None
     """Key of the records' HMAC. Prefer ``CONSOLE_AUDIT__HMAC_KEY`` or ``hmac_key_file``."""
     hmac_key_file: Path | None = None
-    """File holding the HMAC key (the lab writes one under the run dir)."""
+    """File holding the HMAC key; default ``<run_dir>/secrets/audit.key`` when that file exists
+    (``lab up`` writes one there)."""
     mirror: Literal["none", "redis"] = "none"
     """Also write each record to a shared sink (a Redis stream)."""
     mirror_stream: str = "aml:audit"
@@ -160,6 +189,17 @@ class HttpActionSection(Section):
     proxy: str | None = None
     """The only proxy the HTTP action goes through (its host must be in allowed_hosts too).
     HTTP_PROXY, HTTPS_PROXY and ALL_PROXY from the environment are never used."""
+    auth: dict[str, HttpCredentials] = Field(default_factory=dict)
+    """Per allowed host (``[http_action.auth."hooks.example.com"]``): basic_auth,
+    authorization, headers and tls_config the action applies to every request to that host.
+    They win over a runbook's own headers of the same name."""
+
+    @model_validator(mode="after")
+    def _auth_hosts_allowed(self) -> HttpActionSection:
+        strays = sorted(set(self.auth) - set(self.allowed_hosts))
+        if strays:
+            raise ValueError(f"auth for hosts not in allowed_hosts: {', '.join(strays)}")
+        return self
 
 
 SqueezerName = Literal["bits2", "median2", "median3"]
@@ -171,6 +211,13 @@ class ModelsSection(Section):
     served: list[str] = Field(default_factory=lambda: ["digits"], min_length=1)
     """Registry models served to clients (each one's ``champion`` alias): the Models view,
     replay's default and the lab gateway all read this list."""
+    endpoints: dict[str, HttpClientOptions] = Field(default_factory=dict)
+    """Credentials, TLS and proxy of the V2 model servers replay calls (``--endpoint``), by
+    base URL: ``[models.endpoints."https://kserve.example.com"]``."""
+
+    def endpoint_options(self, url: str) -> HttpClientOptions | None:
+        wanted = url.strip().rstrip("/")
+        return next((o for u, o in self.endpoints.items() if u.rstrip("/") == wanted), None)
 
 
 class DetectorsSection(Section):
@@ -184,82 +231,13 @@ class DetectorsSection(Section):
     """Detector score at or above which an input is flagged (and, at a gateway, sampled)."""
 
 
-class ClientStateSection(Section):
+class ClientStateSection(HttpClientOptions, Section):
     """Where the guarded gateway serves its per-client state (``/aml/clients``): who is
     counted as ``other`` when every client label slot is held."""
 
     url: str | None = None
     """Default: the lab gateway's ``gateway.url``."""
     timeout_s: float = Field(default=2.0, gt=0)
-
-
-class GatewaySection(Section):
-    """The lab's guarded inference gateway (Open Inference / V2 protocol). It serves
-    ``models.served`` and scores with ``[detectors]``."""
-
-    url: HttpUrl = "http://127.0.0.1:18080"
-    alias_poll_s: float = Field(default=2.0, gt=0)
-    """How often the gateway re-reads the aliases (a rollback applies within this)."""
-    policy_cache_s: float = Field(default=0.5, ge=0, le=1.0)
-    """Policy (block, budget) cache; changes also arrive by pub/sub. At most 1 s."""
-    redis_failure_mode: Literal["open", "closed"] = "open"
-    """When Redis is down: serve (open) or refuse with 503 (closed)."""
-    sample_fraction: float = Field(default=0.01, ge=0, le=1)
-    """Fraction of unflagged requests sampled too."""
-    hash_only: bool = False
-    """Store only the sha256 of inputs, never the inputs (personal data)."""
-    retention_days: int = Field(default=7, ge=1)
-    """Sample-store partitions older than this are deleted."""
-    default_qpm: int | None = None
-    """Budget for clients without one in the policy store (None: unlimited)."""
-    pseudonym_key: SecretStr | None = None
-    """Secret of the HMAC that turns a bearer API key into a client id (``key-<16 hex>``).
-    Prefer ``CONSOLE_GATEWAY__PSEUDONYM_KEY`` or ``pseudonym_key_file``."""
-    pseudonym_key_file: Path | None = None
-    """Default ``<run_dir>/secrets/pseudonym.key``, made (0600) by the first gateway to start."""
-    client_labels: int = Field(default=200, ge=1, le=100_000)
-    """Clients with a ``client`` label of their own; the slots go to the riskiest clients,
-    the others are counted as ``other``."""
-    client_label_idle_s: float = Field(default=600.0, gt=0)
-    """A client idle this long gives its slot up to anyone."""
-    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    """A request body must arrive within this (else 408): a client that sends its headers and
-    then trickles or never sends its body does not hold the gateway."""
-    max_pending_bodies: int = Field(default=256, ge=1)
-    """Request bodies read at once; beyond that a request is refused at once with 503."""
-
-
-class TrafficSection(Section):
-    """Benign clients ``lab up`` runs against the gateway (service ``traffic``)."""
-
-    url: HttpUrl = "http://127.0.0.1:18081"
-    """Where the generator serves ``/metrics``: what the benign clients saw (requests by
-    outcome, latency), scraped beside the gateway's own view."""
-    clients: int = Field(default=6, ge=1, le=200)
-    rate: float = Field(default=1.0, gt=0, le=100)
-    """Mean requests per second of each client (spread log-normally between clients)."""
-    seed: int = 7
-    duration_s: float = Field(default=86_400.0, gt=0)
-    """The generator stops by itself after this; ``lab up`` starts it again."""
-    model: str | None = None
-    """Model the clients query (default: the gateway's first)."""
-
-
-class LabSection(Section):
-    services: list[str] = Field(
-        default_factory=lambda: [
-            "redis",
-            "mlflow",
-            "alertmanager",
-            "prometheus",
-            "gateway",
-            "traffic",
-        ]
-    )
-    """Services ``lab up`` starts when ``--services`` is not given."""
-    seed_model: str = "digits"
-    """Model the lab registers (two versions, aliases champion and previous)."""
-    mlflow_start_timeout_s: float = 90.0
 
 
 class TuiSection(Section):
@@ -285,11 +263,15 @@ class Settings(BaseSettings):
     """Who acts; written into every audit record."""
     read_only: bool = False
     """Refuse every action; plans and dry runs still work."""
-    run_dir: Path = Path(".aml")
-    """Data, pids, logs, run state and the default audit log."""
-    runbook_dirs: list[Path] = Field(default_factory=lambda: [Path("runbooks")])
-    drill_dirs: list[Path] = Field(default_factory=lambda: [Path("configs/drills")])
-    """Game-day drill scenarios (``drill list``); reports go to ``<run_dir>/drills/``."""
+    run_dir: Path = Field(default_factory=lambda: context_state_dir("lab"))
+    """Data, pids, logs, run state and the default audit log; default
+    ``$XDG_STATE_HOME/aml-console/contexts/<context>``."""
+    runbook_dirs: list[Path] = Field(default_factory=list)
+    """Runbook folders of this context, after the shipped runbooks and the user's
+    ``$XDG_CONFIG_HOME/aml-console/runbooks/``; a later runbook of the same name wins."""
+    drill_dirs: list[Path] = Field(default_factory=list)
+    """Drill scenario folders, after the shipped ones and ``$XDG_CONFIG_HOME/aml-console/
+    drills/`` (``drill list``); reports go to ``<run_dir>/drills/``."""
 
     redis: RedisSection = Field(default_factory=RedisSection)
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
@@ -334,6 +316,40 @@ class Settings(BaseSettings):
                 data = {**data, section: target}
         return {**data, "gateway": gateway}
 
+    _context: str = PrivateAttr(default="lab")
+    _config_path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _paths_under_run_dir(self) -> Settings:
+        if not self.traces.path:
+            self.traces.path = str(self.run_dir / "traces")
+        if not self.samples.path:
+            self.samples.path = str(self.run_dir / "samples")
+        return self
+
+    @property
+    def context(self) -> str:
+        """The context these settings are (``--context``, ``$CONSOLE_CONTEXT``...)."""
+        return self._context
+
+    @property
+    def config_path(self) -> Path | None:
+        """The file they were read from (None: built from code)."""
+        return self._config_path
+
+    def in_context(self, name: str, path: Path | None) -> Settings:
+        self._context, self._config_path = name, path
+        return self
+
+    @property
+    def runbook_search_path(self) -> list[Path]:
+        """Where runbooks are looked up, in order: shipped, the user's, the context's."""
+        return [shipped.runbooks_dir(), user_runbooks_dir(), *self.runbook_dirs]
+
+    @property
+    def drill_search_path(self) -> list[Path]:
+        return [shipped.drills_dir(), user_drills_dir(), *self.drill_dirs]
+
     @field_validator("operator")
     @classmethod
     def _operator_is_plain(cls, value: str) -> str:
@@ -372,20 +388,24 @@ class Settings(BaseSettings):
     def lab_dir(self) -> Path:
         return self.run_dir / "lab"
 
+    @property
+    def audit_key_file(self) -> Path:
+        """``audit.hmac_key_file``, or ``<run_dir>/secrets/audit.key``."""
+        return self.audit.hmac_key_file or self.run_dir / "secrets" / "audit.key"
+
     def audit_key(self) -> bytes | None:
         """The HMAC key, or None when none is configured. Raises ConfigError if unreadable."""
         if self.audit.hmac_key is not None:
             key = self.audit.hmac_key.get_secret_value().encode()
             return key or None
-        if self.audit.hmac_key_file is not None:
-            try:
-                key = self.audit.hmac_key_file.read_bytes().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read audit key file {self.audit.hmac_key_file}: {exc.strerror}"
-                ) from None
-            return key or None
-        return None
+        path = self.audit_key_file
+        if self.audit.hmac_key_file is None and not path.exists():
+            return None
+        try:
+            key = path.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read audit key file {path}: {exc.strerror}") from None
+        return key or None
 
 
 def _json_list(text: str) -> Any:
@@ -402,31 +422,22 @@ def _default_operator() -> str:
         return "unknown"
 
 
-def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
-    """Read the config file (if any), apply env overrides, validate. Errors name file and field."""
-    path = config_path
-    if path is None and os.environ.get("CONSOLE_CONFIG"):
-        path = Path(os.environ["CONSOLE_CONFIG"])
-    explicit = path is not None
-    if path is None and DEFAULT_CONFIG.is_file():
-        path = DEFAULT_CONFIG
-    data: dict[str, Any] = {}
-    if path is not None:
-        if not path.is_file():
-            if explicit:
-                raise ConfigError(f"config file not found: {path}")
-        else:
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path}: cannot read: {exc}") from None
+def load_settings(
+    config_path: Path | None = None, context: str | None = None, **overrides: Any
+) -> Settings:
+    """The settings of one context: the config file (``--config``, ``$CONSOLE_CONFIG``, the
+    user's file, the built-in lab), its context (``context``, ``$CONSOLE_CONTEXT``, the file's
+    current one), then env overrides. Errors name the file and the field."""
+    source = find_config(config_path)
+    config = read_config(source)
+    name = choose_context(config, context)
+    data = dict(config.contexts[name])
+    data.setdefault("run_dir", str(context_state_dir(name)))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings(**data)
+        return Settings(**data).in_context(name, source.path)
     except ValidationError as exc:
-        where = str(path) if path else "environment"
+        where = f"{source.path} (context {name})" if config.has_contexts else str(source.path)
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(root)"

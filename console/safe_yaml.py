@@ -184,12 +184,27 @@ def yaml_files(dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
+def layered_yaml_files(dirs: Iterable[Path]) -> list[Path]:
+    """The YAML files of ``dirs`` by stem, a later folder's file replacing an earlier one of the
+    same stem (a user's runbook over a shipped one), sorted by stem. The same file reached
+    twice (a folder listed again, a link to it) keeps its first place."""
+    chosen: dict[str, Path] = {}
+    seen: set[Path] = set()
+    for path in yaml_files(dirs):
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
+            chosen[path.stem] = path
+    return [chosen[stem] for stem in sorted(chosen)]
+
+
 def find_yaml(name_or_path: str, dirs: Iterable[Path]) -> Path | None:
-    """A YAML file given as a path, or named by its stem in one of ``dirs``."""
+    """A YAML file given as a path, or named by its stem in ``dirs`` (the last folder that has
+    it: see ``layered_yaml_files``)."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
-    return next((p for p in yaml_files(dirs) if p.stem == name_or_path), None)
+    return next((p for p in layered_yaml_files(dirs) if p.stem == name_or_path), None)
 
 
 def _mapping_hint(model: type[BaseModel]) -> str:

@@ -45,15 +45,34 @@ def test_cli_shows_config_errors_as_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     result = CliRunner().invoke(app, ["--config", str(missing), "runbook", "status"])
     assert result.exit_code == 1
-    assert result.output.strip() == f"error: config file not found: {missing}"
+    assert result.output.strip() == f"error: config file not found: {missing} (from --config)"
 
 
-def test_shipped_prod_config_is_read_only_and_red(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CONSOLE_READ_ONLY", "CONSOLE_ENVIRONMENT", "CONSOLE_CONFIG"):
+def _template_with_prod(tmp_path: Path) -> Path:
+    """The template ``config init`` writes, with its commented prod context switched on as a
+    user would: every ``# `` of the prod block removed."""
+    lines, in_prod = [], False
+    for line in (REPO / "configs" / "config-template.toml").read_text().splitlines():
+        in_prod = in_prod or line.startswith("# [contexts.prod]")
+        if in_prod and line.startswith("#"):
+            line = line[2:] if line.startswith("# ") else line[1:]
+            line = "" if line.startswith(" ") or not line.strip() else line  # prose
+        lines.append(line)
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_templates_prod_context_is_read_only_and_red(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CONSOLE_READ_ONLY", "CONSOLE_ENVIRONMENT", "CONSOLE_CONFIG", "CONSOLE_CONTEXT"):
         monkeypatch.delenv(name, raising=False)
-    repo = Path(__file__).resolve().parents[1]
-    settings = load_settings(repo / "configs" / "prod.toml")
+    config = _template_with_prod(tmp_path)
+    settings = load_settings(config, "prod")
+    assert settings.context == "prod"
     assert settings.environment == "prod" and settings.read_only
+    assert settings.prometheus.url == "https://prometheus.monitoring.svc:9090"
     from console.tui.skin import environment_style
 
     assert environment_style(settings.environment, settings.tui.environment_color).endswith(
@@ -61,6 +80,7 @@ def test_shipped_prod_config_is_read_only_and_red(monkeypatch: pytest.MonkeyPatc
     )
     assert environment_style("staging").endswith("on yellow")
     assert environment_style("lab").endswith("on green")
+    assert load_settings(config).context == "lab"  # the template's current_context
 
 
 def test_tui_refresh_must_be_sane(tmp_path: Path) -> None:
@@ -70,13 +90,17 @@ def test_tui_refresh_must_be_sane(tmp_path: Path) -> None:
         load_settings(config)
 
 
-def test_product_settings_need_no_lab_section(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The production template names its served models and detectors in product sections: no
+def test_product_settings_need_no_lab_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production context names its served models and detectors in product sections: no
     ``[gateway]`` (the lab's) is needed, and the views and replay read those."""
     monkeypatch.delenv("CONSOLE_CONFIG", raising=False)
-    text = (REPO / "configs" / "prod.toml").read_text()
-    assert "[gateway]" not in text and "[traffic]" not in text and "[lab]" not in text
-    settings = load_settings(REPO / "configs" / "prod.toml")
+    config = _template_with_prod(tmp_path)
+    text = config.read_text()
+    prod = text[text.index("[contexts.prod]") :]
+    assert "gateway]" not in prod and "traffic]" not in prod and ".lab]" not in prod
+    settings = load_settings(config, "prod")
     assert settings.models.served == ["digits"]
     assert settings.detectors.squeezers == ["bits2"]
 

@@ -19,12 +19,18 @@ FOUNDATION = {
     "console",
     "errors",
     "config",
+    "config_fields",
+    "config_files",
+    "config_lab",
+    "locations",
+    "shipped",
     "durations",
     "safe_yaml",
     "model_artifacts",
     "urls",
     "private_files",
     "identity",
+    "endpoints",
     "detectors",
 }
 """Shared by every layer; imports nothing above itself."""
@@ -34,12 +40,13 @@ ALLOWED: dict[str, set[str]] = {
     "audit": FOUNDATION | {"adapters"},
     "runbooks": FOUNDATION | {"adapters", "audit"},
     "replay": FOUNDATION | {"adapters"},
+    "doctor": FOUNDATION | {"adapters", "audit"},
     "drills": FOUNDATION | {"adapters", "audit", "runbooks", "lab"},
     "views": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills"},
     "lab": FOUNDATION | {"adapters"},
     "tui": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "views"},
     "cli": FOUNDATION
-    | {"adapters", "audit", "runbooks", "replay", "drills", "views", "lab", "tui"},
+    | {"adapters", "audit", "runbooks", "replay", "drills", "views", "doctor", "lab", "tui"},
     "__main__": {"cli"},
 }
 """Which units a unit may import: a unit is a subpackage of console (``runbooks``) or a

@@ -40,7 +40,14 @@ from console.audit.files import (
     write_all,
 )
 from console.audit.head import VERIFY_HINT, Head, check_witness, read_head, tail_lines
-from console.audit.records import AuditEvent, AuditRecord, Checkpoint, canonical_json, seal
+from console.audit.records import (
+    AuditEvent,
+    AuditRecord,
+    Checkpoint,
+    canonical_json,
+    record_body,
+    seal,
+)
 from console.audit.witness import Witness, store_witness, witness_path_for
 from console.errors import AuditError, AuditWriteError, ConfigError
 
@@ -77,6 +84,8 @@ class AuditLog:
         """None: no witness (``from_settings`` gives one unless ``audit.witness = "none"``)."""
         self._problem: str | None = None
         """Why this log cannot be written (an unreadable key file, no place for the witness)."""
+        self.context: str | None = None
+        """The context written into each record that does not name one."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditLog:
@@ -91,7 +100,7 @@ class AuditLog:
             from console.audit.mirror import RedisStreamMirror  # redis costs 0.5 s to import
 
             mirror = RedisStreamMirror(
-                settings.redis.url, settings.audit.mirror_stream, settings.audit.mirror_deadline_s
+                settings.redis, settings.audit.mirror_stream, settings.audit.mirror_deadline_s
             )
         witness: Path | None = None
         try:
@@ -100,6 +109,7 @@ class AuditLog:
             problem = problem or str(exc)  # reading still works; writing refuses
         log = cls(settings.audit_path, key, settings.audit_checkpoint_path, mirror, witness)
         log._problem = problem
+        log.context = settings.context
         return log
 
     # Writing ---------------------------------------------------------------------------------
@@ -139,7 +149,7 @@ class AuditLog:
             head = read_head(fd, self.path, self.checkpoint_path, key)
             if self.witness_path is not None and not reset_witness:
                 check_witness(fd, head, self.path, self.witness_path, key)
-            records, data = _seal_all(events, head, key)
+            records, data = _seal_all(events, head, key, self.context)
             self._write(fd, data, head.size)
             try:
                 self._replace_checkpoint(Checkpoint.now(records[-1].seq, records[-1].hash), key)
@@ -315,7 +325,7 @@ class AuditLog:
 
 
 def _seal_all(
-    events: Sequence[AuditEvent], head: Head, key: bytes
+    events: Sequence[AuditEvent], head: Head, key: bytes, context: str | None = None
 ) -> tuple[list[AuditRecord], bytes]:
     records: list[AuditRecord] = []
     lines: list[bytes] = []
@@ -323,10 +333,12 @@ def _seal_all(
     for event in events:
         seq += 1
         try:
+            fields = dict(event)
+            fields["context"] = event.context or context
             draft = AuditRecord(
-                **dict(event), seq=seq, time=datetime.now(UTC), prev_hash=prev, hash="", hmac=""
+                **fields, seq=seq, time=datetime.now(UTC), prev_hash=prev, hash="", hmac=""
             )
-            body = draft.model_dump(mode="json", exclude={"hash", "hmac"})
+            body = record_body(draft, exclude={"hash", "hmac"})
             full, line = seal(body, key)
         except (ValueError, TypeError) as exc:
             # Unserialisable arguments/state (bytes that are not UTF-8, objects, lone

@@ -48,6 +48,9 @@ class AuditEvent(BaseModel):
     kind: RecordKind
     operator: str
     environment: str
+    context: str | None = None
+    """The console context that wrote it (``--context``); absent from records written before
+    contexts existed, which keep their bytes and so their hash."""
     run_id: str
     runbook: str
     step: str | None = None
@@ -105,9 +108,15 @@ def seal(body: dict[str, Any], key: bytes) -> tuple[dict[str, Any], bytes]:
     return full, canonical_json(full) + b"\n"
 
 
+def record_body(record: AuditEvent, exclude: set[str] | None = None) -> dict[str, Any]:
+    """A record's JSON fields as stored: without ``context`` when it has none."""
+    left_out = set(exclude or ()) | ({"context"} if record.context is None else set())
+    return record.model_dump(mode="json", exclude=left_out)
+
+
 def record_line(record: AuditRecord) -> bytes:
     """The stored line of a record (with its trailing newline)."""
-    return canonical_json(record.model_dump(mode="json")) + b"\n"
+    return canonical_json(record_body(record)) + b"\n"
 
 
 class BadRecord(ValueError):
@@ -281,6 +290,7 @@ __all__ = [
     "load_checkpoint",
     "load_signed",
     "open_line",
+    "record_body",
     "record_line",
     "seal",
     "sha256_hex",

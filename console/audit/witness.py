@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from console.audit.files import replace_file
 from console.audit.records import BadRecord, canonical_json, hmac_hex, load_signed, sha256_hex
 from console.errors import ConfigError
+from console.locations import state_home
 
 if TYPE_CHECKING:
     from console.config import Settings
@@ -75,25 +76,19 @@ def belongs_to(witness: Witness, log: Path) -> bool:
         return False
 
 
-def state_home() -> Path:
-    value = os.environ.get("XDG_STATE_HOME", "")
-    if value and os.path.isabs(value):
-        return Path(value)
-    try:
-        return Path.home() / ".local" / "state"
-    except RuntimeError:  # no $HOME and no passwd entry
-        raise ConfigError(
-            "no home directory for the audit witness: set XDG_STATE_HOME or audit.witness_path"
-        ) from None
-
-
 def default_witness_path(log: Path) -> Path:
     """Where the witness of ``log`` lives unless configured: one file per log path.
 
     ConfigError when there is no state directory to put it in."""
     identity = log_identity(log)
     digest = sha256_hex(identity.encode("utf-8", "surrogateescape"))[:16]
-    return state_home() / "aml-console" / "witness" / f"{Path(identity).name}-{digest}.witness"
+    try:
+        home = state_home()
+    except ConfigError:
+        raise ConfigError(
+            "no home directory for the audit witness: set XDG_STATE_HOME or audit.witness_path"
+        ) from None
+    return home / "aml-console" / "witness" / f"{Path(identity).name}-{digest}.witness"
 
 
 def witness_path_for(settings: Settings, other_log: Path | None = None) -> Path | None:

@@ -26,10 +26,22 @@ if TYPE_CHECKING:
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    csv = "csv"
+    """Offered by ``get`` only (console/cli/get.py); ``OutputOption`` refuses it."""
+
+
+def _table_or_json(value: OutputFormat) -> OutputFormat:
+    if value is OutputFormat.csv:
+        raise typer.BadParameter("csv is offered by `aml-console get` only: use table or json")
+    return value
 
 
 OutputOption = typer.Option(
-    OutputFormat.table, "--output", "-o", help="table for people, json for scripts."
+    OutputFormat.table,
+    "--output",
+    "-o",
+    help="table for people, json for scripts.",
+    callback=_table_or_json,
 )
 
 # Piped output (scripts, CI logs) gets a wide page so tables do not cut ids short.
@@ -40,22 +52,33 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 @dataclass
 class CliContext:
     config_path: Path | None = None
+    context: str | None = None
     read_only: bool | None = None
     operator: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = self.settings_of(self.context)
+        return self._settings
+
+    def settings_of(self, context: str | None) -> Settings:
+        """The settings of ``context`` of the same config file, with this command line's
+        ``--read-only`` and ``--operator``."""
         from console.config import load_settings
 
-        if self._settings is None:
-            overrides: dict[str, Any] = {}
-            if self.read_only:
-                overrides["read_only"] = True
-            if self.operator is not None:
-                overrides["operator"] = self.operator
-            self._settings = load_settings(self.config_path, **overrides)
-        return self._settings
+        overrides: dict[str, Any] = {}
+        if self.read_only:
+            overrides["read_only"] = True
+        if self.operator is not None:
+            overrides["operator"] = self.operator
+        return load_settings(self.config_path, context, **overrides)
+
+    def context_names(self) -> list[str]:
+        from console.config_files import find_config, read_config
+
+        return list(read_config(find_config(self.config_path)).contexts)
 
 
 def context(ctx: typer.Context) -> CliContext:

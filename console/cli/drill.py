@@ -45,7 +45,7 @@ def list_drills(ctx: typer.Context, output: OutputFormat = OutputOption) -> None
     with errors_as_exit():
         settings = context(ctx).settings
         rows: list[dict[str, Any]] = []
-        for path in scenario_files(settings.drill_dirs):
+        for path in scenario_files(settings.drill_search_path):
             try:
                 sc = load_scenario(path).scenario
                 rows.append(
@@ -142,7 +142,7 @@ def run(
         settings = context(ctx).settings
         if settings.read_only:  # whoever responds, the drill attacks the lab
             raise read_only_refusal("drill run")
-        loaded = find_scenario(scenario, settings.drill_dirs)
+        loaded = find_scenario(scenario, settings.drill_search_path)
         runner = DrillRunner(
             settings, loaded, responder.value, on_event=_print_event, wait_quiet_s=wait_quiet
         )

@@ -37,7 +37,16 @@ def _operator(value: str | None) -> str | None:
 def main(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="TOML config (default: $CONSOLE_CONFIG or configs/lab.toml)."
+        None,
+        "--config",
+        "-c",
+        help="TOML config (default: $CONSOLE_CONFIG, else $XDG_CONFIG_HOME/aml-console/"
+        "config.toml, else the built-in lab).",
+    ),
+    context_name: str | None = typer.Option(
+        None,
+        "--context",
+        help="Context of the config to use (default: $CONSOLE_CONTEXT, else its current one).",
     ),
     read_only: bool = typer.Option(
         False, "--read-only", help="Refuse every action; plans and dry runs still work."
@@ -47,12 +56,15 @@ def main(
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
-    ctx.obj = CliContext(config_path=config, read_only=read_only, operator=operator)
+    ctx.obj = CliContext(
+        config_path=config, context=context_name, read_only=read_only, operator=operator
+    )
 
 
 def _register() -> None:
-    from console.cli import audit, demo, drill, lab, replay, runbook, tui
+    from console.cli import audit, config, demo, drill, lab, replay, runbook, tui
 
+    app.add_typer(config.app, name="config")
     app.add_typer(lab.app, name="lab")
     app.add_typer(runbook.app, name="runbook")
     app.add_typer(audit.app, name="audit")
@@ -60,6 +72,11 @@ def _register() -> None:
     app.command("tui")(tui.tui)
     app.command("demo")(demo.demo)
     app.command("replay")(replay.replay)
+    from console.cli import doctor, get, rules
+
+    app.command("doctor")(doctor.doctor)
+    app.add_typer(get.app, name="get")
+    app.add_typer(rules.app, name="rules")
 
 
 _register()

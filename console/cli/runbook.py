@@ -45,13 +45,15 @@ YesOption = typer.Option(False, "--yes", "-y", help="Apply without asking (scrip
 
 @app.command("list")
 def list_runbooks(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
-    """Runbooks in the runbook folders, with any that do not validate."""
-    from console.runbooks.loader import load_runbook, runbook_files
+    """Runbooks by name: the shipped ones, the user's ($XDG_CONFIG_HOME/aml-console/runbooks)
+    and the context's runbook_dirs, a later one overriding an earlier one of the same name;
+    with where each comes from, and any that do not validate."""
+    from console.runbooks.loader import load_runbook, runbook_files, runbook_source
 
     with errors_as_exit():
         settings = context(ctx).settings
         rows: list[dict[str, Any]] = []
-        for path in runbook_files(settings.runbook_dirs):
+        for path in runbook_files(settings.runbook_search_path):
             try:
                 rb = load_runbook(path, settings).runbook
                 rows.append(
@@ -59,6 +61,7 @@ def list_runbooks(ctx: typer.Context, output: OutputFormat = OutputOption) -> No
                         "name": rb.name,
                         "title": rb.title,
                         "path": str(path),
+                        "source": runbook_source(path),
                         "steps": [s.action for s in rb.steps],
                         "valid": True,
                         "error": None,
@@ -70,6 +73,7 @@ def list_runbooks(ctx: typer.Context, output: OutputFormat = OutputOption) -> No
                         "name": path.stem,
                         "title": "",
                         "path": str(path),
+                        "source": runbook_source(path),
                         "steps": [],
                         "valid": False,
                         "error": exc.problems[0],
@@ -78,15 +82,16 @@ def list_runbooks(ctx: typer.Context, output: OutputFormat = OutputOption) -> No
 
         def render() -> None:
             if not rows:
-                dirs = ", ".join(str(d) for d in settings.runbook_dirs)
+                dirs = ", ".join(str(d) for d in settings.runbook_search_path)
                 out.print(f"no runbooks in {safe(dirs)}")
                 return
-            grid = new_table("name", "title", "steps")
+            grid = new_table("name", "title", "steps", "source")
             for row in rows:
                 title = (
                     safe(row["title"]) if row["valid"] else f"[red]invalid: {safe(row['error'])}[/]"
                 )
-                grid.add_row(safe(row["name"]), title, safe(" -> ".join(row["steps"])))
+                steps = safe(" -> ".join(row["steps"]))
+                grid.add_row(safe(row["name"]), title, steps, safe(row["source"]))
             out.print(grid)
 
         emit(rows, output, render)
@@ -99,7 +104,7 @@ def show(ctx: typer.Context, name: str, output: OutputFormat = OutputOption) -> 
 
     with errors_as_exit():
         settings = context(ctx).settings
-        loaded = find_runbook(name, settings.runbook_dirs, settings)
+        loaded = find_runbook(name, settings.runbook_search_path, settings)
         rb = loaded.runbook
         data = rb.model_dump(mode="json", by_alias=True) | {"path": str(loaded.path)}
 
@@ -189,7 +194,7 @@ def run(
 
     with errors_as_exit():
         settings = context(ctx).settings
-        loaded = find_runbook(name, settings.runbook_dirs, settings)
+        loaded = find_runbook(name, settings.runbook_search_path, settings)
         engine = RunbookEngine(settings)
         plan = asyncio.run(engine.plan(loaded, parse_assignments(param)))
         if output is OutputFormat.table:

@@ -64,11 +64,13 @@ def tui(
         settings = cli.settings
         from console.adapters.backends import Backends
         from console.tui.app import ConsoleApp
+        from console.tui.context import Contexts
 
         app = ConsoleApp(
             settings,
             Backends(settings, metrics=metrics.value),
             start=view.value,
             refresh_s=refresh or settings.tui.refresh_s,
+            contexts=Contexts(names=cli.context_names, open=cli.settings_of),
         )
     app.run()

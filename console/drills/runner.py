@@ -285,7 +285,7 @@ class DrillRunner:
         await asyncio.sleep(response.delay)
         try:
             params = await self._response_params(backends, response, alert)
-            loaded = find_runbook(response.runbook, self.settings.runbook_dirs)
+            loaded = find_runbook(response.runbook, self.settings.runbook_search_path)
             engine = RunbookEngine(self.settings)
             self._event(state, "response-started", f"{response.runbook} {params}")
             plan = await engine.plan(loaded, params)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from console.drills.attacks import attack_argument_problem, attack_kinds
 from console.durations import parse_duration
 from console.errors import DrillError, DrillScenarioError
-from console.safe_yaml import Limits, find_yaml, load_model, yaml_files
+from console.safe_yaml import Limits, find_yaml, layered_yaml_files, load_model
 
 LIMITS = Limits(max_bytes=64 * 1024)
 
@@ -137,8 +137,8 @@ def load_scenario(path: Path) -> LoadedScenario:
     return LoadedScenario(loaded.model, path)
 
 
-scenario_files = yaml_files
-"""The ``.yaml``/``.yml`` files of the drill folders, sorted."""
+scenario_files = layered_yaml_files
+"""The scenarios of the drill folders by name, a later folder's overriding an earlier one's."""
 
 
 def find_scenario(name_or_path: str, dirs: Iterable[Path]) -> LoadedScenario:

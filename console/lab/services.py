@@ -96,9 +96,12 @@ def lab_lock(settings: Settings) -> Iterator[None]:
 
 
 def ensure_audit_key(settings: Settings) -> Path | None:
-    """Create the audit HMAC key file (32 random bytes, hex, mode 0600) if configured and absent."""
-    path = settings.audit.hmac_key_file
-    if path is None or path.exists():
+    """Create the audit HMAC key file (32 random bytes, hex, mode 0600) if absent: the
+    configured one, or ``<run_dir>/secrets/audit.key``. None when the key is given inline."""
+    if settings.audit.hmac_key is not None:
+        return None
+    path = settings.audit_key_file
+    if path.exists():
         return path
     # Its folder is made 0700 if the lab creates it, or if it is inside the run dir; a shared
     # folder that merely holds the key keeps its mode.

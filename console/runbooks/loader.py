@@ -21,13 +21,20 @@ from console.runbooks.leasing import file_problems
 from console.runbooks.model import Runbook
 from console.runbooks.params import coerce
 from console.runbooks.template import ROOTS, references
-from console.safe_yaml import FieldPath, LoadedModel, find_yaml, parse_model, read_bytes, yaml_files
+from console.safe_yaml import (
+    FieldPath,
+    LoadedModel,
+    find_yaml,
+    layered_yaml_files,
+    parse_model,
+    read_bytes,
+)
 
 if TYPE_CHECKING:
     from console.config import Settings
 
-runbook_files = yaml_files
-"""The ``.yaml``/``.yml`` files of the runbook folders, sorted."""
+runbook_files = layered_yaml_files
+"""The runbooks of the runbook folders by name, a later folder's overriding an earlier one's."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,19 @@ def parse_runbook(raw: bytes, path: Path, settings: Settings | None = None) -> L
     if problems:
         raise RunbookValidationError(problems)
     return LoadedRunbook(runbook=loaded.model, path=path, sha256=loaded.sha256)
+
+
+def runbook_source(path: Path) -> str:
+    """Where a runbook comes from: ``shipped``, ``user`` (``$XDG_CONFIG_HOME/aml-console/
+    runbooks``) or its folder (a context's runbook dir, or a path given by hand)."""
+    from console import locations, shipped
+
+    folder = path.parent.resolve()
+    if folder == shipped.runbooks_dir().resolve():
+        return "shipped"
+    if folder == locations.user_runbooks_dir().resolve():
+        return "user"
+    return str(path.parent)
 
 
 def find_runbook(

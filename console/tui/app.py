@@ -24,7 +24,7 @@ from textual.screen import Screen
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.errors import ConsoleError
-from console.tui.context import ScreenContext
+from console.tui.context import Contexts, ScreenContext
 from console.tui.messages import (
     OpenLoadedRunbook,
     OpenReplay,
@@ -43,7 +43,7 @@ from console.views.catalog import VIEW_NAMES, VIEWS
 if TYPE_CHECKING:
     from console.runbooks.loader import LoadedRunbook
 
-COMMANDS = [*VIEW_NAMES, "help", "quit", "run "]
+COMMANDS = [*VIEW_NAMES, "ctx", "help", "quit", "run "]
 
 
 class ConsoleApp(App[None]):
@@ -65,6 +65,7 @@ class ConsoleApp(App[None]):
         start: str = "alerts",
         refresh_s: float = 2.0,
         hint: str | None = None,
+        contexts: Contexts | None = None,
     ) -> None:
         super().__init__()
         if start not in VIEW_SCREENS:
@@ -74,6 +75,8 @@ class ConsoleApp(App[None]):
         self.start = start
         self.refresh_s = refresh_s
         self.hint = hint
+        self.contexts = contexts
+        """Where `:ctx` finds the other contexts (None: this one only, e.g. a harness)."""
         self.current = start
         self.selection: dict[str, str] = {}
         """What was last selected in the views (client, model, alertname): the Runbooks view
@@ -84,14 +87,71 @@ class ConsoleApp(App[None]):
         """What every screen the app opens reads (bound methods: a subclass's clock counts)."""
 
     def on_mount(self) -> None:
-        for name, screen in VIEW_SCREENS.items():
-            self.install_screen(screen(self.screen_context), name)
+        self._install_views()
         self.push_screen(self.start)
         if self.hint:
             self.notify(self.hint, timeout=15)
 
     async def on_unmount(self) -> None:
         await self.backends.aclose()
+
+    def _install_views(self) -> None:
+        for name, screen in VIEW_SCREENS.items():
+            self.install_screen(screen(self.screen_context), name)
+
+    def list_contexts(self) -> None:
+        from console.tui.screens.contexts import ContextsScreen
+
+        if self.contexts is None:
+            self.notify(f"context {self.settings.context} (no other contexts here)")
+            return
+        try:
+            names = self.contexts.names()
+        except ConsoleError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.push_screen(ContextsScreen(names, self.settings.context), self._switch_if_chosen)
+
+    def _switch_if_chosen(self, name: str | None) -> None:
+        if name:
+            self.switch_context(name)
+
+    def switch_context(self, name: str) -> None:
+        """Every view on the settings and clients of context ``name``: the screens are made
+        again on a new ``Backends`` (the old clients close in the background), so colour,
+        read-only and every panel follow. Refused while a run is in progress."""
+        from console.tui.screens.runbook import RunbookScreen
+
+        if name == self.settings.context:
+            self.notify(f"already on context {name}")
+            return
+        if any(isinstance(s, RunbookScreen) and s.running for s in self.screen_stack):
+            self.notify("a run is in progress: let it finish before :ctx", severity="error")
+            return
+        if self.contexts is None:
+            self.notify("no other contexts here", severity="error")
+            return
+        try:
+            settings = self.contexts.open(name)
+        except ConsoleError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        old = self.backends
+        while len(self.screen_stack) > 2:  # dialogs above the view: made for the old context
+            self.pop_screen()
+        self.settings, self.backends = settings, Backends(settings, metrics=old.metrics)
+        self.screen_context = ScreenContext(
+            settings, self.backends, self.refresh_s, self.selection, self.now, self.monotonic
+        )
+        self.selection.clear()  # a client of one context means nothing in another
+        view = VIEW_SCREENS[self.current](self.screen_context)
+        self.switch_screen(view)  # the old named screens leave the stack, then are dropped
+        for screen_name in VIEW_SCREENS:
+            self.uninstall_screen(screen_name)
+        self._install_views()
+        self.switch_screen(self.current)
+        self.run_worker(old.aclose(), group="close-backends", exit_on_error=False)
+        self.notify(f"context {name} ({settings.environment})")
 
     def now(self) -> datetime:
         """Wall-clock time for ages and expiries (a recorded harness freezes it)."""
@@ -122,7 +182,7 @@ class ConsoleApp(App[None]):
     def action_command_line(self) -> None:
         from console.runbooks.loader import runbook_files
 
-        runbooks = [f"run {p.stem}" for p in runbook_files(self.settings.runbook_dirs)]
+        runbooks = [f"run {p.stem}" for p in runbook_files(self.settings.runbook_search_path)]
         suggestions = [*COMMANDS, *runbooks, "samples client=", "replay client="]
         self.push_screen(PromptScreen(":command", suggestions=suggestions), self._run_command)
 
@@ -149,6 +209,11 @@ class ConsoleApp(App[None]):
                 self.open_replay(params.get("client"), params.get("model"), params.get("alert"))
         elif head in VIEW_SCREENS:
             self.action_view(head)
+        elif head in ("ctx", "context", "contexts"):
+            if rest:
+                self.switch_context(rest[0])
+            else:
+                self.list_contexts()
         elif head in ("help", "h", "?"):
             self.action_help()
         elif head in ("quit", "q"):
@@ -170,7 +235,7 @@ class ConsoleApp(App[None]):
         from console.runbooks.loader import find_runbook
 
         try:
-            loaded = find_runbook(name, self.settings.runbook_dirs)
+            loaded = find_runbook(name, self.settings.runbook_search_path)
         except ConsoleError as exc:
             self.notify(str(exc), severity="error")
             return

@@ -24,3 +24,12 @@ class ScreenContext:
     """Wall-clock time for ages and expiries (a recorded harness freezes it)."""
     monotonic: Callable[[], float]
     """The clock of the data's age on the status badges."""
+
+
+@dataclass(frozen=True)
+class Contexts:
+    """The contexts of the config file (``:ctx``): their names, and the settings of one with
+    the command line's overrides (``--read-only``, ``--operator``) applied again."""
+
+    names: Callable[[], list[str]]
+    open: Callable[[str], Settings]

@@ -15,6 +15,7 @@ OTHER_KEYS = """\
 Everywhere    :  command line        /  filter rows        ?  this help
               r  refresh now         i  the PromQL of the view
               ctrl+p  command palette   q  quit (the lab keeps running)
+Contexts      :ctx  list them (enter switches)   :ctx NAME  switch (not during a run)
 Alerts        b  block the alert's client      c  contain-extraction
               s  silence the alert             enter  the client's samples and traces
 Alerts, Clients, Samples   v  replay the inputs through champion and previous

@@ -31,7 +31,7 @@ class RunbooksSnapshot:
 
 
 async def fetch_runbooks(backends: Backends) -> RunbooksSnapshot:
-    return await asyncio.to_thread(read_runbooks, backends.settings.runbook_dirs)
+    return await asyncio.to_thread(read_runbooks, backends.settings.runbook_search_path)
 
 
 def read_runbooks(dirs: list[Path]) -> RunbooksSnapshot:

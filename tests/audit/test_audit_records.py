@@ -9,7 +9,14 @@ from audit_helpers import KEY, event, lines
 from pydantic import ValidationError
 
 from console.audit import AuditEvent, AuditLog
-from console.audit.records import GENESIS_HASH, canonical_json, hmac_hex, record_line, sha256_hex
+from console.audit.records import (
+    GENESIS_HASH,
+    canonical_json,
+    hmac_hex,
+    record_body,
+    record_line,
+    sha256_hex,
+)
 
 
 def test_records_chain_and_are_canonical(audit_log, filled):
@@ -21,7 +28,7 @@ def test_records_chain_and_are_canonical(audit_log, filled):
         assert cur.prev_hash == prev.hash
     for record, line in zip(records, stored, strict=True):
         assert record_line(record) == line
-        body = record.model_dump(mode="json", exclude={"hash", "hmac"})
+        body = record_body(record, exclude={"hash", "hmac"})
         assert record.hash == sha256_hex(canonical_json(body))
         assert record.hmac == hmac_hex(KEY, record.hash.encode())
         assert record.time.tzinfo is not None and record.time.utcoffset() == UTC.utcoffset(None)
@@ -80,3 +87,19 @@ def test_fields_after_hmac_stay_scalars():
         **event().model_dump(), seq=1, time="2025-01-01T00:00:00Z", prev_hash="0", hash="", hmac=""
     ).model_dump(mode="json")
     assert all(not isinstance(record[name], dict | list) for name in tail)
+
+
+def test_records_name_their_context_and_older_records_still_verify(audit_log, tmp_path):
+    """A log from a context stamps the context's name on every record; records written before
+    contexts existed (no ``context`` key) keep their bytes, and a log holding both verifies."""
+    from console.audit.verify import verify_log
+
+    old = audit_log.append(event("step-intent", step="s0"))
+    assert b'"context"' not in lines(audit_log.path)[0] and old.context is None
+    audit_log.context = "prod-eu"
+    new = audit_log.append(event("step-outcome", step="s0"))
+    assert new.context == "prod-eu"
+    assert b'"context":"prod-eu"' in lines(audit_log.path)[1]
+    report = verify_log(audit_log.path, KEY, audit_log.checkpoint_path)
+    assert report.ok, report
+    assert [r.context for r in audit_log.records("run-1")] == [None, "prod-eu"]
