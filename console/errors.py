@@ -8,6 +8,7 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     ├── AdapterError                a backend (Redis, MLflow, Alertmanager, HTTP) failed
     │   ├── BackendUnavailable      could not connect, or timed out (retryable)
     │   └── BackendResponseError    answered, but with an error status or garbage
+    │       └── BackendAuthError    refused the credentials (401, 403)
     ├── RunbookError
     │   ├── RunbookValidationError  a runbook file is not valid (carries every problem)
     │   ├── ParameterError          a parameter value is not acceptable
@@ -65,6 +66,11 @@ class BackendResponseError(AdapterError):
         super().__init__(message, backend, status)
         # 5xx and 429 may pass; 4xx (400, 404, 409, 422) will not.
         self.retryable = status is not None and (status >= 500 or status == 429)
+
+
+class BackendAuthError(BackendResponseError):
+    """401 or 403: "prometheus at https://host:9090 refused the credentials (401)". Never
+    retried: the same credentials are refused again."""
 
 
 class RunbookError(ConsoleError):
@@ -159,6 +165,7 @@ __all__ = [
     "ArtifactRefused",
     "AuditError",
     "AuditWriteError",
+    "BackendAuthError",
     "BackendResponseError",
     "BackendUnavailable",
     "ConfigError",

@@ -1,4 +1,4 @@
-"""Alertmanager v2 API: alerts and silences."""
+"""Alertmanager v2 API: alerts, silences, and the status (version, receivers)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from console.adapters.http import make_client, request_json
+from console.endpoints import HttpClientOptions
 from console.errors import BackendResponseError
 
 API = "/api/v2"
@@ -47,6 +48,12 @@ class Alert(BaseModel):
     silencedBy: list[str] = Field(default_factory=list)  # noqa: N815
 
 
+class AlertmanagerStatus(BaseModel):
+    version: str
+    """Empty when the server does not say."""
+    receivers: list[str]
+
+
 class AlertmanagerClient:
     backend = "alertmanager"
 
@@ -54,8 +61,11 @@ class AlertmanagerClient:
         self._client = client
 
     @classmethod
-    def connect(cls, url: str, timeout_s: float) -> AlertmanagerClient:
-        return cls(make_client(url, timeout_s))
+    def connect(
+        cls, url: str, timeout_s: float, *, options: HttpClientOptions | None = None
+    ) -> AlertmanagerClient:
+        """With ``options``' credentials, TLS and proxy (``[alertmanager]``)."""
+        return cls(make_client(url, timeout_s, options=options, backend=cls.backend))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -142,6 +152,29 @@ class AlertmanagerClient:
 
     async def expire_silence(self, silence_id: str) -> None:
         await self._call("DELETE", f"/silence/{silence_id}")
+
+    async def status(self) -> AlertmanagerStatus:
+        """``/api/v2/status``: the version, and the receivers of the loaded configuration."""
+        import yaml
+
+        body = await self._call("GET", "/status")
+        if not isinstance(body, dict):
+            raise BackendResponseError("alertmanager: /status is not an object", self.backend)
+        version = body.get("versionInfo") or {}
+        original = (body.get("config") or {}).get("original")
+        if not isinstance(original, str):
+            raise BackendResponseError("alertmanager: /status has no configuration", self.backend)
+        try:
+            config = yaml.safe_load(original) or {}
+        except yaml.YAMLError:
+            raise BackendResponseError(
+                "alertmanager: /status holds a configuration that is not YAML", self.backend
+            ) from None
+        receivers = config.get("receivers") if isinstance(config, dict) else None
+        return AlertmanagerStatus(
+            version=str(version.get("version", "")) if isinstance(version, dict) else "",
+            receivers=[str(r.get("name", "")) for r in receivers or [] if isinstance(r, dict)],
+        )
 
 
 M = TypeVar("M", bound=BaseModel)

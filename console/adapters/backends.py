@@ -13,7 +13,6 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from console import __version__
 from console.config import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +25,8 @@ if TYPE_CHECKING:
     from console.adapters.mlflow import MlflowRegistry
     from console.adapters.policy import PolicyStore
     from console.adapters.prometheus import PrometheusClient
+    from console.adapters.traces import TraceQueryClient
+    from console.endpoints import HttpEndpoint
 
 MetricsEngine = Literal["prometheus", "victoria-metrics"]
 
@@ -67,6 +68,7 @@ class Backends:
         self._policy = policy
         self._http = http
         self._gateway_state = gateway_state
+        self._trace_store: TraceQueryClient | None = None
         self._owned: list[_Closeable] = []
 
     @property
@@ -74,14 +76,18 @@ class Backends:
         if self._prometheus is None:
             from console.adapters.prometheus import PrometheusClient
 
-            if self.metrics == "victoria-metrics":
-                cfg = self.settings.victoria_metrics
-                url, timeout_s = cfg.url, cfg.timeout_s
-            else:
-                url, timeout_s = self.settings.prometheus.url, self.settings.prometheus.timeout_s
+            cfg: HttpEndpoint = (
+                self.settings.victoria_metrics
+                if self.metrics == "victoria-metrics"
+                else self.settings.prometheus
+            )
             self._prometheus = self._own(
                 PrometheusClient.connect(
-                    url, timeout_s, backend=self.metrics, retries=self._prometheus_retries
+                    cfg.url,
+                    cfg.timeout_s,
+                    backend=self.metrics,
+                    retries=self._prometheus_retries,
+                    options=cfg,
                 )
             )
         return self._prometheus
@@ -92,7 +98,9 @@ class Backends:
             from console.adapters.alertmanager import AlertmanagerClient
 
             cfg = self.settings.alertmanager
-            self._alertmanager = self._own(AlertmanagerClient.connect(cfg.url, cfg.timeout_s))
+            self._alertmanager = self._own(
+                AlertmanagerClient.connect(cfg.url, cfg.timeout_s, options=cfg)
+            )
         return self._alertmanager
 
     @property
@@ -101,27 +109,17 @@ class Backends:
             from console.adapters.mlflow import MlflowRegistry
 
             cfg = self.settings.mlflow
-            self._registry = self._own(MlflowRegistry.connect(cfg.url, cfg.timeout_s))
+            self._registry = self._own(MlflowRegistry.connect(cfg.url, cfg.timeout_s, options=cfg))
         return self._registry
 
     @property
     def redis(self) -> aioredis.Redis:
+        """``[redis]``'s client: its credentials and TLS (``console.adapters.redis_client``).
+        Raises ConfigError when the password file cannot be read."""
         if self._redis is None:
-            import redis.asyncio as aioredis
-            from redis.driver_info import DriverInfo
+            from console.adapters.redis_client import async_client
 
-            cfg = self.settings.redis
-            self._redis = self._own(
-                aioredis.Redis.from_url(
-                    cfg.url,
-                    socket_timeout=cfg.timeout_s,
-                    socket_connect_timeout=cfg.timeout_s,
-                    decode_responses=True,
-                    # Named explicitly: shows in CLIENT LIST, and spares redis-py a package
-                    # metadata scan (~10 ms) on every new connection.
-                    driver_info=DriverInfo(name="aml-console", lib_version=__version__),
-                )
-            )
+            self._redis = self._own(async_client(self.settings.redis))
         return self._redis
 
     @property
@@ -143,19 +141,13 @@ class Backends:
         """For the templated HTTP action: its own timeout, never following redirects (a
         redirect could leave the allowed hosts), and no proxy but ``http_action.proxy``: never
         one from the environment (``trust_env=False``), which would receive every call and its
-        tokens. That also leaves out ``.netrc`` and ``SSL_CERT_FILE``."""
+        tokens. That also leaves out ``.netrc`` and ``SSL_CERT_FILE``. Each host of
+        ``http_action.auth`` gets its credentials and TLS (``adapters.http.per_host_client``)."""
         if self._http is None:
-            import httpx
+            from console.adapters.http import per_host_client
 
             cfg = self.settings.http_action
-            self._http = self._own(
-                httpx.AsyncClient(
-                    timeout=cfg.timeout_s,
-                    follow_redirects=False,
-                    trust_env=False,
-                    proxy=cfg.proxy or None,
-                )
-            )
+            self._http = self._own(per_host_client(cfg.timeout_s, cfg.proxy or None, cfg.auth))
         return self._http
 
     @property
@@ -166,8 +158,20 @@ class Backends:
 
             cfg = self.settings.client_state
             url = cfg.url or self.settings.gateway.url
-            self._gateway_state = self._own(GatewayStateClient(url, cfg.timeout_s))
+            self._gateway_state = self._own(GatewayStateClient(url, cfg.timeout_s, options=cfg))
         return self._gateway_state
+
+    @property
+    def trace_store(self) -> TraceQueryClient:
+        """Tempo or Jaeger at ``traces.path`` (a URL), with ``[traces]``'s credentials and TLS."""
+        if self._trace_store is None:
+            from console.adapters.traces import TraceQueryClient
+
+            cfg = self.settings.traces
+            self._trace_store = self._own(
+                TraceQueryClient(cfg.query_api, cfg.path, cfg.timeout_s, retries=1, options=cfg)
+            )
+        return self._trace_store
 
     @property
     def samples_path(self) -> Path:

@@ -9,6 +9,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from console.adapters.http import make_client, request_json
+from console.endpoints import HttpClientOptions
 from console.errors import BackendResponseError
 
 MAX_LISTED = 1000
@@ -43,10 +44,18 @@ class GatewayStateClient:
     backend = "gateway"
 
     def __init__(
-        self, url: str, timeout_s: float, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        url: str,
+        timeout_s: float,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        options: HttpClientOptions | None = None,
     ) -> None:
-        """``transport`` replaces the network (a test's answers a real gateway cannot give)."""
-        self._client = make_client(url, timeout_s, transport=transport)
+        """``options``: credentials, TLS and proxy (``[client_state]``); ``transport``
+        replaces the network (a test's answers a real gateway cannot give)."""
+        self._client = make_client(
+            url, timeout_s, options=options, backend=self.backend, transport=transport
+        )
 
     async def unlabelled(self, limit: int = 50) -> GatewayClients:
         if not 1 <= limit <= MAX_LISTED:

@@ -16,6 +16,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, Field
 
 from console.adapters.http import make_client, request_json
+from console.endpoints import HttpClientOptions
 from console.errors import ArtifactRefused, BackendResponseError, ParameterError
 
 API = "/api/2.0/mlflow"
@@ -23,6 +24,7 @@ ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]*")
 
 
 def check_model_name(name: str) -> str:
@@ -90,14 +92,28 @@ class MlflowRegistry:
         self._client = client
 
     @classmethod
-    def connect(cls, url: str, timeout_s: float) -> MlflowRegistry:
-        return cls(make_client(url, timeout_s))
+    def connect(
+        cls, url: str, timeout_s: float, *, options: HttpClientOptions | None = None
+    ) -> MlflowRegistry:
+        """With ``options``' credentials, TLS and proxy (``[mlflow]``, which also takes the
+        mlflow client's ``MLFLOW_TRACKING_*`` variables)."""
+        return cls(make_client(url, timeout_s, options=options, backend=cls.backend))
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return await request_json(self._client, self.backend, method, API + path, **kwargs)
+
+    async def server_version(self) -> str | None:
+        """The server's version (``/version``, plain text); None when it does not answer one
+        (an older server, a proxy that passes only the API). Best effort: never raises."""
+        try:
+            response = await self._client.get("/version")
+        except httpx.HTTPError:
+            return None
+        text = response.text.strip()[:40] if response.status_code == 200 else ""
+        return text if _VERSION.fullmatch(text) else None
 
     async def get_model(self, name: str) -> RegisteredModel | None:
         check_model_name(name)

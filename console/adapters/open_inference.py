@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from console.adapters.http import make_client, request_json
+from console.endpoints import HttpClientOptions
 from console.errors import BackendResponseError, ConfigError
 
 CLIENT_ID = "aml-replay"
@@ -58,8 +59,19 @@ class OpenInferenceClient:
         self._client = client
 
     @classmethod
-    def connect(cls, url: str, timeout_s: float) -> OpenInferenceClient:
-        return cls(make_client(check_endpoint(url), timeout_s, headers={"X-Client-Id": CLIENT_ID}))
+    def connect(
+        cls, url: str, timeout_s: float, *, options: HttpClientOptions | None = None
+    ) -> OpenInferenceClient:
+        """``options``: the server's credentials, TLS and proxy (``[models.endpoints]``)."""
+        return cls(
+            make_client(
+                check_endpoint(url),
+                timeout_s,
+                options=options,
+                backend=cls.backend,
+                headers={"X-Client-Id": CLIENT_ID},
+            )
+        )
 
     @property
     def url(self) -> str:

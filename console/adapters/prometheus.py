@@ -1,7 +1,8 @@
 """PromQL over the Prometheus HTTP API: instant and range queries.
 
-Speaks only ``/api/v1/query`` and ``/api/v1/query_range``, so it works unchanged against any
-engine that implements them: Prometheus, VictoriaMetrics, Thanos, Mimir.
+Views speak only ``/api/v1/query`` and ``/api/v1/query_range``, so they work unchanged against
+any engine that implements them: Prometheus, VictoriaMetrics, Thanos, Mimir. ``doctor`` also
+reads the build info, the loaded rules and the metric metadata.
 
 Failures arrive as ``AdapterError``s: ``BackendUnavailable`` (connect error, timeout; retried a
 bounded number of times) or ``BackendResponseError`` carrying the engine's own ``errorType`` and
@@ -21,8 +22,14 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from console.adapters.http import MAX_RESPONSE_BYTES, make_client, request_json
+from console.adapters.http import (
+    MAX_RESPONSE_BYTES,
+    endpoint_transport,
+    make_client,
+    request_json,
+)
 from console.adapters.retry import with_retries
+from console.endpoints import HttpClientOptions
 from console.errors import BackendResponseError
 from console.urls import redact_url, redact_urls_in
 
@@ -70,6 +77,11 @@ class RangeResult(_Result):
     warnings: list[str] = Field(default_factory=list)
 
 
+class LoadedRules(_Result):
+    alerts: frozenset[str]
+    records: frozenset[str]
+
+
 class PrometheusClient:
     """Async PromQL client. Build with ``connect``; close with ``aclose`` (or ``async with``)."""
 
@@ -96,15 +108,23 @@ class PrometheusClient:
         retries: int = 2,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
+        options: HttpClientOptions | None = None,
     ) -> PrometheusClient:
-        """A client for the engine at ``url``. Queries are also bounded on the server side
-        (``timeout`` parameter), a little under ``timeout_s`` so its error text arrives first.
-        ``transport`` replaces the network (a test's ``httpx.MockTransport``)."""
-        inner = transport or httpx.AsyncHTTPTransport()
+        """A client for the engine at ``url``, with ``options``' credentials, TLS and proxy.
+        Queries are also bounded on the server side (``timeout`` parameter), a little under
+        ``timeout_s`` so its error text arrives first. ``transport`` replaces the network (a
+        test's ``httpx.MockTransport``)."""
+        inner = transport or endpoint_transport(
+            options.tls_config if options else None,
+            options.proxy_url if options else None,
+            where=f"{backend} at {redact_url(url)}",
+        )
         limited = _LimitedTransport(inner, max_response_bytes, backend)
         client = make_client(
             url,
             timeout_s,
+            options=options,
+            backend=backend,
             transport=limited,
             event_hooks={"response": [_api_error_hook(backend)]},
         )
@@ -164,6 +184,38 @@ class PrometheusClient:
         if body.get("isPartial") is True:
             warnings.append("partial response: some storage nodes did not answer")
         return data, warnings
+
+    async def build_info(self) -> dict[str, Any]:
+        """``/api/v1/status/buildinfo``: ``version``, ``revision``... (Prometheus; other
+        engines may answer 404)."""
+        data, _ = await self._get("/status/buildinfo", {})
+        return data
+
+    async def loaded_rules(self) -> LoadedRules:
+        """The alerting and recording rules the engine (or the ruler behind it) evaluates."""
+        data, _ = await self._get("/rules", {})
+        groups = data.get("groups")
+        if not isinstance(groups, list):
+            raise self._garbage("/rules answered no list of groups")
+        alerts: set[str] = set()
+        records: set[str] = set()
+        for group in groups:
+            for rule in group.get("rules") or [] if isinstance(group, dict) else []:
+                if isinstance(rule, dict) and isinstance(rule.get("name"), str):
+                    kind = alerts if rule.get("type") == "alerting" else records
+                    kind.add(rule["name"])
+        return LoadedRules(alerts=frozenset(alerts), records=frozenset(records))
+
+    async def metric_names(self, pattern: str) -> frozenset[str]:
+        """Names of the series matching the regex ``pattern`` now (one instant query)."""
+        result = await self.query(f'group by (__name__) ({{__name__=~"{pattern}"}})')
+        return frozenset(s.metric.get("__name__", "") for s in result.samples) - {""}
+
+    async def announced_metrics(self) -> frozenset[str]:
+        """Metric families the scraped targets announce (``/api/v1/metadata``: their HELP
+        and TYPE lines), also those without a sample yet. Engines without it answer 404."""
+        data, _ = await self._get("/metadata", {})
+        return frozenset(str(name) for name in data)
 
     def _garbage(self, what: str) -> BackendResponseError:
         return BackendResponseError(f"{self.backend}: {what}", self.backend)
@@ -227,8 +279,8 @@ def _api_error_hook(backend: str) -> Callable[[httpx.Response], Coroutine[Any, A
     (``request_json`` keeps 200 characters, which for VictoriaMetrics is only the query)."""
 
     async def hook(response: httpx.Response) -> None:
-        if response.status_code < 400:
-            return
+        if response.status_code < 400 or response.status_code in (401, 403):
+            return  # a refusal of the credentials is request_json's BackendAuthError
         await response.aread()
         try:
             body = response.json()
@@ -302,6 +354,7 @@ def _too_big(backend: str, url: str, limit: int) -> BackendResponseError:
 
 
 __all__ = [
+    "LoadedRules",
     "PrometheusClient",
     "QueryResult",
     "RangeResult",

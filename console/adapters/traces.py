@@ -33,6 +33,7 @@ import httpx
 from console.adapters.day_files import check_window, day_start, in_window, newest_matches
 from console.adapters.http import make_client, request_json
 from console.adapters.retry import with_retries
+from console.endpoints import HttpClientOptions
 from console.errors import AdapterError, BackendResponseError, ConfigError, ConsoleError
 
 BACKEND = "span files"
@@ -182,7 +183,9 @@ class TraceQueryClient:
         *,
         retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
+        options: HttpClientOptions | None = None,
     ) -> None:
+        """``options``: credentials, TLS and proxy (``[traces]``, when its path is a URL)."""
         if kind not in ("tempo", "jaeger"):
             raise ConfigError(f"trace store kind must be tempo or jaeger, not {kind!r}", "traces")
         self.kind = kind
@@ -190,7 +193,12 @@ class TraceQueryClient:
         self._retries = retries
         # Tempo answers protobuf unless asked for JSON.
         self._client = make_client(
-            url, timeout_s, headers={"Accept": "application/json"}, transport=transport
+            url,
+            timeout_s,
+            options=options,
+            backend=kind,
+            headers={"Accept": "application/json"},
+            transport=transport,
         )
 
     async def aclose(self) -> None:

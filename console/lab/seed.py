@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from console.adapters.http import make_client
 from console.adapters.mlflow import MlflowRegistry, ModelVersion
-from console.config import Settings
+from console.config import MlflowSection, Settings
 from console.errors import LabError
 from console.lab.seed_runs import (
     ARTIFACT_PATH,
@@ -251,7 +251,10 @@ def _with_registry(
 
     async def run() -> T:
         # trust_env off: a developer's HTTP(S)_PROXY must not capture calls to the loopback lab.
-        registry = MlflowRegistry(make_client(mlflow_url, timeout_s, trust_env=False))
+        # An MLflow behind its basic-auth app: MLFLOW_TRACKING_* as the section reads them.
+        options = MlflowSection(url=mlflow_url, timeout_s=timeout_s)
+        client = make_client(mlflow_url, timeout_s, options=options, backend="mlflow")
+        registry = MlflowRegistry(client)
         try:
             return await use(registry)
         finally:

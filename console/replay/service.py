@@ -52,9 +52,11 @@ async def replay(
         refs = await resolve_versions(registry, model, request.versions)
         runner: Runner
         if request.endpoint is not None:
-            runner = RemoteRunner(
-                OpenInferenceClient.connect(request.endpoint, request.timeout_s), model
+            options = settings.models.endpoint_options(request.endpoint)
+            client = OpenInferenceClient.connect(
+                request.endpoint, request.timeout_s, options=options
             )
+            runner = RemoteRunner(client, model)
         else:
             runner = await LocalRunner.prepare(registry, model, refs)
         stack.push_async_callback(runner.aclose)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from console.adapters.backends import Backends
@@ -29,15 +30,22 @@ def local_path(location: str, what: str) -> Path:
 
 
 async def fetch_samples(
-    backends: Backends, client: str | None = None, model: str | None = None
+    backends: Backends,
+    client: str | None = None,
+    model: str | None = None,
+    since: datetime | None = None,
 ) -> SamplesSnapshot:
     path = local_path(backends.settings.samples.path, "sample store")
-    flt = SampleFilter(client=client, model=model, limit=LIMIT)
+    flt = SampleFilter(client=client, model=model, since=since, limit=LIMIT)
     batch = await asyncio.to_thread(read_samples, path, flt)
     return SamplesSnapshot(batch.records, batch.skipped_lines, batch.truncated)
 
 
 async def fetch_trace(backends: Backends, trace_id: str) -> list[SpanRecord]:
+    """A trace's spans, from the trace files or, when ``traces.path`` is a URL, from Tempo or
+    Jaeger (``traces.query_api``) with the section's credentials."""
+    if "://" in backends.settings.traces.path:
+        return await backends.trace_store.get_trace(trace_id)
     path = local_path(backends.settings.traces.path, "traces")
     flt = SpanFilter(trace_ids=frozenset({trace_id}), limit=50)
     return (await asyncio.to_thread(read_spans, path, flt)).records

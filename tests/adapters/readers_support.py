@@ -243,6 +243,8 @@ class FakeTraceStore:
 
     routes: dict[str, Answer] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+    """Each request's Authorization header (None when it had none)."""
     url: str = ""
 
 
@@ -253,6 +255,7 @@ def trace_store() -> Iterator[FakeTraceStore]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             store.seen.append(self.path)
+            store.authorizations.append(self.headers.get("Authorization"))
             answer = store.routes.get(self.path, Answer(404, b'{"error":"trace not found"}'))
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)

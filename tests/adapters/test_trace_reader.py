@@ -135,6 +135,40 @@ async def test_get_trace_reads_both_stores_shapes(gateway_run: GatewayRun, kind:
     assert store.seen == [path, path.replace(carol.trace_id, "ab" * 16)]
 
 
+async def test_the_samples_view_reads_a_trace_from_tempo_with_its_credentials(
+    gateway_run: GatewayRun, tmp_path: Path
+) -> None:
+    """``traces.path`` a URL: the view's trace lookup goes to Tempo through ``Backends``, with
+    ``[traces] basic_auth`` (the password from its file)."""
+    from console.adapters.backends import Backends
+    from console.config import Settings
+    from console.views.samples import fetch_trace
+
+    carol = next(s for s in gateway_run.sent if s.client == "carol")
+    secret = tmp_path / "tempo-password"
+    secret.write_text("tempo-Pa55\n")
+    with trace_store() as store:
+        path = f"/api/traces/{carol.trace_id}"
+        store.routes[path] = Answer(
+            200, tempo_body(otlp_lines(gateway_run.traces_dir, carol.trace_id))
+        )
+        settings = Settings(
+            run_dir=tmp_path,
+            traces={  # type: ignore[arg-type]
+                "path": store.url,
+                "basic_auth": {"username": "oncall", "password_file": str(secret)},
+            },
+        )
+        backends = Backends(settings)
+        try:
+            spans = await fetch_trace(backends, carol.trace_id)
+        finally:
+            await backends.aclose()
+    assert spans == _by_trace(gateway_run, carol.trace_id)
+    assert store.seen == [path]
+    assert store.authorizations == ["Basic " + base64.b64encode(b"oncall:tempo-Pa55").decode()]
+
+
 async def test_get_trace_errors(gateway_run: GatewayRun) -> None:
     trace_id = gateway_run.sent[0].trace_id
     path = f"/api/traces/{trace_id}"

@@ -191,7 +191,12 @@ def test_registry_answering_500_or_garbage(
 
 
 def test_canary_secret_never_written(console: Console, tmp_path: Path) -> None:
+    """A secret parameter, and a header value configured for the host (``http_action.auth``;
+    tests/auth has the configured passwords and tokens on servers that check them)."""
     canary = "CANARY-s3cr3t-7f2e91"
+    header_canary = "CANARY-header-4b1e0d"
+    configured = {"127.0.0.1": {"headers": {"X-Api-Key": header_canary}}}
+    env = {**console.env, "CONSOLE_HTTP_ACTION__AUTH": json.dumps(configured)}
     runbook = tmp_path / "notify-gateway.yaml"
     runbook.write_text(
         f"""\
@@ -224,15 +229,17 @@ steps:
             "--output",
             "json",
         ],
-        console.env,
+        env,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["run"]["status"] == "succeeded"
     assert canary not in result.stdout + result.stderr
+    assert header_canary not in result.stdout + result.stderr
     written = [p for p in console.run_dir.rglob("*") if p.is_file()]
     assert console.settings.audit_path in written
     for path in written:
         assert canary.encode() not in path.read_bytes(), path
+        assert header_canary.encode() not in path.read_bytes(), path
     assert b"Bearer ***" in console.settings.audit_path.read_bytes()
 
 

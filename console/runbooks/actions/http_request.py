@@ -2,6 +2,8 @@
 
 Only hosts in ``http_action.allowed_hosts`` are called, through no proxy but
 ``http_action.proxy`` (whose host must be allowed too): never one named by the environment.
+A host of ``http_action.auth`` gets its credentials and TLS (``Backends.http``); a 401 or 403
+is a BackendAuthError.
 URLs are shown and written with their credentials cut out (``console.urls``).
 """
 
@@ -13,9 +15,10 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from console.errors import BackendResponseError, BackendUnavailable, ParameterError
+from console.adapters.http import refused, transport_failure
+from console.errors import BackendResponseError, ParameterError
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.urls import redact_url, redact_urls_in
+from console.urls import redact_url
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 IDEMPOTENT_METHODS = {"GET", "PUT", "DELETE"}
@@ -86,6 +89,11 @@ def _check_hosts(spec: RequestSpec, ctx: ActionContext) -> None:
         raise ParameterError(problem)
 
 
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``: what an error names (a path may carry a token)."""
+    return urlsplit(url)._replace(path="", query="", fragment="").geturl()
+
+
 async def _send(spec: RequestSpec, ctx: ActionContext) -> dict[str, Any]:
     _check_hosts(spec, ctx)
     where = f"{spec.method} {redact_url(spec.url)}"
@@ -93,11 +101,14 @@ async def _send(spec: RequestSpec, ctx: ActionContext) -> dict[str, Any]:
         response = await ctx.backends.http.request(
             spec.method, spec.url, headers=spec.headers, json=spec.json_body
         )
-    except httpx.TimeoutException:
-        raise BackendUnavailable(f"{where}: timed out", "http") from None
     except httpx.TransportError as exc:
-        reason = redact_urls_in(str(exc))
-        raise BackendUnavailable(f"{where}: cannot connect ({reason})", "http") from None
+        raise transport_failure(exc, "http", where, _origin(spec.url)) from None
+    if response.status_code in (401, 403) and response.status_code not in spec.expect_status:
+        host = urlsplit(spec.url).hostname or ""
+        sent = host in ctx.settings.http_action.auth or any(
+            name.lower() == "authorization" for name in spec.headers
+        )
+        raise refused("http", _origin(spec.url), response.status_code, sent)
     if response.status_code not in spec.expect_status:
         raise BackendResponseError(
             f"{where}: HTTP {response.status_code} (expected {spec.expect_status})",
