@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from console.adapters.policy import redis_call
+from console.adapters.redis_client import endpoint_of, redis_call
 from console.errors import BackendResponseError, LockHeldError
 
 # Take every key if none is held; else return the (1-based) index of the first one held.
@@ -94,12 +94,15 @@ class LockService:
     def __init__(self, redis: aioredis.Redis, prefix: str = "aml") -> None:
         self._redis = redis
         self._prefix = prefix
+        self._endpoint = endpoint_of(redis)
 
     def key(self, resource: str) -> str:
         return f"{self._prefix}:lock:{resource}"
 
     async def holder(self, resource: str) -> LockHolder | None:
-        raw = await redis_call(lambda: self._redis.get(self.key(resource)), "read lock")
+        raw = await redis_call(
+            lambda: self._redis.get(self.key(resource)), "read lock", self._endpoint
+        )
         if raw is None:
             return None
         try:
@@ -127,7 +130,9 @@ class LockService:
         holder = self._new_holder(operator, run_id)
         value = holder.model_dump_json()
         held = await redis_call(
-            lambda: self._redis.eval(_ACQUIRE, len(keys), *keys, value, lease_ms), "take lock"
+            lambda: self._redis.eval(_ACQUIRE, len(keys), *keys, value, lease_ms),
+            "take lock",
+            self._endpoint,
         )
         if int(held) == 0:
             return Lease(keys=tuple(keys), resources=names, holder=holder, lease_ms=lease_ms)
@@ -153,6 +158,7 @@ class LockService:
                 _TAKE_BACK, len(keys), *keys, value, dead_token or "", lease_ms
             ),
             "take back lock",
+            self._endpoint,
         )
         if int(held) == 0:
             return Lease(keys=tuple(keys), resources=names, holder=holder, lease_ms=lease_ms)
@@ -162,7 +168,9 @@ class LockService:
         current = await self.holder(resource)
         if current is None:
             return LockHeldError(f"{resource} was locked a moment ago; try again")
-        ttl_ms = await redis_call(lambda: self._redis.pttl(self.key(resource)), "read lock ttl")
+        ttl_ms = await redis_call(
+            lambda: self._redis.pttl(self.key(resource)), "read lock ttl", self._endpoint
+        )
         return LockHeldError(
             f"{resource} is locked by {current.operator} (run {current.run_id}, since "
             f"{current.acquired_at:%H:%M:%S}Z, lease ends in {max(ttl_ms, 0) / 1000:.0f}s); "
@@ -176,6 +184,7 @@ class LockService:
                 _RENEW, len(lease.keys), *lease.keys, lease.holder.token, lease.lease_ms
             ),
             "renew lock",
+            self._endpoint,
         )
         status, index = (int(x) for x in result)
         return None if status == 1 else lease.resources[index - 1]
@@ -184,4 +193,5 @@ class LockService:
         await redis_call(
             lambda: self._redis.eval(_RELEASE, len(lease.keys), *lease.keys, lease.holder.token),
             "release lock",
+            self._endpoint,
         )

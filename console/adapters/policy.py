@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import AfterValidator, BaseModel
-from redis import exceptions as redis_errors
 
-from console.errors import BackendResponseError, BackendUnavailable, ParameterError
-from console.urls import redact_urls_in
+from console.adapters.redis_client import endpoint_of, redis_call
+from console.errors import BackendResponseError, ParameterError
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 T = TypeVar("T")
@@ -69,29 +67,13 @@ class Budget(BaseModel):
     """The budget before the console first changed it (None: the gateway default)."""
 
 
-async def redis_call(call: Callable[[], Awaitable[T]], what: str) -> T:
-    """Await a Redis command, translating its failures into adapter errors."""
-    try:
-        return await call()
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-        raise BackendUnavailable(f"redis: {what}: {_first_line(exc)}", "redis") from None
-    except redis_errors.RedisError as exc:
-        raise BackendResponseError(f"redis: {what}: {_first_line(exc)}", "redis") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    """The exception's first line, any URL in it (redis-py may quote the one it was given)
-    without its password."""
-    text = str(exc) or type(exc).__name__
-    return redact_urls_in(text.splitlines()[0][:200])
-
-
 class PolicyStore:
     """Read and write client blocks and budgets."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str = "aml") -> None:
         self._redis = redis
         self._prefix = prefix
+        self._endpoint = endpoint_of(redis)
 
     @property
     def changes_channel(self) -> str:
@@ -104,7 +86,9 @@ class PolicyStore:
         return f"{self._prefix}:policy:budget:{check_client_id(client)}"
 
     async def get_block(self, client: str) -> Block | None:
-        raw = await redis_call(lambda: self._redis.get(self.block_key(client)), "read block")
+        raw = await redis_call(
+            lambda: self._redis.get(self.block_key(client)), "read block", self._endpoint
+        )
         return _parse(Block, raw, self.block_key(client))
 
     async def block(
@@ -122,7 +106,9 @@ class PolicyStore:
         millis = max(1, int(ttl.total_seconds() * 1000))
         key = self.block_key(client)
         await redis_call(
-            lambda: self._redis.set(key, block.model_dump_json(), px=millis), "write block"
+            lambda: self._redis.set(key, block.model_dump_json(), px=millis),
+            "write block",
+            self._endpoint,
         )
         await self._announce("block", client)
         return block
@@ -136,18 +122,22 @@ class PolicyStore:
         key = self.block_key(block.client)
         millis = max(1, int(remaining.total_seconds() * 1000))
         await redis_call(
-            lambda: self._redis.set(key, block.model_dump_json(), px=millis), "restore block"
+            lambda: self._redis.set(key, block.model_dump_json(), px=millis),
+            "restore block",
+            self._endpoint,
         )
         await self._announce("block", block.client)
 
     async def unblock(self, client: str) -> bool:
         key = self.block_key(client)
-        removed = await redis_call(lambda: self._redis.delete(key), "remove block")
+        removed = await redis_call(lambda: self._redis.delete(key), "remove block", self._endpoint)
         await self._announce("block", client)
         return bool(removed)
 
     async def get_budget(self, client: str) -> Budget | None:
-        raw = await redis_call(lambda: self._redis.get(self.budget_key(client)), "read budget")
+        raw = await redis_call(
+            lambda: self._redis.get(self.budget_key(client)), "read budget", self._endpoint
+        )
         return _parse(Budget, raw, self.budget_key(client))
 
     async def set_budget(
@@ -162,7 +152,9 @@ class PolicyStore:
             previous_qpm=previous_qpm,
         )
         key = self.budget_key(client)
-        await redis_call(lambda: self._redis.set(key, budget.model_dump_json()), "write budget")
+        await redis_call(
+            lambda: self._redis.set(key, budget.model_dump_json()), "write budget", self._endpoint
+        )
         await self._announce("budget", client)
         return budget
 
@@ -170,10 +162,12 @@ class PolicyStore:
         """Put back the budget as it was: a previous value, or none at all (the default)."""
         key = self.budget_key(client)
         if budget is None:
-            await redis_call(lambda: self._redis.delete(key), "remove budget")
+            await redis_call(lambda: self._redis.delete(key), "remove budget", self._endpoint)
         else:
             await redis_call(
-                lambda: self._redis.set(key, budget.model_dump_json()), "restore budget"
+                lambda: self._redis.set(key, budget.model_dump_json()),
+                "restore budget",
+                self._endpoint,
             )
         await self._announce("budget", client)
 
@@ -190,16 +184,18 @@ class PolicyStore:
             async for key in self._redis.scan_iter(match=pattern, count=500):
                 keys.append(key)
 
-        await redis_call(scan, "scan policies")
+        await redis_call(scan, "scan policies", self._endpoint)
         if not keys:
             return []
-        values = await redis_call(lambda: self._redis.mget(keys), "read policies")
+        values = await redis_call(lambda: self._redis.mget(keys), "read policies", self._endpoint)
         found = [_parse(model, raw, key) for key, raw in zip(keys, values, strict=True)]
         return [item for item in found if item is not None]
 
     async def _announce(self, kind: str, client: str) -> None:
         message = json.dumps({"kind": kind, "client": client})
-        await redis_call(lambda: self._redis.publish(self.changes_channel, message), "publish")
+        await redis_call(
+            lambda: self._redis.publish(self.changes_channel, message), "publish", self._endpoint
+        )
 
 
 def _parse(model: type[T], raw: Any, key: str) -> T | None:

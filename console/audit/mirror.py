@@ -9,8 +9,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from console.adapters.redis_client import endpoint_of, redis_failure, sync_client
 from console.audit.records import AuditRecord, record_line
-from console.errors import AuditWriteError
+from console.config import RedisSection
+from console.errors import AuditWriteError, ConfigError
 
 
 def _no_setinfo() -> dict[str, Any]:
@@ -39,24 +41,33 @@ class RedisStreamMirror:
     The deadline is the socket timeout of both connect and read, with retries off: redis-py
     retries timeouts by default, which would multiply the deadline. A fresh connection can
     therefore take up to about twice the deadline (connect, then the XADD reply).
+
+    ``redis_config`` is the ``[redis]`` section (its credentials and TLS apply), or just a URL.
     """
 
-    def __init__(self, url: str, stream: str, deadline_s: float) -> None:
-        self.url = url
+    def __init__(self, redis_config: RedisSection | str, stream: str, deadline_s: float) -> None:
+        self.redis_config = (
+            redis_config
+            if isinstance(redis_config, RedisSection)
+            else RedisSection(url=redis_config)
+        )
+        self.url = self.redis_config.url
         self.stream = stream
         self.deadline_s = deadline_s
         self._client: redis.Redis | None = None
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.url,
-                socket_timeout=self.deadline_s,
-                socket_connect_timeout=self.deadline_s,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                **_NO_SETINFO,
-            )
+            try:
+                self._client = sync_client(
+                    self.redis_config,
+                    timeout_s=self.deadline_s,
+                    retry=Retry(NoBackoff(), 0),
+                    retry_on_timeout=False,
+                    **_NO_SETINFO,
+                )
+            except ConfigError as exc:  # an unreadable password file
+                raise AuditWriteError(f"audit mirror {self._where()}: {exc}") from None
         return self._client
 
     def send(self, record: AuditRecord) -> None:
@@ -68,10 +79,11 @@ class RedisStreamMirror:
         try:
             self._redis().xadd(self.stream, fields)  # type: ignore[arg-type]
         except redis.RedisError as exc:
+            reason = self._reason(exc, "XADD")
             self._drop()
             raise AuditWriteError(
                 f"audit mirror {self._where()} did not accept record seq {record.seq} "
-                f"within {self.deadline_s:g} s: {type(exc).__name__}: {exc}"
+                f"within {self.deadline_s:g} s: {reason}"
             ) from None
 
     def check(self) -> None:
@@ -79,10 +91,11 @@ class RedisStreamMirror:
         try:
             self._redis().ping()
         except redis.RedisError as exc:
+            reason = self._reason(exc, "PING")
             self._drop()
             raise AuditWriteError(
                 f"audit mirror {self._where()} is not reachable within {self.deadline_s:g} s: "
-                f"{type(exc).__name__}: {exc}"
+                f"{reason}"
             ) from None
 
     def close(self) -> None:
@@ -98,6 +111,10 @@ class RedisStreamMirror:
         # Never show a password from the URL.
         host_part = self.url.rsplit("@", 1)[-1]
         return f"redis stream {self.stream!r} at {host_part}"
+
+    def _reason(self, exc: redis.RedisError, what: str) -> str:
+        """Why, in the words every Redis failure has (refused credentials, a TLS problem)."""
+        return str(redis_failure(exc, what, endpoint_of(self._client)))
 
 
 __all__ = ["AuditMirror", "RedisStreamMirror"]

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis import exceptions as redis_errors
 
 from console.adapters.policy import Block, Budget, PolicyStore
+from console.adapters.redis_client import async_client, endpoint_of, redis_failure
+from console.config import RedisSection
 from console.errors import AdapterError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class _Entry:
 class PolicyEnforcer:
     def __init__(
         self,
-        redis_url: str,
+        redis_config: RedisSection,
         prefix: str,
         *,
         cache_s: float,
@@ -74,14 +75,9 @@ class PolicyEnforcer:
         on_store_state: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            decode_responses=True,
-        )
+        self._redis = async_client(redis_config, timeout_s=timeout_s)
         self.store = PolicyStore(self._redis, prefix)
-        self._redis_url = redis_url
+        self._redis_config = redis_config
         self._cache_s = cache_s
         self._failure_mode = failure_mode
         self._default_qpm = default_qpm
@@ -148,7 +144,7 @@ class PolicyEnforcer:
         try:
             raw_block, raw_budget = await self._redis.mget(keys)
         except (redis_errors.RedisError, OSError) as exc:
-            self._store_down(now, exc)
+            self._store_down(now, redis_failure(exc, "read policy", endpoint_of(self._redis)))
             return None
         self._store_up()
         return _Entry(
@@ -184,7 +180,7 @@ class PolicyEnforcer:
     async def follow_changes(self) -> None:
         """Drop cached policies as the runbooks announce changes; reconnect with backoff."""
         while not self.closing:
-            listener = aioredis.Redis.from_url(self._redis_url, decode_responses=True)
+            listener = async_client(self._redis_config)
             pubsub = listener.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.store.changes_channel)
@@ -195,7 +191,8 @@ class PolicyEnforcer:
                     if message is not None:
                         self._on_change(message.get("data"))
             except (redis_errors.RedisError, OSError) as exc:
-                log.debug("policy change feed lost (%s); reconnecting", _line(exc))
+                lost = redis_failure(exc, "follow policy changes", endpoint_of(listener))
+                log.debug("policy change feed lost (%s); reconnecting", lost)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await listener.aclose()

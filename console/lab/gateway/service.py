@@ -73,7 +73,7 @@ class Gateway:
             squeezers=settings.detectors.squeezers,
         )
         self.policy = PolicyEnforcer(
-            settings.redis.url,
+            settings.redis,
             settings.redis.key_prefix,
             cache_s=cfg.policy_cache_s,
             failure_mode=cfg.redis_failure_mode,
