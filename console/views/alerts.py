@@ -31,6 +31,11 @@ class AlertRow:
     def model(self) -> str | None:
         return self.labels.get("model")
 
+    @property
+    def shown_state(self) -> str:
+        """The state as the view shows it: ``silenced`` when a silence holds the alert."""
+        return "silenced" if self.silenced_by else self.state
+
 
 @dataclass(frozen=True)
 class AlertGroup:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from console.adapters.backends import Backends
-from console.adapters.gateway_state import GatewayClients
+from console.adapters.gateway_state import GatewayClients, UnlabelledClient
 from console.adapters.policy import Block, Budget
 from console.adapters.prometheus import Sample
 from console.errors import ConsoleError
@@ -48,6 +48,23 @@ class ClientsSnapshot:
     unlabelled: GatewayClients | None = None
     """Who the gateway counts as ``other`` (no label slot), riskiest first."""
     gateway_error: str | None = None
+
+
+def unlabelled_row(found: UnlabelledClient) -> ClientRow:
+    """A client counted as ``other`` as a row of the view: on the model it scores highest on
+    (served models are few), its answered rate as its rate; the gateway keeps no flagged rate
+    of it and the policy store is not read for it."""
+    model = max(found.extraction, key=lambda m: found.extraction[m], default="")
+    return ClientRow(
+        model,
+        found.client,
+        found.answered_rate,
+        found.extraction.get(model),
+        None,
+        found.refused_share,
+        None,
+        None,
+    )
 
 
 def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:

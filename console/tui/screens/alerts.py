@@ -74,13 +74,12 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
                 ):
                     continue
                 started = age((now - alert.starts_at).total_seconds()) if alert.starts_at else "?"
-                state = "silenced" if alert.silenced_by else alert.state
                 table.add_row(
                     plain(alert.severity, SEVERITY_STYLE.get(alert.severity, "")),
                     plain(alert.alertname, "bold"),
                     plain(alert.client or ""),
                     plain(alert.model or ""),
-                    plain(state, "dim" if alert.silenced_by else ""),
+                    plain(alert.shown_state, "dim" if alert.silenced_by else ""),
                     Text(started),
                     plain(alert.annotations.get("summary", ""), limit=120),
                     key=alert.fingerprint,

@@ -22,7 +22,7 @@ from console.tui.text import age, number, plain
 from console.tui.widgets.plots import heat_strip
 from console.tui.widgets.status import PanelState, render_badge
 from console.views import queries as q
-from console.views.clients import ClientRow, ClientsSnapshot, fetch_clients
+from console.views.clients import ClientRow, ClientsSnapshot, fetch_clients, unlabelled_row
 
 EXTRACTION_ALERT = 0.4
 """AMLExtractionSuspected's threshold (configs/prometheus/aml-alerts.yml): scores above it
@@ -182,19 +182,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         key = self.cursor_key("#other-table")
         state = self.last_unlabelled
         found = next((c for c in state.unlabelled if c.client == key), None) if state else None
-        if found is None:
-            return None
-        model = max(found.extraction, key=lambda m: found.extraction[m], default="")
-        return ClientRow(
-            model,
-            found.client,
-            found.answered_rate,
-            found.extraction.get(model),
-            None,
-            found.refused_share,
-            None,
-            None,
-        )
+        return None if found is None else unlabelled_row(found)
 
     def _policy_of(self, row: ClientRow) -> tuple[Block | None, Budget | None]:
         if self.policy_panel.state == "stale":
