@@ -1,8 +1,9 @@
 """Run every benchmark and print its figures: ``python benchmarks/run.py``.
 
 Each benchmark measures its own baseline in the same run (a raw Redis SET, ``sha256sum``,
-onnxruntime on the same rows, one request's round trip, ``aml-console --help``, a view's slowest
-query alone), so the ratios are comparable across noisy machines; the absolute times are not.
+onnxruntime on the same rows, one request's round trip, ``aml-console --help``, ``python3 -c
+pass``, a view's slowest query alone), so the ratios are comparable across noisy machines; the
+absolute times are not.
 The gateway and TUI benchmarks use the lab of ``configs/lab.toml`` (started if it is not);
 ``bench_tui.py`` also starts a Prometheus of its own for its 100,000-client stage (minutes).
 ``bench_detection.py`` runs on its own: it takes ten minutes of benign traffic;
@@ -23,6 +24,7 @@ import bench_block_client  # noqa: E402
 import bench_enforcement  # noqa: E402
 import bench_gateway  # noqa: E402
 import bench_replay  # noqa: E402
+import bench_startup  # noqa: E402
 import bench_tui  # noqa: E402
 
 LAB_CONFIG = Path("configs/lab.toml")
@@ -37,6 +39,7 @@ def main() -> None:
         "enforcement_lag": bench_enforcement.run(LAB_CONFIG),
         "tui_vs_baselines": bench_tui.run(LAB_CONFIG),
         "replay_vs_onnxruntime": bench_replay.run(LAB_CONFIG),
+        "startup_vs_python": bench_startup.run(LAB_CONFIG),
     }
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
 
