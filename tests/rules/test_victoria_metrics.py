@@ -80,7 +80,10 @@ def test_rule_expressions_agree_on_prometheus_and_victoria_metrics(tmp_path: Pat
     for name, (on_prom, on_vm) in results.items():
         assert _by_labels(on_prom).keys() == _by_labels(on_vm).keys(), name
         for labels, value in _by_labels(on_prom).items():
-            assert _by_labels(on_vm)[labels] == pytest.approx(value, rel=5e-3, abs=1e-9), (
+            # VictoriaMetrics' rate() also reads the last sample before the window, Prometheus'
+            # extrapolates from the samples inside it: on a loaded machine, where scrapes drift
+            # from their 5 s grid, the two differ by up to about 1% (607 vs 600 a minute seen).
+            assert _by_labels(on_vm)[labels] == pytest.approx(value, rel=2e-2, abs=1e-9), (
                 name,
                 dict(labels),
             )
