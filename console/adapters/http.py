@@ -225,7 +225,10 @@ def tls_problem(exc: BaseException) -> str | None:
             return f"certificate verify failed: {detail} ({hint})"
         if isinstance(cause, ssl.SSLError):
             reason = str(cause.reason or cause).lower().replace("_", " ")
-            if "certificate required" in reason or "handshake failure" in reason:
+            # The server's alert after our certificate (or its absence): TLS 1.3 delivers it at
+            # the first read, TLS 1.2 in the handshake.
+            server_refused = ("certificate required", "handshake failure", "bad certificate")
+            if any(words in reason for words in server_refused):
                 return f"{reason} (the server wants a client certificate: tls_config.cert_file)"
             if "wrong version number" in reason or "record layer failure" in reason:
                 return f"{reason} (is the server speaking plain HTTP? use http://)"
@@ -235,7 +238,7 @@ def tls_problem(exc: BaseException) -> str | None:
 
 
 def transport_failure(
-    exc: httpx.TransportError, backend: str, where: str, base_url: str
+    exc: httpx.TransportError | ssl.SSLError, backend: str, where: str, base_url: str
 ) -> BackendUnavailable:
     """A connect error or timeout as a BackendUnavailable: a TLS problem named, not retried."""
     if isinstance(exc, httpx.TimeoutException):
@@ -269,7 +272,9 @@ async def request_json(
     where = f"{backend} {method} {redact_url(str(client.base_url.join(url)))}"
     try:
         response = await client.request(method, url, json=json_body, params=params, content=content)
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, ssl.SSLError) as exc:
+        # A TLS 1.3 server that refuses our client certificate says so after the handshake:
+        # its alert reaches httpx's read as a bare ssl.SSLError.
         base = str(client.base_url) if str(client.base_url) else url
         raise transport_failure(exc, backend, where, base) from None
     if response.status_code in (401, 403):

@@ -8,6 +8,7 @@ retries run for minutes, both wrong for an incident console.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -110,7 +111,7 @@ class MlflowRegistry:
         (an older server, a proxy that passes only the API). Best effort: never raises."""
         try:
             response = await self._client.get("/version")
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ssl.SSLError):
             return None
         text = response.text.strip()[:40] if response.status_code == 200 else ""
         return text if _VERSION.fullmatch(text) else None
@@ -190,7 +191,7 @@ class MlflowRegistry:
                             "too_large", f"artifact {uri} is over {max_bytes} bytes"
                         )
                     chunks.append(chunk)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ssl.SSLError) as exc:
             reason = (str(exc) or type(exc).__name__).splitlines()[0][:300]
             raise ArtifactRefused("download_failed", f"artifact {uri}: {reason}") from None
         return b"".join(chunks)

@@ -9,6 +9,7 @@ URLs are shown and written with their credentials cut out (``console.urls``).
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -101,7 +102,7 @@ async def _send(spec: RequestSpec, ctx: ActionContext) -> dict[str, Any]:
         response = await ctx.backends.http.request(
             spec.method, spec.url, headers=spec.headers, json=spec.json_body
         )
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, ssl.SSLError) as exc:
         raise transport_failure(exc, "http", where, _origin(spec.url)) from None
     if response.status_code in (401, 403) and response.status_code not in spec.expect_status:
         host = urlsplit(spec.url).hostname or ""
