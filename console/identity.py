@@ -23,6 +23,15 @@ def key_pseudonym(api_key: str, secret: bytes) -> str:
     return PSEUDONYM_PREFIX + digest[:16]
 
 
+def bearer_pseudonym(authorization: str | None, secret: bytes) -> str | None:
+    """The pseudonym of the key in ``Authorization: Bearer <key>``; None for no such header."""
+    if authorization:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() == "bearer" and key.strip():
+            return key_pseudonym(key.strip(), secret)
+    return None
+
+
 def load_or_create_secret(path: Path) -> bytes:
     """The deployment's pseudonym secret in ``path`` (0600), made on first use. Replicas that
     share the path share the secret; the first to start makes it (``O_EXCL``), the others

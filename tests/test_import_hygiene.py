@@ -22,6 +22,7 @@ FOUNDATION = {
     "config_fields",
     "config_files",
     "config_lab",
+    "config_policy",
     "locations",
     "shipped",
     "durations",
@@ -41,12 +42,24 @@ ALLOWED: dict[str, set[str]] = {
     "runbooks": FOUNDATION | {"adapters", "audit"},
     "replay": FOUNDATION | {"adapters"},
     "doctor": FOUNDATION | {"adapters", "audit"},
+    "policy_endpoint": FOUNDATION | {"adapters"},
     "drills": FOUNDATION | {"adapters", "audit", "runbooks", "lab"},
     "views": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills"},
     "lab": FOUNDATION | {"adapters"},
     "tui": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "views"},
     "cli": FOUNDATION
-    | {"adapters", "audit", "runbooks", "replay", "drills", "views", "doctor", "lab", "tui"},
+    | {
+        "adapters",
+        "audit",
+        "runbooks",
+        "replay",
+        "drills",
+        "views",
+        "doctor",
+        "policy_endpoint",
+        "lab",
+        "tui",
+    },
     "__main__": {"cli"},
 }
 """Which units a unit may import: a unit is a subpackage of console (``runbooks``) or a

@@ -11,18 +11,20 @@ Gateways cache policies for at most a second, or subscribe to the channel.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import redis.asyncio as aioredis
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, model_validator
 
 from console.adapters.redis_client import endpoint_of, redis_call
 from console.errors import BackendResponseError, ParameterError
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+BLOCK_ID = re.compile(r"^blk-[0-9a-f]{12}$")
 T = TypeVar("T")
 
 
@@ -55,6 +57,17 @@ class Block(BaseModel):
     run_id: str
     created_at: datetime
     expires_at: datetime
+    id: str = ""
+    """``blk-<12 hex>``, derived from client, run and creation time: what a gateway may show
+    the blocked client (the reason is the operator's, and stays inside). Blocks written before
+    ids existed get the same derived id on every read."""
+
+    @model_validator(mode="after")
+    def _derived_id(self) -> Block:
+        if not BLOCK_ID.fullmatch(self.id):
+            seed = f"{self.client}|{self.run_id}|{self.created_at.isoformat()}"
+            self.id = "blk-" + hashlib.sha256(seed.encode()).hexdigest()[:12]
+        return self
 
 
 class Budget(BaseModel):

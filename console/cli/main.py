@@ -72,11 +72,12 @@ def _register() -> None:
     app.command("tui")(tui.tui)
     app.command("demo")(demo.demo)
     app.command("replay")(replay.replay)
-    from console.cli import doctor, get, rules
+    from console.cli import doctor, get, policy, rules
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(get.app, name="get")
     app.add_typer(rules.app, name="rules")
+    app.add_typer(policy.app, name="policy")
 
 
 _register()

@@ -26,8 +26,8 @@ from redis_auth_support import (
 from support import cli_env, run_cli
 
 from console.adapters.backends import Backends
+from console.adapters.policy_decisions import PolicyDecider
 from console.config import load_settings
-from console.lab.gateway.enforcement import PolicyEnforcer
 
 CLIENT = "acme-scraper-7"
 BLOCK_KEY = f"aml:policy:block:{CLIENT}"
@@ -140,7 +140,7 @@ def test_acl_user_over_mutual_tls_blocks_and_audits(
     assert_nowhere([mtls_redis.user_password, mtls_redis.admin_password], result, tmp_path)
 
     settings = load_settings(config)
-    enforcer = PolicyEnforcer(
+    enforcer = PolicyDecider(
         settings.redis, "aml", cache_s=0.0, failure_mode="closed", default_qpm=None
     )
 

@@ -5,7 +5,8 @@ Per request: client identity -> Redis policy (403 blocked, 429 over budget) -> O
 scores -> Prometheus metrics, an OTLP span (JSON lines) and, for flagged inputs, a sample.
 
 Modules: ``app`` (routes, lifespan), ``service`` (the request pipeline), ``protocol`` (V2
-request/response), ``models`` (model store), ``enforcement`` (policy), ``detectors``,
-``telemetry`` (metrics, spans), ``samples``, ``sinks`` (off-loop JSONL writers).
+request/response), ``models`` (model store), ``telemetry`` (metrics, spans), ``samples``,
+``sinks`` (off-loop JSONL writers). The policy decisions are ``console.adapters.
+policy_decisions``, shared with ``aml-console policy serve``.
 Run it with ``python -m console.lab.gateway``.
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from console.adapters.policy import CLIENT_ID
 from console.config import Settings
-from console.identity import key_pseudonym, load_or_create_secret
+from console.identity import bearer_pseudonym, load_or_create_secret
 from console.lab.gateway.client_slots import RESERVED
 from console.lab.gateway.protocol import RequestError
 from console.lab.gateway.telemetry import new_trace_id
@@ -43,11 +43,7 @@ def client_from_headers(
                 f"X-Client-Id {client_id!r} is reserved (a metrics label of the gateway's own)",
             )
         return client_id
-    if authorization:
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() == "bearer" and key.strip():
-            return key_pseudonym(key.strip(), pseudonym_secret)
-    return None
+    return bearer_pseudonym(authorization, pseudonym_secret)
 
 
 def pseudonym_secret(settings: Settings) -> bytes:

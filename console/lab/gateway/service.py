@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from console.adapters.policy_decisions import PolicyDecider
 from console.config import Settings
 from console.detectors.extraction import ExtractionMonitor
 from console.lab.gateway.callers import Caller, pseudonym_secret
 from console.lab.gateway.client_slots import OTHER
-from console.lab.gateway.enforcement import PolicyEnforcer
 from console.lab.gateway.models import LoadedModel, ModelStore
 from console.lab.gateway.otlp_export import OtlpHttpExporter
 from console.lab.gateway.protocol import RequestError, infer_response, parse_infer
@@ -72,7 +72,7 @@ class Gateway:
             on_loaded=self._model_loaded,
             squeezers=settings.detectors.squeezers,
         )
-        self.policy = PolicyEnforcer(
+        self.policy = PolicyDecider(
             settings.redis,
             settings.redis.key_prefix,
             cache_s=cfg.policy_cache_s,

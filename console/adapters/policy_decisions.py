@@ -1,14 +1,18 @@
-"""Policy enforcement from the Redis policy store the runbooks write (console.adapters.policy).
+"""Policy decisions from the Redis policy store the runbooks write (console.adapters.policy):
+what every enforcement point asks per request, the lab gateway and the policy endpoint alike.
 
 Per client, the block and budget are read with one MGET and cached for ``cache_s`` (at most
 1 s); a message on ``<prefix>:policy:changes`` drops the client's entry at once. Budgets are
-counted per gateway process in fixed one-minute windows (the Envoy rate-limit service's unit):
-the request that takes the count over ``qpm`` gets 429 with Retry-After up to the next minute.
+counted in Redis, shared by every enforcement point (console.adapters.budget_windows): one
+round trip per admitted request of a client with a budget; a client already over its limit is
+refused from a local near-cache until its window ends.
 
 When Redis fails, the last known policy of a client still applies (stale-if-error: a block
 read before the outage stays enforced until it expires); a client with no known policy is
-served (``open``) or refused with 503 (``closed``). Redis is not asked again for ``backoff_s``
-after a failure, so an outage costs requests nothing but a dictionary lookup.
+served (``open``) or refused with ``unavailable`` (``closed``). A known budget whose count
+cannot reach Redis is counted in this process alone (``open``: each replica then admits up
+to ``qpm``) or refused (``closed``). Redis is not asked again for ``backoff_s`` after a
+failure, so an outage costs requests nothing but a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Literal, TypeVar
 from pydantic import ValidationError
 from redis import exceptions as redis_errors
 
+from console.adapters.budget_windows import GlobalBudgets, retry_after, window_of
 from console.adapters.policy import Block, Budget, PolicyStore
 from console.adapters.redis_client import async_client, endpoint_of, redis_failure
 from console.config import RedisSection
@@ -36,14 +41,18 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P", Block, Budget)
 Verdict = Literal["allow", "blocked", "throttled", "unavailable"]
+FailureMode = Literal["open", "closed"]
 
 
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     message: str = ""
+    """For the operator's side (a gateway's error body, logs): a block's carries its reason."""
     retry_after_s: int = 0
     fail_open: bool = False
+    """Served although the client's policy could not be read (``open``)."""
+    block: Block | None = None
 
 
 ALLOW = Decision("allow")
@@ -56,18 +65,19 @@ class _Entry:
     fetched_at: float
     window: int = -1
     count: int = 0
+    """This process's own count, used only while Redis cannot count (fail-open)."""
     known: bool = True
     """False: the store was down when this client first came; its policy is unknown."""
 
 
-class PolicyEnforcer:
+class PolicyDecider:
     def __init__(
         self,
         redis_config: RedisSection,
         prefix: str,
         *,
         cache_s: float,
-        failure_mode: Literal["open", "closed"],
+        failure_mode: FailureMode,
         default_qpm: int | None,
         timeout_s: float = 0.25,
         backoff_s: float = 1.0,
@@ -75,8 +85,11 @@ class PolicyEnforcer:
         on_store_state: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``on_store_state(False)`` is called once per failed Redis call, ``(True)`` after a
+        good one."""
         self._redis = async_client(redis_config, timeout_s=timeout_s)
         self.store = PolicyStore(self._redis, prefix)
+        self.budgets = GlobalBudgets(self._redis, prefix, clock=clock, max_over=max_clients)
         self._redis_config = redis_config
         self._cache_s = cache_s
         self._failure_mode = failure_mode
@@ -113,29 +126,50 @@ class PolicyEnforcer:
         block = entry.block
         if block is not None and block.expires_at > datetime.now(UTC):
             until = block.expires_at.isoformat(timespec="seconds")
-            return Decision("blocked", f"client {client} is blocked until {until}: {block.reason}")
+            message = f"client {client} is blocked until {until}: {block.reason}"
+            return Decision("blocked", message, block=block)
         qpm = entry.qpm if entry.qpm is not None else self._default_qpm
+        if qpm is None:
+            return ALLOW if not fail_open else Decision("allow", fail_open=True)
+        return await self._count(client, entry, qpm, now, fail_open)
+
+    async def _count(
+        self, client: str, entry: _Entry, qpm: int, now: float, fail_open: bool
+    ) -> Decision:
+        over = f"client {client} is over its budget of {qpm} queries per minute"
+        cached = self.budgets.refused(client, qpm)
+        if cached is not None:
+            return Decision("throttled", over, retry_after_s=cached.retry_after_s)
+        if now >= self._down_until:
+            try:
+                answer = await self.budgets.count(client, qpm)
+            except AdapterError as exc:
+                self._store_down(now, exc)
+            else:
+                self._store_up()
+                if not answer.admitted:
+                    return Decision("throttled", over, retry_after_s=answer.retry_after_s)
+                return Decision("allow", fail_open=fail_open)
+        if self._failure_mode == "closed":
+            return Decision("unavailable", "budget counter unavailable; refusing (fail-closed)")
         wall = self._clock()
-        window = int(wall // 60)
+        window = window_of(wall)
         if entry.window != window:
             entry.window, entry.count = window, 0
         entry.count += 1
-        if qpm is not None and entry.count > qpm:
-            retry = max(1, math.ceil((window + 1) * 60 - wall))
-            return Decision(
-                "throttled",
-                f"client {client} is over its budget of {qpm} queries per minute",
-                retry_after_s=retry,
-            )
+        if entry.count > qpm:
+            return Decision("throttled", over, retry_after_s=retry_after(wall))
         return Decision("allow", fail_open=fail_open)
 
     def invalidate(self, client: str | None = None) -> None:
-        """Forget the cached policy of ``client`` (all clients when None); counts are kept."""
+        """Forget the cached policy of ``client`` (all clients when None) and whether it is
+        over its budget; the shared counts stay in Redis."""
         targets = [client] if client is not None else list(self._entries)
         for name in targets:
             entry = self._entries.get(name)
             if entry is not None:
                 entry.fetched_at = -math.inf
+        self.budgets.forget(client)
 
     async def _fetch(self, client: str, now: float) -> _Entry | None:
         if now < self._down_until:
