@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
-SOURCES = ("pyproject.toml", "README.md", "console", "runbooks", "configs")
+SOURCES = ("pyproject.toml", "README.md", "console", "runbooks", "configs", "docs")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "console/_shipped/prometheus/tests/extraction.yml",
         "console/_shipped/lab.toml",
         "console/_shipped/config-template.toml",
+        "console/_shipped/gateways/nginx.conf",
+        "console/_shipped/gateways/envoy-ext-authz.yaml",
     ):
         assert shipped in names, f"{shipped} is not in the wheel"
     venv = root / "venv"
