@@ -22,6 +22,10 @@ class GatewaySection(Section):
     """Policy (block, budget) cache; changes also arrive by pub/sub. At most 1 s."""
     redis_failure_mode: Literal["open", "closed"] = "open"
     """When Redis is down: serve (open) or refuse with 503 (closed)."""
+    policy_decided_upstream: bool = False
+    """True when every request comes through a front that asked the policy endpoint first (the
+    lab's NGINX, ``lab up --replicas``): the gateway then decides nothing again, so a budget
+    is counted once. Set by the launcher for the replicas."""
     sample_fraction: float = Field(default=0.01, ge=0, le=1)
     """Fraction of unflagged requests sampled too."""
     hash_only: bool = False
@@ -78,3 +82,9 @@ class LabSection(Section):
     seed_model: str = "digits"
     """Model the lab registers (two versions, aliases champion and previous)."""
     mlflow_start_timeout_s: float = 90.0
+    policy_port: int = Field(default=18082, ge=1, le=65535)
+    """``lab up --replicas N``: port of the policy endpoint (``policy serve``) NGINX asks."""
+    replica_base_port: int | None = Field(default=None, ge=1, le=65535)
+    """``lab up --replicas N``: gateway-1..N listen on this port and the N-1 after it. None:
+    the first N consecutive free ports from the gateway's port + 20, chosen by ``lab up`` and
+    kept in ``<run_dir>/lab/replicas.json`` until ``lab down``."""

@@ -60,6 +60,14 @@ def up(
         True, "--seed/--no-seed", help="Register the seed model when MLflow is started."
     ),
     metrics: MetricsEngine | None = MetricsOption,
+    replicas: int | None = typer.Option(
+        None,
+        "--replicas",
+        min=1,
+        help="Run the gateway as N processes behind NGINX on the gateway's URL, which asks the "
+        "policy endpoint before each request. 1: the single gateway. Default: what the lab runs "
+        "(replicas stay until `lab down`).",
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Start services (reusing those already running), wait until they answer, seed MLflow."""
@@ -70,7 +78,13 @@ def up(
         names = _names(services)
         if metrics is not None:
             names = launcher.with_metrics_engine(names or settings.lab.services, metrics.value)
-        result = launcher.up(settings, names, seed=seed)
+        kept = launcher.recorded_replicas(settings) if replicas is None else 1
+        if kept > 1:
+            err.print(
+                f"keeping the lab's {kept} gateway replicas behind nginx (`aml-console lab down"
+                " -s gateway` first for a single gateway)"
+            )
+        result = launcher.up(settings, names, seed=seed, replicas=replicas)
 
     def render() -> None:
         _render_services(result.services)

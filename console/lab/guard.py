@@ -75,6 +75,11 @@ def require_lab_service(name: str, url: str) -> LabService:
     return services[0]
 
 
+FRONTS = {"gateway": ("gateway", "nginx")}
+"""Services that may hold another's port: with ``lab up --replicas``, the lab's NGINX serves
+the gateway's URL (console.lab.replica_specs)."""
+
+
 def _launched(name: str, pid: int, port: int) -> LabService | None:
     """The launcher's record of service ``name`` whose process group holds ``pid``, if any."""
     fields = processes.stat_fields(pid)
@@ -84,14 +89,15 @@ def _launched(name: str, pid: int, port: int) -> LabService | None:
     for home in (listeners.working_dir(group), listeners.working_dir(pid)):
         if home is None:
             continue
-        record = process.read_pid(home / f"{name}.pid")  # ServiceSpec.pid_path
-        if (
-            record is not None
-            and record.pid == group
-            and record.port == port
-            and process.is_alive(record)
-        ):
-            return LabService(name, home, record)
+        for holder in FRONTS.get(name, (name,)):
+            record = process.read_pid(home / f"{holder}.pid")  # ServiceSpec.pid_path
+            if (
+                record is not None
+                and record.pid == group
+                and record.port == port
+                and process.is_alive(record)
+            ):
+                return LabService(name, home, record)
     return None
 
 

@@ -23,15 +23,15 @@ from typing import Any, Literal
 
 from console.config import Settings
 from console.errors import LabError
-from console.lab import guard, process, specs
+from console.lab import guard, process, replica_specs, scrape, specs
+from console.lab.replica_specs import Replicas
 from console.lab.seed import SeededModel, ensure_seed_model
 from console.lab.specs import SERVICE_NAMES, ServiceSpec
 from console.private_files import open_private, private_dir, write_private
 from console.urls import redact_url
 
 State = Literal["running", "stopped", "dead"]
-LATE_SERVICES = ("gateway", "traffic")
-"""Started one after the other, after seeding, each once the previous one answers."""
+NGINX, POLICY = replica_specs.NGINX, replica_specs.POLICY
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,13 @@ def up(
     *,
     seed: bool = True,
     rules_dir: Path | None = None,
+    replicas: int | None = None,
 ) -> LabUp:
     """Start the named services (default ``settings.lab.services``) and wait until they answer.
+
+    ``replicas`` >= 2 runs the gateway as that many processes behind NGINX and the policy
+    endpoint (``console.lab.replica_specs``); 1 is the single gateway; None keeps what the lab
+    runs (the recorded replicas, else the single gateway).
 
     Raises ReadOnlyError in read-only mode; LabError, before starting anything, for an unknown
     service, a non-loopback URL, a missing binary or a port held by a process the lab did not
@@ -134,7 +139,9 @@ def up(
     wanted = resolve_names(names, settings.lab.services)
     ensure_audit_key(settings)
     with lab_lock(settings):
-        service_specs = _build_all(settings, wanted, rules_dir)
+        tier = _tier_for_up(settings, replicas, "gateway" in wanted)
+        wanted = _expand(wanted, tier)
+        service_specs = _build_all(settings, wanted, rules_dir, tier)
         to_start = [s for s in service_specs if not _reusable(s)]
         busy = [s for s in to_start if process.port_open(s.port)]
         if busy:
@@ -147,14 +154,20 @@ def up(
             )
         # The gateway is ready once it serves the seed model: start it after seeding, and the
         # benign traffic once the gateway answers.
-        _start_all([s for s in to_start if s.name not in LATE_SERVICES])
+        stages = _late_stages(tier)
+        late = {name for stage in stages for name in stage}
+        _start_all([s for s in to_start if s.name not in late])
         seeded = None
         if seed and "mlflow" in wanted:
             guard.require_lab_service("mlflow", settings.mlflow.url)  # not a port-forward
             seeded = ensure_seed_model(settings)
-        for late in LATE_SERVICES:
-            _start_all([s for s in to_start if s.name == late])
-    return LabUp(status(settings, wanted), seeded)
+        if tier is not None and NGINX in wanted:
+            replica_specs.record(settings, tier)
+            # The gateway's port is NGINX's now: scraped there, /metrics is any replica's.
+            scrape.unregister_target(settings, "gateway")
+        for stage in stages:
+            _start_all([s for s in to_start if s.name in stage])
+    return LabUp(_statuses(settings, service_specs), seeded)
 
 
 def down(settings: Settings, names: Iterable[str] | None = None) -> list[ServiceStatus]:
@@ -162,18 +175,74 @@ def down(settings: Settings, names: Iterable[str] | None = None) -> list[Service
     guard.refuse_read_only(settings, "lab down")
     wanted = resolve_names(names, SERVICE_NAMES)
     with lab_lock(settings):
-        service_specs = [specs.build(settings, n, check=False) for n in wanted]
+        tier = replica_specs.leftover(settings)
+        # The single gateway too: whichever of the two the lab runs.
+        stopping = [*wanted, *_expand(wanted, tier)] if tier else wanted
+        service_specs = _build_all(settings, list(dict.fromkeys(stopping)), None, tier, False)
         with ThreadPoolExecutor(max_workers=max(1, len(service_specs))) as pool:
             list(pool.map(_stop, service_specs))
+        if tier is not None and "gateway" in wanted:
+            replica_specs.forget(settings)
     return status(settings, wanted)
 
 
 def status(settings: Settings, names: Iterable[str] | None = None) -> list[ServiceStatus]:
-    """State of the named services (default: all), probing them in parallel."""
+    """State of the named services (default: all), probing them in parallel. In a lab with
+    replicas, ``gateway`` stands for nginx, the policy endpoint and each replica."""
     wanted = resolve_names(names, SERVICE_NAMES)
-    service_specs = [specs.build(settings, n, check=False) for n in wanted]
+    tier = replica_specs.recorded(settings)
+    service_specs = _build_all(settings, _expand(wanted, tier), None, tier, False)
+    return _statuses(settings, service_specs)
+
+
+def recorded_replicas(settings: Settings) -> int:
+    """How many gateway processes the lab runs (1: the single gateway)."""
+    tier = replica_specs.recorded(settings)
+    return tier.count if tier is not None else 1
+
+
+def _statuses(settings: Settings, service_specs: list[ServiceSpec]) -> list[ServiceStatus]:
     with ThreadPoolExecutor(max_workers=max(1, len(service_specs))) as pool:
         return list(pool.map(_status, service_specs))
+
+
+def _tier_for_up(settings: Settings, replicas: int | None, with_gateway: bool) -> Replicas | None:
+    """The replicated tier ``lab up`` runs, None for the single gateway (see ``up``)."""
+    kept = replica_specs.recorded(settings)
+    if replicas is None:
+        return kept
+    if replicas == 1:
+        if kept is not None:
+            raise LabError(
+                f"the lab runs {kept.count} gateway replicas behind nginx; stop them first for a"
+                " single gateway (`aml-console lab down -s gateway`)"
+            )
+        return None
+    if not with_gateway:
+        raise LabError("--replicas needs the gateway among the services (-s ...,gateway)")
+    single = specs.build(settings, "gateway", check=False)
+    record = process.read_pid(single.pid_path)
+    if record is not None and process.is_alive(record):
+        raise LabError(
+            "the lab's single gateway is running on the gateway's port; stop it first"
+            " (`aml-console lab down -s gateway`), then `lab up --replicas N`"
+        )
+    return replica_specs.plan(settings, replicas)
+
+
+def _expand(names: list[str], tier: Replicas | None) -> list[str]:
+    """``names`` with ``gateway`` replaced by the tier's services when the lab has replicas."""
+    if tier is None:
+        return names
+    return [n for name in names for n in (tier.names if name == "gateway" else [name])]
+
+
+def _late_stages(tier: Replicas | None) -> list[list[str]]:
+    """What starts after seeding, stage by stage, each once the previous one answers: the
+    gateway (or the policy endpoint with the replicas, then NGINX), then benign traffic."""
+    if tier is None:
+        return [["gateway"], ["traffic"]]
+    return [[POLICY, *tier.replica_names], [NGINX], ["traffic"]]
 
 
 def _start_all(service_specs: list[ServiceSpec]) -> None:
@@ -184,12 +253,22 @@ def _start_all(service_specs: list[ServiceSpec]) -> None:
         raise LabError("; ".join(problems))
 
 
-def _build_all(settings: Settings, names: list[str], rules_dir: Path | None) -> list[ServiceSpec]:
+def _build_all(
+    settings: Settings,
+    names: list[str],
+    rules_dir: Path | None,
+    tier: Replicas | None = None,
+    check: bool = True,
+) -> list[ServiceSpec]:
     """Specs of every service, or one LabError naming every problem (all missing binaries)."""
     built, problems = [], []
+    tier_names = set(tier.names) if tier is not None else set()
     for name in names:
         try:
-            built.append(specs.build(settings, name, rules_dir=rules_dir))
+            if name in tier_names and tier is not None:
+                built.append(replica_specs.build(settings, tier, name, check=check))
+            else:
+                built.append(specs.build(settings, name, rules_dir=rules_dir, check=check))
         except LabError as exc:
             problems.append(str(exc))
     if problems:
@@ -266,6 +345,7 @@ __all__ = [
     "down",
     "ensure_audit_key",
     "lab_lock",
+    "recorded_replicas",
     "resolve_names",
     "status",
     "up",

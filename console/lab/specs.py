@@ -82,6 +82,8 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[Path, str] = field(default_factory=dict)
     """Config files written before each start."""
+    console_env: bool = True
+    """False: the launcher's ``CONSOLE_*`` variables are not passed (its settings are in a file)."""
 
     @property
     def pid_path(self) -> Path:
@@ -454,4 +456,5 @@ def _traffic(
 
 
 def child_env(spec: ServiceSpec) -> dict[str, str]:
-    return {**os.environ, **spec.env}
+    inherited = {k: v for k, v in os.environ.items() if spec.console_env or k[:8] != "CONSOLE_"}
+    return {**inherited, **spec.env}

@@ -53,6 +53,10 @@ class ClientStats:
         }
 
 
+READINESS_CLIENT = "aml-lab-readiness"
+"""The client id of the metadata request before a run."""
+
+
 class V2Client:
     """POST ``/v2/models/{model}/infer`` as any client id, against a loopback gateway only.
 
@@ -108,7 +112,9 @@ class V2Client:
         """The served version of the model; LabError if the gateway does not serve it."""
         where = f"gateway at {redact_url(self.url)}"
         try:
-            response = await self._http.get(f"/v2/models/{self.model}")
+            # Named: behind the lab's NGINX (`lab up --replicas`) every request needs a client.
+            headers = {"X-Client-Id": READINESS_CLIENT}
+            response = await self._http.get(f"/v2/models/{self.model}", headers=headers)
         except httpx.HTTPError as exc:
             raise LabError(
                 f"{where} unreachable ({type(exc).__name__}): start it with "
