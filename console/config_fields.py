@@ -4,7 +4,7 @@ section base that refuses unknown keys."""
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -38,6 +38,11 @@ def _http_url(value: str) -> str:
 
 def _redis_url(value: str) -> str:
     _checked_url(value, ("redis", "rediss", "unix"), host=False)
+    options = {name.lower() for name in parse_qs(urlsplit(value).query)}
+    if any(name.startswith("ssl") for name in options):
+        # redis-py reads ssl_cert_reqs=none from the URL and stops checking the certificate,
+        # silently: TLS options go in [redis] tls_config, where skipping is loud.
+        raise ValueError("TLS options in the URL are refused (e.g. ssl_cert_reqs): use tls_config")
     database = urlsplit(value).path.strip("/")
     if not value.startswith("unix:") and database and not database.isdigit():
         raise ValueError(f"database {database[:40]!r} is not a number (redis://host:port/0)")

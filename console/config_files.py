@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,14 +88,14 @@ def read_config(source: ConfigSource) -> ConfigFile:
         raise ConfigError(f"{source.path}: current_context must be a string")
     if "contexts" not in data:
         name = shared.get("environment", "lab")
-        name = name if isinstance(name, str) and CONTEXT_NAME.match(name) else "default"
+        name = name if isinstance(name, str) and CONTEXT_NAME.fullmatch(name) else "default"
         return ConfigFile(source, {name: shared}, current, has_contexts=False)
     raw = data["contexts"]
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{source.path}: [contexts] must hold at least one [contexts.NAME]")
     contexts: dict[str, dict[str, Any]] = {}
     for name, body in raw.items():
-        if not CONTEXT_NAME.match(name):
+        if not CONTEXT_NAME.fullmatch(name):
             raise ConfigError(
                 f"{source.path}: context name {name[:40]!r} must be letters, digits, '.', "
                 "'_' or '-' (it names a folder)"
@@ -126,6 +127,7 @@ def choose_context(config: ConfigFile, wanted: str | None = None) -> str:
 
 
 def _toml(path: Path) -> dict[str, Any]:
+    _refuse_if_others_can_write(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -144,3 +146,17 @@ def _merged(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _refuse_if_others_can_write(path: Path) -> None:
+    """A config names the URLs the console sends credentials to and the hosts its actions may
+    call: one that another local user can change (world-writable, or owned by someone else
+    who is not root) is refused, as ssh refuses such a config."""
+    try:
+        info = path.stat()
+    except OSError:
+        return  # reading it says why
+    if info.st_mode & stat.S_IWOTH:
+        raise ConfigError(f"{path} is writable by others: chmod o-w {path}")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(f"{path} belongs to another user (uid {info.st_uid}): refused")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from console.config_fields import Section
 
@@ -19,10 +19,12 @@ class PolicyEndpointSection(Section):
     """``host:port`` it serves on (``--listen`` wins). Keep it where only the gateways reach
     it: an answer tells a caller whether a client id is blocked."""
     client_header: str = "X-Client-Id"
-    """The request header that names the client (what the gateway forwards)."""
+    """The request header that names the client when it sends no API key: a claim, so only
+    worth what the layer that sets it checks (an auth proxy, an mTLS subject). ``""``: keys
+    only. A claim shaped like a key's pseudonym (``key-...``) or ``other``/``unknown`` is 401."""
     api_key_header: str = "Authorization"
-    """Without ``client_header``: a ``Bearer <key>`` here is the client, as ``key-<16 hex>``
-    of HMAC-SHA256(pseudonym secret, key), the same id the lab gateway gives that key."""
+    """A ``Bearer <key>`` here is the client, as ``key-<16 hex>`` of HMAC-SHA256(pseudonym
+    secret, key), the same id the lab gateway gives that key; it wins over ``client_header``."""
     pseudonym_key: SecretStr | None = None
     """Secret of that HMAC; prefer ``CONSOLE_POLICY_ENDPOINT__PSEUDONYM_KEY`` or
     ``pseudonym_key_file``. Give it the value of the gateways' secret so both name a key
@@ -38,7 +40,9 @@ class PolicyEndpointSection(Section):
 
     @field_validator("client_header", "api_key_header")
     @classmethod
-    def _header_name(cls, value: str) -> str:
+    def _header_name(cls, value: str, info: ValidationInfo) -> str:
+        if value == "" and info.field_name == "client_header":
+            return value
         if not HEADER_NAME.fullmatch(value):
             raise ValueError("must be an HTTP header name: letters, digits and -, 1-64 long")
         return value

@@ -127,3 +127,12 @@ def test_files_of_the_earlier_layout_mean_the_same(
     assert settings.detectors.flag_threshold == 0.7
     config.write_text('[gateway]\nmodels = ["old"]\n[models]\nserved = ["new"]\n')
     assert load_settings(config).models.served == ["new"]
+
+
+def test_tls_options_in_a_redis_url_are_refused(tmp_path: Path) -> None:
+    """redis-py would read ``ssl_cert_reqs=none`` from the URL and stop checking the
+    certificate without a word; the console's loud switch is tls_config."""
+    config = tmp_path / "c.toml"
+    config.write_text('[redis]\nurl = "rediss://10.0.0.1:6380/0?ssl_cert_reqs=none"\n')
+    with pytest.raises(ConfigError, match="TLS options in the URL are refused"):
+        load_settings(config)

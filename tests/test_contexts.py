@@ -212,3 +212,48 @@ def test_from_an_empty_directory_nothing_lands_in_it(tmp_path: Path) -> None:
             assert done.returncode == 0 and "extraction" in done.stdout, done.stdout
     assert list(empty.iterdir()) == []
     assert (tmp_path / "config-home" / "aml-console" / "config.toml").is_file()
+
+
+def test_config_view_and_doctor_never_show_credentials_in_urls(tmp_path: Path) -> None:
+    """Secrets are SecretStr fields, and also the userinfo of any URL: the Redis password of
+    redis://:pw@host, a proxy's, a sample store's s3://key:secret@bucket."""
+    config = _file(
+        tmp_path,
+        'environment = "lab"\n'
+        '[redis]\nurl = "redis://:REDIS-canary@127.0.0.1:9/0"\n'
+        '[prometheus]\nurl = "https://oncall:PROM-canary@127.0.0.1:9"\n'
+        'proxy_url = "http://user:PROXY-canary@127.0.0.1:3128"\n'
+        '[samples]\npath = "s3://AKIA:S3-canary@bucket/samples"\n',
+    )
+    runner = CliRunner()
+    view = runner.invoke(app, ["--config", str(config), "config", "view", "-o", "json"])
+    assert view.exit_code == 0, view.output
+    assert "canary" not in view.output
+    assert json.loads(view.output)["redis"]["url"] == "redis://***@127.0.0.1:9/0"
+    doctor = runner.invoke(app, ["--config", str(config), "doctor", "-o", "json", "--timeout", "2"])
+    assert "canary" not in doctor.output and "s3://***@bucket" in doctor.output
+
+
+def test_context_names_and_unsafe_config_files(tmp_path: Path) -> None:
+    newline = _file(tmp_path, '[contexts."prod\\n"]\nenvironment = "prod"\n')
+    with pytest.raises(ConfigError, match="names a folder"):
+        load_settings(newline)
+    shared = _file(tmp_path, 'environment = "lab"\n')
+    shared.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by others"):
+        load_settings(shared)
+    shared.chmod(0o644)
+    assert load_settings(shared).context == "lab"
+
+
+def test_use_context_writes_through_a_linked_config(tmp_path: Path) -> None:
+    """A dotfile manager's link stays a link: the file it points at is the one rewritten."""
+    real = tmp_path / "dotfiles" / "aml.toml"
+    real.parent.mkdir()
+    real.write_text(TWO_CONTEXTS)
+    link = tmp_path / "config-home" / "aml-console" / "config.toml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    result = CliRunner().invoke(app, ["config", "use-context", "prod"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and 'current_context = "prod"' in real.read_text()

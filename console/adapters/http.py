@@ -146,6 +146,9 @@ def make_client(
     return client
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 class _PerHostCredentials(httpx.Auth):
     """Adds each host's credential headers (``http_action.auth``) to a request for it; they
     win over the request's own. Secret files are read once, at the first request."""
@@ -157,7 +160,10 @@ class _PerHostCredentials(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         host = request.url.host
         credentials = self._per_host.get(host)
-        if credentials is not None:
+        # Never in clear over the network: credentials for a host go over https, or to the
+        # loopback (a sidecar, the lab), not to http://host:other-port.
+        in_clear = request.url.scheme != "https" and host not in LOOPBACK_HOSTS
+        if credentials is not None and not in_clear:
             if host not in self._headers:
                 self._headers[host] = credential_headers(credentials)
             request.headers.update(self._headers[host])

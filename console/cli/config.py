@@ -122,7 +122,7 @@ def use_context(ctx: typer.Context, name: str) -> None:
 
     with errors_as_exit():
         config = read_config(find_config(context(ctx).config_path))
-        path = config.source.path
+        path = config.source.path.resolve()  # through a dotfile manager's link, not over it
         if not config.source.writable:
             fail("no config file to write (the built-in lab is in use): run `config init`")
         if name not in config.contexts:
@@ -147,10 +147,24 @@ def view(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
 
     with errors_as_exit():
         settings = context(ctx).settings
-        data = {"context": settings.context, "config": str(settings.config_path)}
-        data |= json.loads(settings.model_dump_json())  # SecretStr dumps as "**********"
+        data: dict[str, Any] = {"context": settings.context, "config": str(settings.config_path)}
+        # SecretStr dumps as "**********"; credentials inside URLs are cut out too.
+        data |= _without_url_credentials(json.loads(settings.model_dump_json()))
 
         def render() -> None:
             stdout.print(json.dumps(data, indent=2))
 
         emit(data, output, render)
+
+
+def _without_url_credentials(value: Any) -> Any:
+    """Every string that holds a URL, with its userinfo replaced (``redis://***@host``)."""
+    from console.urls import redact_url
+
+    if isinstance(value, dict):
+        return {k: _without_url_credentials(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_url_credentials(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value

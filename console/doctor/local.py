@@ -12,6 +12,7 @@ from console.adapters.backends import Backends
 from console.config import Settings
 from console.doctor.model import Check, EndpointReport, Findings, describe
 from console.errors import ConsoleError
+from console.urls import redact_url
 
 PRIVATE_MODE = 0o600
 
@@ -160,7 +161,7 @@ def _readable(location: str, section: str) -> Check:
         return Check(
             "readable",
             False,
-            f"{location} is a URL: the console reads only a local {section} store",
+            f"{redact_url(location)} is a URL: the console reads only a local {section} store",
             f"point [{section}].path at the directory the gateway writes",
         )
     path = Path(location)

@@ -15,18 +15,36 @@ MAX_CLIENT_HEADER = 256
 MAX_KEY_HEADER = 4096
 
 
+RESERVED_CLAIMS = frozenset({"other", "unknown"})
+"""Labels the gateways use for clients of their own: nobody may claim to be them."""
+PSEUDONYM_PREFIX = "key-"
+"""Ids of the form ``key-<hex>`` name API-key holders; a claimed one would impersonate one."""
+
+
 def client_of(
     headers: Mapping[str, str], client_header: str, api_key_header: str, secret: bytes
 ) -> str | None:
-    """The client id, or None when there is none that may be used (the caller answers 401)."""
-    claimed = headers.get(client_header)
-    if claimed is not None:
-        if len(claimed) > MAX_CLIENT_HEADER:
-            return None
-        claimed = claimed.strip()
-        return claimed if CLIENT_ID.fullmatch(claimed) else None
+    """The client id, or None when there is none that may be used (the caller answers 401).
+
+    An API key is an authenticated identity and wins over a claimed id: a blocked key holder
+    who also sends ``X-Client-Id: fresh-1`` is still the key holder. A claimed id is whatever
+    the caller says, so it may not take the form of a key's pseudonym or a reserved label.
+    ``client_header = ""`` turns claims off (keys only)."""
     credential = headers.get(api_key_header)
-    if credential is None or len(credential) > MAX_KEY_HEADER:
+    keyed = _key_client(credential, api_key_header, secret) if credential is not None else None
+    if keyed is not None:
+        return keyed
+    claimed = headers.get(client_header) if client_header else None
+    if claimed is None or len(claimed) > MAX_CLIENT_HEADER:
+        return None
+    claimed = claimed.strip()
+    if not CLIENT_ID.fullmatch(claimed) or claimed in RESERVED_CLAIMS:
+        return None
+    return None if claimed.lower().startswith(PSEUDONYM_PREFIX) else claimed
+
+
+def _key_client(credential: str, api_key_header: str, secret: bytes) -> str | None:
+    if len(credential) > MAX_KEY_HEADER:
         return None
     if api_key_header.lower() == "authorization":
         return bearer_pseudonym(credential, secret)

@@ -86,6 +86,8 @@ async def test_bad_requests_get_clear_4xx_and_the_gateway_stays_up(
         # The bucket labels are not client ids: a client calling itself so would hide there.
         (body(good), {"who": "other"}, 400, "is reserved"),
         (body(good), {"who": "unknown"}, 400, "is reserved"),
+        # A claim shaped like a key's pseudonym would be counted (and blocked) as that holder.
+        (body(good), {"who": "key-0123456789abcdef"}, 400, "names an API key holder"),
     ]
     for payload, kw, status, words in cases:
         response = await post(gw, name, payload, **kw)
@@ -107,6 +109,11 @@ async def test_bad_requests_get_clear_4xx_and_the_gateway_stays_up(
     assert fine.status_code == 200 and fine.json()["model_version"] == seeded_model.champion
     keyed = await post(gw, name, body(good), who=None, headers={"Authorization": "Bearer s3cr3t"})
     assert keyed.status_code == 200
+    # The key is the identity: a claimed id beside it does not rename its holder.
+    both = await post(
+        gw, name, body(good), who="fresh-1", headers={"Authorization": "Bearer s3cr3t"}
+    )
+    assert both.status_code == 200
     text = (await gw.client.get("/metrics")).text
     assert 'aml_bad_requests_total{reason="not_finite"} 2.0' in text
     assert re.search(r'aml_requests_total\{client="key-[0-9a-f]{16}"', text)
@@ -117,6 +124,7 @@ async def test_bad_requests_get_clear_4xx_and_the_gateway_stays_up(
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     expected = key_pseudonym("s3cr3t", secret_file.read_text().strip().encode())
     assert f'client="{expected}"' in text
+    assert 'client="fresh-1"' not in text
     unsalted = "key-" + hashlib.sha256(b"s3cr3t").hexdigest()[:16]
     assert unsalted not in text
 

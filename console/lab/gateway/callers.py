@@ -26,7 +26,13 @@ class Caller:
 def client_from_headers(
     client_id: str | None, authorization: str | None, pseudonym_secret: bytes
 ) -> str | None:
-    """``X-Client-Id``, else a pseudonym of the bearer key (the key itself is never stored)."""
+    """The pseudonym of a bearer key (the key itself is never stored), else ``X-Client-Id``.
+    A key is an identity and wins over a claimed id; a claim shaped like a key's pseudonym
+    (``key-...``) would impersonate that key holder, and is refused."""
+    if authorization is not None:
+        keyed = bearer_pseudonym(authorization, pseudonym_secret)
+        if keyed is not None:
+            return keyed
     if client_id is not None:
         client_id = client_id.strip()
         if not CLIENT_ID.fullmatch(client_id):
@@ -42,8 +48,12 @@ def client_from_headers(
                 "bad_client",
                 f"X-Client-Id {client_id!r} is reserved (a metrics label of the gateway's own)",
             )
+        if client_id.lower().startswith("key-"):
+            raise RequestError(
+                400, "bad_client", "X-Client-Id key-... names an API key holder: send the key"
+            )
         return client_id
-    return bearer_pseudonym(authorization, pseudonym_secret)
+    return None
 
 
 def pseudonym_secret(settings: Settings) -> bytes:
