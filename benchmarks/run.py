@@ -23,6 +23,8 @@ import bench_audit_witness  # noqa: E402
 import bench_block_client  # noqa: E402
 import bench_enforcement  # noqa: E402
 import bench_gateway  # noqa: E402
+import bench_gateway_vs_mlserver  # noqa: E402
+import bench_policy_endpoint  # noqa: E402
 import bench_replay  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_tui  # noqa: E402
@@ -37,6 +39,8 @@ def main() -> None:
         "audit_append_with_vs_without_witness": bench_audit_witness.run(),
         "gateway_vs_onnxruntime": bench_gateway.run(LAB_CONFIG),
         "enforcement_lag": bench_enforcement.run(LAB_CONFIG),
+        "nginx_auth_request_vs_plain": bench_policy_endpoint.run(LAB_CONFIG),
+        "gateway_vs_mlserver": bench_gateway_vs_mlserver.run(LAB_CONFIG),
         "tui_vs_baselines": bench_tui.run(LAB_CONFIG),
         "replay_vs_onnxruntime": bench_replay.run(LAB_CONFIG),
         "startup_vs_python": bench_startup.run(LAB_CONFIG),
