@@ -3,13 +3,25 @@ service counts them: fixed one-minute windows, one counter per client and window
 
     <prefix>:budget-count:<client>:<window start, epoch seconds>   integer; expires after the
                                                                     window has ended
+    <prefix>:shadow-count:<client>:<window start, epoch seconds>   the same, for a shadow budget
 
-Each request of a client with a budget is one pipeline, ``INCR`` + ``EXPIRE``, so every lab
+Each request of a client with a budget is one ``MULTI``/``EXEC`` of ``INCR`` + ``EXPIRE`` (a
+transaction, so an ACL that allows INCR but not EXPIRE applies neither and the counter can never
+outlive its window), so every lab
 gateway process and every policy endpoint adds to the same count: N replicas admit ``qpm`` in
 total, not N x ``qpm``. The request whose ``INCR`` answers more than ``qpm`` is refused, and the
 client is remembered here as over its limit until the window ends: its further refusals are a
 dictionary lookup, no round trip (the near-cache of Envoy's ratelimit service). A budget change
 (``forget``) or a higher ``qpm`` than the one that was passed asks Redis again.
+
+Windows follow each enforcement point's own clock: replicas whose clocks differ by s seconds
+count s seconds of the minute into different windows, and a fixed window lets 2 x ``qpm``
+through around its boundary (as Envoy's fixed windows do). Keep the gateways' clocks in NTP.
+
+A shadow budget refuses nothing: every request of its client is counted in the shadow window
+(``count_shadow``), in the same pipeline as the ``seen`` total of the budget's hash
+(console.adapters.policy, ``shadow_key``); a request over the shadow ``qpm`` adds to
+``would_refuse`` with a second command. Replicas share both, as they share the real counts.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from console.adapters.policy import check_client_id
+from console.adapters.policy import SHADOW_TOTALS_TTL_S, check_client_id
 from console.adapters.redis_client import endpoint_of, redis_call
 
 WINDOW_S = 60
@@ -70,6 +82,32 @@ class GlobalBudgets:
     def key(self, client: str, window_start: int) -> str:
         return f"{self._prefix}:budget-count:{check_client_id(client)}:{window_start}"
 
+    def shadow_key(self, client: str, window_start: int) -> str:
+        return f"{self._prefix}:shadow-count:{check_client_id(client)}:{window_start}"
+
+    async def count_shadow(self, client: str, qpm: int, totals_key: str) -> bool:
+        """One request of ``client`` against its shadow budget ``qpm``: True when the budget,
+        enforced, would have refused it. Raises an AdapterError when Redis fails."""
+        key = self.shadow_key(client, window_of(self._clock()))
+
+        async def incr() -> list[object]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, KEY_TTL_S)
+                pipe.hincrby(totals_key, "seen", 1)
+                pipe.expire(totals_key, SHADOW_TOTALS_TTL_S)
+                return await pipe.execute()
+
+        replies = await redis_call(incr, "count shadow budget", self._endpoint)
+        if int(str(replies[0])) <= qpm:
+            return False
+
+        async def note() -> object:
+            return await self._redis.hincrby(totals_key, "would_refuse", 1)
+
+        await redis_call(note, "count shadow refusal", self._endpoint)
+        return True
+
     def refused(self, client: str, qpm: int) -> BudgetAnswer | None:
         """A refusal without asking Redis, if ``client`` passed ``qpm`` (or less) this window."""
         over = self._over.get(client)
@@ -92,7 +130,7 @@ class GlobalBudgets:
         key = self.key(client, window)
 
         async def incr() -> list[object]:
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, KEY_TTL_S)
                 return await pipe.execute()

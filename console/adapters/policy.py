@@ -3,7 +3,10 @@
 Key layout, the shape an Envoy/Kong-style rate-limit service or the lab gateway reads:
 
     <prefix>:policy:block:<client>    JSON Block, with a Redis TTL equal to the block's expiry
-    <prefix>:policy:budget:<client>   JSON Budget (queries per minute)
+    <prefix>:policy:budget:<client>   JSON Budget (queries per minute; mode enforce|shadow)
+    <prefix>:policy:shadow:<client>:<set_at, epoch us>
+                                      hash {seen, would_refuse}: a shadow budget's totals since
+                                      it was set, written by the enforcement points
     <prefix>:policy:changes           pub/sub channel: {"kind": "block"|"budget", "client": ...}
 
 Gateways cache policies for at most a second, or subscribe to the channel.
@@ -14,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import AfterValidator, BaseModel, model_validator
@@ -25,7 +29,11 @@ from console.errors import BackendResponseError, ParameterError
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 BLOCK_ID = re.compile(r"^blk-[0-9a-f]{12}$")
+SHADOW_TOTALS_TTL_S = 30 * 86_400
+"""A shadow budget's totals outlive its last counted request by this long, then Redis drops
+them (a shadow budget left behind costs no memory for ever)."""
 T = TypeVar("T")
+BudgetMode = Literal["enforce", "shadow"]
 
 
 def check_client_id(client: str) -> str:
@@ -78,6 +86,44 @@ class Budget(BaseModel):
     set_at: datetime
     previous_qpm: int | None = None
     """The budget before the console first changed it (None: the gateway default)."""
+    mode: BudgetMode = "enforce"
+    """``shadow``: refuses nothing; the enforcement points count the requests it would have
+    refused. Records written before modes existed are enforced."""
+    enforced_qpm: int | None = None
+    """Shadow budgets only: the enforced budget that stays in force while this one is tried
+    (None: the gateway default)."""
+
+    @property
+    def shadow(self) -> bool:
+        return self.mode == "shadow"
+
+    @property
+    def enforced(self) -> int | None:
+        """The queries per minute this record enforces (None: the gateway default)."""
+        return self.enforced_qpm if self.shadow else self.qpm
+
+    @property
+    def label(self) -> str:
+        """``20 qpm`` or ``shadow 20 qpm``: how a screen names it."""
+        return f"shadow {self.qpm} qpm" if self.shadow else f"{self.qpm} qpm"
+
+
+@dataclass(frozen=True)
+class ShadowTotals:
+    """What a shadow budget would have done since it was set, over every enforcement point."""
+
+    seen: int
+    would_refuse: int
+
+    @property
+    def share(self) -> float | None:
+        return self.would_refuse / self.seen if self.seen else None
+
+    def text(self) -> str:
+        """``37% (1,204 of 3,250)``."""
+        share = self.share
+        percent = "-" if share is None else f"{share:.0%}"
+        return f"{percent} ({self.would_refuse:,} of {self.seen:,})"
 
 
 class PolicyStore:
@@ -97,6 +143,30 @@ class PolicyStore:
 
     def budget_key(self, client: str) -> str:
         return f"{self._prefix}:policy:budget:{check_client_id(client)}"
+
+    def shadow_key(self, budget: Budget) -> str:
+        """The totals of one shadow budget: a new shadow budget starts new totals, and one put
+        back by a compensation finds its own again."""
+        micros = int(budget.set_at.timestamp() * 1_000_000)
+        return f"{self._prefix}:policy:shadow:{check_client_id(budget.client)}:{micros}"
+
+    async def shadow_totals(self, budgets: list[Budget]) -> dict[str, ShadowTotals]:
+        """client -> totals of its shadow budget, for the shadow budgets in ``budgets``."""
+        shadows = [b for b in budgets if b.shadow]
+        if not shadows:
+            return {}
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for budget in shadows:
+                    pipe.hmget(self.shadow_key(budget), ["seen", "would_refuse"])
+                return await pipe.execute()
+
+        replies = await redis_call(read, "read shadow totals", self._endpoint)
+        return {
+            budget.client: ShadowTotals(_count(reply[0]), _count(reply[1]))
+            for budget, reply in zip(shadows, replies, strict=True)
+        }
 
     async def get_block(self, client: str) -> Block | None:
         raw = await redis_call(
@@ -154,7 +224,15 @@ class PolicyStore:
         return _parse(Budget, raw, self.budget_key(client))
 
     async def set_budget(
-        self, client: str, qpm: int, operator: str, run_id: str, previous_qpm: int | None = None
+        self,
+        client: str,
+        qpm: int,
+        operator: str,
+        run_id: str,
+        previous_qpm: int | None = None,
+        *,
+        mode: BudgetMode = "enforce",
+        enforced_qpm: int | None = None,
     ) -> Budget:
         budget = Budget(
             client=client,
@@ -163,6 +241,8 @@ class PolicyStore:
             run_id=run_id,
             set_at=datetime.now(UTC),
             previous_qpm=previous_qpm,
+            mode=mode,
+            enforced_qpm=enforced_qpm if mode == "shadow" else None,
         )
         key = self.budget_key(client)
         await redis_call(
@@ -209,6 +289,13 @@ class PolicyStore:
         await redis_call(
             lambda: self._redis.publish(self.changes_channel, message), "publish", self._endpoint
         )
+
+
+def _count(raw: Any) -> int:
+    try:
+        return max(0, int(raw))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _parse(model: type[T], raw: Any, key: str) -> T | None:

@@ -13,6 +13,11 @@ served (``open``) or refused with ``unavailable`` (``closed``). A known budget w
 cannot reach Redis is counted in this process alone (``open``: each replica then admits up
 to ``qpm``) or refused (``closed``). Redis is not asked again for ``backoff_s`` after a
 failure, so an outage costs requests nothing but a dictionary lookup.
+
+A shadow budget refuses nothing: each request of its client is counted against it in Redis
+(``GlobalBudgets.count_shadow``) before the enforced budget, if any, is applied, and the
+decision says whether the shadow budget would have refused it (``shadow_refused``). A shadow
+count that cannot reach Redis is skipped: a shadow budget never refuses, nor delays.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -53,6 +58,8 @@ class Decision:
     fail_open: bool = False
     """Served although the client's policy could not be read (``open``)."""
     block: Block | None = None
+    shadow_refused: bool = False
+    """The client's shadow budget, were it enforced, would have refused this request."""
 
 
 ALLOW = Decision("allow")
@@ -68,6 +75,13 @@ class _Entry:
     """This process's own count, used only while Redis cannot count (fail-open)."""
     known: bool = True
     """False: the store was down when this client first came; its policy is unknown."""
+    shadow: Budget | None = None
+    """The client's shadow budget, if it has one (``qpm`` is then the enforced budget)."""
+
+
+EVICTION_SCAN = 4096
+"""How far from the oldest end an eviction looks for an entry without policy; blocks and
+budgets are few (operator-set), so one is found at once unless nearly all entries hold one."""
 
 
 class PolicyDecider:
@@ -126,12 +140,29 @@ class PolicyDecider:
         block = entry.block
         if block is not None and block.expires_at > datetime.now(UTC):
             until = block.expires_at.isoformat(timespec="seconds")
-            message = f"client {client} is blocked until {until}: {block.reason}"
+            # Never the operator's reason: the client reads this (a 403's body).
+            message = f"client {client} is blocked until {until} (block {block.id})"
             return Decision("blocked", message, block=block)
         qpm = entry.qpm if entry.qpm is not None else self._default_qpm
+        shadow_refused = entry.shadow is not None and await self._count_shadow(
+            client, entry.shadow, now
+        )
         if qpm is None:
-            return ALLOW if not fail_open else Decision("allow", fail_open=True)
-        return await self._count(client, entry, qpm, now, fail_open)
+            decision = ALLOW if not fail_open else Decision("allow", fail_open=True)
+        else:
+            decision = await self._count(client, entry, qpm, now, fail_open)
+        return replace(decision, shadow_refused=True) if shadow_refused else decision
+
+    async def _count_shadow(self, client: str, shadow: Budget, now: float) -> bool:
+        if now < self._down_until:
+            return False
+        try:
+            return await self.budgets.count_shadow(
+                client, shadow.qpm, self.store.shadow_key(shadow)
+            )
+        except AdapterError as exc:
+            self._store_down(now, exc)
+            return False
 
     async def _count(
         self, client: str, entry: _Entry, qpm: int, now: float, fail_open: bool
@@ -181,17 +212,31 @@ class PolicyDecider:
             self._store_down(now, redis_failure(exc, "read policy", endpoint_of(self._redis)))
             return None
         self._store_up()
+        budget = _parse(Budget, raw_budget, keys[1])
         return _Entry(
             _parse(Block, raw_block, keys[0]),
-            getattr(_parse(Budget, raw_budget, keys[1]), "qpm", None),
+            None if budget is None else budget.enforced,
             fetched_at=now,
+            shadow=budget if budget is not None and budget.shadow else None,
         )
 
     def _remember(self, client: str, entry: _Entry) -> None:
         self._entries[client] = entry
         self._entries.move_to_end(client)
         while len(self._entries) > self._max_clients:
-            self._entries.popitem(last=False)
+            self._evict_one()
+
+    def _evict_one(self) -> None:
+        """Drop the least recent entry that holds no policy. While the store is down, a flood
+        of new ids adds an entry each; evicting plainly by age would let it push out a
+        blocked client's cached block, which is then allowed as unknown (fail-open)."""
+        for scanned, (name, entry) in enumerate(self._entries.items()):
+            if scanned >= EVICTION_SCAN:
+                break
+            if entry.block is None and entry.qpm is None and entry.shadow is None:
+                del self._entries[name]
+                return
+        self._entries.popitem(last=False)
 
     def _store_down(self, now: float, exc: BaseException) -> None:
         if self._down_until <= now:
@@ -239,8 +284,9 @@ class PolicyDecider:
             client = None
         self.invalidate(client if isinstance(client, str) else None)
 
-    async def snapshot(self) -> tuple[dict[str, float], dict[str, int]] | None:
-        """Blocked clients (seconds left) and budgets, for the policy gauges; None if down."""
+    async def snapshot(self) -> tuple[dict[str, float], dict[str, int], dict[str, int]] | None:
+        """Blocked clients (seconds left), enforced budgets and shadow budgets, for the policy
+        gauges; None if down."""
         try:
             blocks = await self.store.list_blocks()
             budgets = await self.store.list_budgets()
@@ -252,7 +298,9 @@ class PolicyDecider:
         blocked = {
             b.client: (b.expires_at - now).total_seconds() for b in blocks if b.expires_at > now
         }
-        return blocked, {b.client: b.qpm for b in budgets}
+        enforced = {b.client: b.enforced for b in budgets}
+        shadows = {b.client: b.qpm for b in budgets if b.shadow}
+        return blocked, {c: q for c, q in enforced.items() if q is not None}, shadows
 
 
 def _parse(model: type[P], raw: str | bytes | None, key: str) -> P | None:

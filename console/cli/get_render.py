@@ -157,6 +157,13 @@ def _mitigation(row: Row) -> str:
     kind = row.get("kind")
     if kind == "block":
         return _text(row.get("reason"))
+    if kind == "budget" and row.get("mode") == "shadow":
+        share = row.get("shadow_share")
+        percent = "-" if not isinstance(share, float) else f"{share:.0%}"
+        return (
+            f"shadow {row.get('qpm')} qpm: would have refused {percent} "
+            f"({row.get('shadow_would_refuse')} of {row.get('shadow_seen')})"
+        )
     if kind == "budget":
         was = row.get("previous_qpm")
         return f"{row.get('qpm')} qpm (was {'default' if was is None else was})"

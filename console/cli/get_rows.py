@@ -214,6 +214,11 @@ MITIGATION_FIELDS = (
     "reason",
     "qpm",
     "previous_qpm",
+    "mode",
+    "enforced_qpm",
+    "shadow_seen",
+    "shadow_would_refuse",
+    "shadow_share",
     "set_at",
     "expires_at",
     "operator",
@@ -245,15 +250,26 @@ async def mitigations(backends: Backends, filters: Filters) -> Listing:
             )
         )
     for g in snapshot.budgets:
+        shadow: Row = {}
+        if g.shadow:
+            totals = snapshot.totals(g)
+            shadow = {
+                "enforced_qpm": g.enforced_qpm,
+                "shadow_seen": totals.seen,
+                "shadow_would_refuse": totals.would_refuse,
+                "shadow_share": number(totals.share),
+            }
         rows.append(
             _mitigation(
                 kind="budget",
                 client=g.client,
                 qpm=g.qpm,
                 previous_qpm=g.previous_qpm,
+                mode=g.mode,
                 set_at=g.set_at,
                 operator=g.operator,
                 run_id=g.run_id,
+                **shadow,
             )
         )
     for c in snapshot.registry_changes:

@@ -24,7 +24,9 @@ status of the subrequest becomes a 500)
 ``/healthz`` 200 while the process serves (``{"status": "ok", "policy_store_up": ...}``);
 ``/metrics`` its own Prometheus registry: ``aml_policy_decisions_total{outcome=
 "allow|block|budget|error"}`` (error: no policy decision, a 401 or a fail-closed 503),
-``aml_policy_decision_seconds``, ``aml_policy_redis_errors_total``, ``aml_policy_store_up``.
+``aml_policy_decision_seconds``, ``aml_policy_redis_errors_total``, ``aml_policy_store_up``,
+``aml_policy_shadow_refusals_total{client}`` (requests a shadow budget would have refused; only
+clients with a shadow budget, at most 100 of them, the rest ``other``).
 
 Identity (``[policy_endpoint]``): the ``client_header`` (``X-Client-Id``), else a bearer key in
 ``api_key_header`` (``Authorization``) as ``key-<16 hex>``, HMAC-SHA256 under the pseudonym

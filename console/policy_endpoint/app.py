@@ -59,6 +59,8 @@ class DecisionService:
                 self._count("error")
                 return JSONResponse({"error": self.no_client}, status_code=401)
             decision = await self.decider.decide(client)
+            if decision.shadow_refused:
+                self.metrics.shadow_refusal(client)
             return self._response(client, decision, nginx)
         finally:
             self.metrics.latency.observe(time.perf_counter() - started)

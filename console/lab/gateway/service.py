@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from console.adapters.policy_decisions import PolicyDecider
+from console.adapters.policy_decisions import ALLOW, PolicyDecider
 from console.config import Settings
 from console.detectors.extraction import ExtractionMonitor
 from console.lab.gateway.callers import Caller, pseudonym_secret
@@ -288,7 +288,14 @@ class Gateway:
         attrs: dict[str, AttributeValue],
     ) -> Reply:
         attrs["aml.outcome"] = "error"
-        decision = await self.policy.decide(client)
+        if self.settings.gateway.policy_decided_upstream:
+            # A replica behind the lab's NGINX: the policy endpoint decided (and counted the
+            # budget) already; deciding again would count every request twice.
+            decision = ALLOW
+        else:
+            decision = await self.policy.decide(client)
+        if decision.shadow_refused:
+            self.metrics.shadow_refusals.labels(client_label).inc()
         if decision.verdict == "blocked":
             attrs["aml.outcome"] = "blocked"
             return Reply(403, {"error": decision.message})

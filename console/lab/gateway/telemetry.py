@@ -11,7 +11,7 @@ import json
 import os
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,10 +40,14 @@ class PolicySnapshot:
     blocked: Mapping[str, float]
     """client -> seconds until the block expires"""
     budgets: Mapping[str, int]
+    """client -> enforced queries per minute"""
+    shadows: Mapping[str, int] = field(default_factory=dict)
+    """client -> queries per minute of its shadow budget (refuses nothing)"""
 
 
 class PolicyCollector(Collector):
-    """``aml_policy_blocked`` and ``aml_policy_budget_qpm`` from the last store snapshot.
+    """``aml_policy_blocked``, ``aml_policy_budget_qpm`` and ``aml_policy_shadow_budget_qpm``
+    from the last store snapshot.
 
     A collector rather than gauges, so a scrape sees one whole snapshot: never a half-cleared
     set while the refresher rewrites it.
@@ -69,8 +73,16 @@ class PolicyCollector(Collector):
         )
         for client in sorted(snap.budgets)[: self._max]:
             budget.add_metric([client], float(snap.budgets[client]))
+        shadow = GaugeMetricFamily(
+            "aml_policy_shadow_budget_qpm",
+            "Shadow query budget per client in the policy store (refuses nothing)",
+            labels=["client"],
+        )
+        for client in sorted(snap.shadows)[: self._max]:
+            shadow.add_metric([client], float(snap.shadows[client]))
         yield blocked
         yield budget
+        yield shadow
 
 
 class SlotsCollector(Collector):
@@ -198,6 +210,12 @@ class GatewayMetrics:
             ["sink"],
             registry=r,
         )
+        self.shadow_refusals = Counter(
+            "aml_policy_shadow_refusals",
+            "Requests a shadow budget would have refused (it refused none), by client label",
+            ["client"],
+            registry=r,
+        )
         self.new_clients = Counter(
             "aml_new_clients",
             "Client ids seen for the first time (a surge is a Sybil signal)",
@@ -215,7 +233,7 @@ class GatewayMetrics:
         if self.slots.new_clients != known:
             self.new_clients.inc()
         if evicted is not None:
-            for metric in (self.requests, self.flagged, self.extraction):
+            for metric in (self.requests, self.flagged, self.extraction, self.shadow_refusals):
                 metric.remove_by_labels({"client": evicted})
         return label
 

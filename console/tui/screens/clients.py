@@ -224,5 +224,5 @@ def _policy(block: Block | None, budget: Budget | None, now: datetime) -> Text:
         left = age(max(0.0, (block.expires_at - now).total_seconds()))
         text.append(f"BLOCKED {left} left", style="bold red")
     if budget is not None:
-        text.append(("  " if text else "") + f"{budget.qpm} qpm", style="yellow")
+        text.append(("  " if text else "") + budget.label, style="yellow")
     return text

@@ -1,5 +1,6 @@
-"""Mitigations: blocks and budgets in force (with expiry) and the registry changes the console
-made; revert a block or a budget with one key (through the runbooks, so it is audited)."""
+"""Mitigations: blocks and budgets in force (with expiry), shadow budgets with what they would
+have refused, and the registry changes the console made; revert a block or a budget with one
+key (through the runbooks, so it is audited)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from textual.widgets import DataTable, Static
 from console.tui.messages import OpenRunbook
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, plain, printable
-from console.views.mitigations import MitigationsSnapshot, fetch_mitigations
+from console.views.mitigations import MitigationsSnapshot, fetch_mitigations, shadow_line
 
 
 class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
@@ -34,6 +35,10 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         budgets: DataTable[Text] = DataTable(id="budgets-table", cursor_type="row")
         budgets.add_columns("client", "qpm", "was", "operator", "set", "run")
         yield budgets
+        yield Static(Text("shadow budgets (refuse nothing)", style="bold"))
+        shadows: DataTable[Text] = DataTable(id="shadow-table", cursor_type="row")
+        shadows.add_columns("client", "would have", "enforced now", "operator", "set", "run")
+        yield shadows
         yield Static("", id="registry-changes-title")
         changes: DataTable[Text] = DataTable(id="registry-table", cursor_type="row")
         changes.add_columns("when", "runbook", "target", "before", "after", "operator")
@@ -65,7 +70,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
                 )
         budgets = self.query_one("#budgets-table", DataTable)
         budgets.clear()
-        for g in snapshot.budgets:
+        for g in snapshot.enforced_budgets:
             if self.keep(g.client, g.operator):
                 was = "default" if g.previous_qpm is None else str(g.previous_qpm)
                 set_ago = age(max(0.0, (now - g.set_at).total_seconds())) + " ago"
@@ -75,6 +80,20 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
                     Text(was),
                     plain(g.operator),
                     Text(set_ago),
+                    plain(g.run_id),
+                    key=g.client,
+                )
+        shadows = self.query_one("#shadow-table", DataTable)
+        shadows.clear()
+        for g in snapshot.shadow_budgets:
+            if self.keep(g.client, g.operator):
+                enforced = "default" if g.enforced_qpm is None else f"{g.enforced_qpm} qpm"
+                shadows.add_row(
+                    plain(g.client, "bold cyan"),
+                    plain(shadow_line(g, snapshot.totals(g))),
+                    Text(enforced),
+                    plain(g.operator),
+                    Text(age(max(0.0, (now - g.set_at).total_seconds())) + " ago"),
                     plain(g.run_id),
                     key=g.client,
                 )
@@ -107,7 +126,10 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
             self.post_message(OpenRunbook("unblock-client", {"client": client}))
 
     def action_restore_budget(self) -> None:
-        if client := self._selected("#budgets-table"):
+        """Restore the selected budget, or remove the selected shadow budget."""
+        shadows = self.query_one("#shadow-table", DataTable)
+        table = "#shadow-table" if shadows.has_focus else "#budgets-table"
+        if client := self._selected(table):
             self.post_message(OpenRunbook("restore-query-budget", {"client": client}))
 
     def action_revert_registry(self) -> None:
