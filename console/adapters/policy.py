@@ -1,4 +1,5 @@
-"""The policy store in Redis: client blocks (with expiry) and per-client query budgets.
+"""The policy store in Redis: client blocks (with expiry), per-client query budgets and output
+hardenings (with expiry).
 
 Key layout, the shape an Envoy/Kong-style rate-limit service or the lab gateway reads:
 
@@ -7,7 +8,11 @@ Key layout, the shape an Envoy/Kong-style rate-limit service or the lab gateway 
     <prefix>:policy:shadow:<client>:<set_at, epoch us>
                                       hash {seen, would_refuse}: a shadow budget's totals since
                                       it was set, written by the enforcement points
-    <prefix>:policy:changes           pub/sub channel: {"kind": "block"|"budget", "client": ...}
+    <prefix>:policy:hardening:<client>
+                                      JSON Hardening (output mode), with a Redis TTL equal to
+                                      its expiry
+    <prefix>:policy:changes           pub/sub channel: {"kind": "block"|"budget"|"hardening",
+                                      "client": ...}
 
 Gateways cache policies for at most a second, or subscribe to the channel.
 """
@@ -29,11 +34,15 @@ from console.errors import BackendResponseError, ParameterError
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 BLOCK_ID = re.compile(r"^blk-[0-9a-f]{12}$")
+HARDENING_ID = re.compile(r"^hrd-[0-9a-f]{12}$")
 SHADOW_TOTALS_TTL_S = 30 * 86_400
 """A shadow budget's totals outlive its last counted request by this long, then Redis drops
 them (a shadow budget left behind costs no memory for ever)."""
 T = TypeVar("T")
 BudgetMode = Literal["enforce", "shadow"]
+OutputMode = Literal["label-only", "top1", "rounded"]
+"""What a hardened client's answers keep: the predicted class alone (ART's ClassLabels), the top
+class with its probability, or every probability rounded to ``decimals`` (ART's Rounded)."""
 
 
 def check_client_id(client: str) -> str:
@@ -108,6 +117,54 @@ class Budget(BaseModel):
         return f"shadow {self.qpm} qpm" if self.shadow else f"{self.qpm} qpm"
 
 
+OUTPUT_HEADER = re.compile(r"^(label-only|top1)$|^rounded;decimals=([0-6])$")
+
+
+def parse_output(value: str) -> tuple[OutputMode, int] | None:
+    """An ``X-AML-Output`` value -> (mode, decimals); None when empty (full answers). A value
+    that is not one of ``Hardening.header``'s reads as ``label-only``: a hardening the upstream
+    cannot read reduces the answer the most, never leaves it whole."""
+    value = value.strip()
+    if not value:
+        return None
+    match = OUTPUT_HEADER.fullmatch(value)
+    if match is None:
+        return "label-only", 0
+    if match.group(2) is not None:
+        return "rounded", int(match.group(2))
+    return ("top1" if value == "top1" else "label-only"), 0
+
+
+class Hardening(BaseModel):
+    client: str
+    mode: OutputMode
+    decimals: int = 2
+    """``rounded`` only: decimals kept in each probability."""
+    operator: str
+    run_id: str
+    created_at: datetime
+    expires_at: datetime
+    id: str = ""
+    """``hrd-<12 hex>``, derived like a block's id."""
+
+    @model_validator(mode="after")
+    def _derived_id(self) -> Hardening:
+        if not HARDENING_ID.fullmatch(self.id):
+            seed = f"{self.client}|{self.run_id}|{self.created_at.isoformat()}"
+            self.id = "hrd-" + hashlib.sha256(seed.encode()).hexdigest()[:12]
+        return self
+
+    @property
+    def header(self) -> str:
+        """The ``X-AML-Output`` value: ``label-only``, ``top1`` or ``rounded;decimals=2``."""
+        return f"rounded;decimals={self.decimals}" if self.mode == "rounded" else self.mode
+
+    @property
+    def label(self) -> str:
+        """``label-only`` or ``rounded to 2 decimals``: how a screen names it."""
+        return f"rounded to {self.decimals} decimals" if self.mode == "rounded" else self.mode
+
+
 @dataclass(frozen=True)
 class ShadowTotals:
     """What a shadow budget would have done since it was set, over every enforcement point."""
@@ -143,6 +200,9 @@ class PolicyStore:
 
     def budget_key(self, client: str) -> str:
         return f"{self._prefix}:policy:budget:{check_client_id(client)}"
+
+    def hardening_key(self, client: str) -> str:
+        return f"{self._prefix}:policy:hardening:{check_client_id(client)}"
 
     def shadow_key(self, budget: Budget) -> str:
         """The totals of one shadow budget: a new shadow budget starts new totals, and one put
@@ -263,6 +323,60 @@ class PolicyStore:
                 self._endpoint,
             )
         await self._announce("budget", client)
+
+    async def get_hardening(self, client: str) -> Hardening | None:
+        key = self.hardening_key(client)
+        raw = await redis_call(lambda: self._redis.get(key), "read hardening", self._endpoint)
+        return _parse(Hardening, raw, key)
+
+    async def harden(
+        self,
+        client: str,
+        mode: OutputMode,
+        decimals: int,
+        ttl: timedelta,
+        operator: str,
+        run_id: str,
+    ) -> Hardening:
+        now = datetime.now(UTC)
+        hardening = Hardening(
+            client=client,
+            mode=mode,
+            decimals=decimals,
+            operator=operator,
+            run_id=run_id,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        await self.restore_hardening(hardening)
+        return hardening
+
+    async def restore_hardening(self, hardening: Hardening) -> None:
+        """Write ``hardening`` with a TTL up to its expiry (compensation puts one back so);
+        one that has expired meanwhile is removed instead."""
+        remaining = hardening.expires_at - datetime.now(UTC)
+        if remaining.total_seconds() <= 0:
+            await self.unharden(hardening.client)
+            return
+        key = self.hardening_key(hardening.client)
+        millis = max(1, int(remaining.total_seconds() * 1000))
+        await redis_call(
+            lambda: self._redis.set(key, hardening.model_dump_json(), px=millis),
+            "write hardening",
+            self._endpoint,
+        )
+        await self._announce("hardening", hardening.client)
+
+    async def unharden(self, client: str) -> bool:
+        key = self.hardening_key(client)
+        removed = await redis_call(
+            lambda: self._redis.delete(key), "remove hardening", self._endpoint
+        )
+        await self._announce("hardening", client)
+        return bool(removed)
+
+    async def list_hardenings(self) -> list[Hardening]:
+        return await self._list(f"{self._prefix}:policy:hardening:*", Hardening)
 
     async def list_blocks(self) -> list[Block]:
         return await self._list(f"{self._prefix}:policy:block:*", Block)

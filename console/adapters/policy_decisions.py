@@ -1,10 +1,10 @@
 """Policy decisions from the Redis policy store the runbooks write (console.adapters.policy):
 what every enforcement point asks per request, the lab gateway and the policy endpoint alike.
 
-Per client, the block and budget are read with one MGET and cached for ``cache_s`` (at most
-1 s); a message on ``<prefix>:policy:changes`` drops the client's entry at once. Budgets are
-counted in Redis, shared by every enforcement point (console.adapters.budget_windows): one
-round trip per admitted request of a client with a budget; a client already over its limit is
+Per client, the block, budget and hardening are read with one MGET and cached for ``cache_s``
+(at most 1 s); a message on ``<prefix>:policy:changes`` drops the client's entry at once.
+Budgets are counted in Redis, shared by every enforcement point (console.adapters.budget_windows):
+one round trip per admitted request of a client with a budget; a client already over its limit is
 refused from a local near-cache until its window ends.
 
 When Redis fails, the last known policy of a client still applies (stale-if-error: a block
@@ -18,6 +18,9 @@ A shadow budget refuses nothing: each request of its client is counted against i
 (``GlobalBudgets.count_shadow``) before the enforced budget, if any, is applied, and the
 decision says whether the shadow budget would have refused it (``shadow_refused``). A shadow
 count that cannot reach Redis is skipped: a shadow budget never refuses, nor delays.
+
+An admitted request's decision carries the client's output hardening, if one is in force
+(``Decision.hardening``): what the enforcement point reduces the answer to.
 """
 
 from __future__ import annotations
@@ -37,14 +40,14 @@ from pydantic import ValidationError
 from redis import exceptions as redis_errors
 
 from console.adapters.budget_windows import GlobalBudgets, retry_after, window_of
-from console.adapters.policy import Block, Budget, PolicyStore
+from console.adapters.policy import Block, Budget, Hardening, PolicyStore
 from console.adapters.redis_client import async_client, endpoint_of, redis_failure
 from console.config import RedisSection
 from console.errors import AdapterError
 
 log = logging.getLogger(__name__)
 
-P = TypeVar("P", Block, Budget)
+P = TypeVar("P", Block, Budget, Hardening)
 Verdict = Literal["allow", "blocked", "throttled", "unavailable"]
 FailureMode = Literal["open", "closed"]
 
@@ -60,6 +63,8 @@ class Decision:
     block: Block | None = None
     shadow_refused: bool = False
     """The client's shadow budget, were it enforced, would have refused this request."""
+    hardening: Hardening | None = None
+    """Admitted requests only: the output hardening in force for the client."""
 
 
 ALLOW = Decision("allow")
@@ -77,6 +82,7 @@ class _Entry:
     """False: the store was down when this client first came; its policy is unknown."""
     shadow: Budget | None = None
     """The client's shadow budget, if it has one (``qpm`` is then the enforced budget)."""
+    hardening: Hardening | None = None
 
 
 EVICTION_SCAN = 4096
@@ -151,7 +157,13 @@ class PolicyDecider:
             decision = ALLOW if not fail_open else Decision("allow", fail_open=True)
         else:
             decision = await self._count(client, entry, qpm, now, fail_open)
-        return replace(decision, shadow_refused=True) if shadow_refused else decision
+        if shadow_refused:
+            decision = replace(decision, shadow_refused=True)
+        hardening = entry.hardening
+        in_force = hardening is not None and hardening.expires_at > datetime.now(UTC)
+        if decision.verdict == "allow" and in_force:
+            decision = replace(decision, hardening=hardening)
+        return decision
 
     async def _count_shadow(self, client: str, shadow: Budget, now: float) -> bool:
         if now < self._down_until:
@@ -205,9 +217,13 @@ class PolicyDecider:
     async def _fetch(self, client: str, now: float) -> _Entry | None:
         if now < self._down_until:
             return None
-        keys = [self.store.block_key(client), self.store.budget_key(client)]
+        keys = [
+            self.store.block_key(client),
+            self.store.budget_key(client),
+            self.store.hardening_key(client),
+        ]
         try:
-            raw_block, raw_budget = await self._redis.mget(keys)
+            raw_block, raw_budget, raw_hardening = await self._redis.mget(keys)
         except (redis_errors.RedisError, OSError) as exc:
             self._store_down(now, redis_failure(exc, "read policy", endpoint_of(self._redis)))
             return None
@@ -218,6 +234,7 @@ class PolicyDecider:
             None if budget is None else budget.enforced,
             fetched_at=now,
             shadow=budget if budget is not None and budget.shadow else None,
+            hardening=_parse(Hardening, raw_hardening, keys[2]),
         )
 
     def _remember(self, client: str, entry: _Entry) -> None:
@@ -233,7 +250,12 @@ class PolicyDecider:
         for scanned, (name, entry) in enumerate(self._entries.items()):
             if scanned >= EVICTION_SCAN:
                 break
-            if entry.block is None and entry.qpm is None and entry.shadow is None:
+            if (
+                entry.block is None
+                and entry.qpm is None
+                and entry.shadow is None
+                and (entry.hardening is None)
+            ):
                 del self._entries[name]
                 return
         self._entries.popitem(last=False)

@@ -164,6 +164,8 @@ def _mitigation(row: Row) -> str:
             f"shadow {row.get('qpm')} qpm: would have refused {percent} "
             f"({row.get('shadow_would_refuse')} of {row.get('shadow_seen')})"
         )
+    if kind == "hardening":
+        return f"answers {_text(row.get('output'))}"
     if kind == "budget":
         was = row.get("previous_qpm")
         return f"{row.get('qpm')} qpm (was {'default' if was is None else was})"

@@ -215,6 +215,8 @@ MITIGATION_FIELDS = (
     "qpm",
     "previous_qpm",
     "mode",
+    "decimals",
+    "output",
     "enforced_qpm",
     "shadow_seen",
     "shadow_would_refuse",
@@ -270,6 +272,20 @@ async def mitigations(backends: Backends, filters: Filters) -> Listing:
                 operator=g.operator,
                 run_id=g.run_id,
                 **shadow,
+            )
+        )
+    for h in snapshot.hardenings:
+        rows.append(
+            _mitigation(
+                kind="hardening",
+                client=h.client,
+                mode=h.mode,
+                decimals=h.decimals if h.mode == "rounded" else None,
+                output=h.header,
+                set_at=h.created_at,
+                expires_at=h.expires_at,
+                operator=h.operator,
+                run_id=h.run_id,
             )
         )
     for c in snapshot.registry_changes:

@@ -8,7 +8,8 @@ Paths (any method; a suffix is accepted and ignored, as Envoy's ``path_prefix`` 
 request's own path: ``/v1/decision/v2/models/digits/infer``):
 
 ``/v1/decision``  (Envoy, Traefik, anything that passes statuses through)
-    200  allowed; ``X-AML-Client: <client id>`` (for the upstream's logs)
+    200  allowed; ``X-AML-Client: <client id>`` (for the upstream's logs), and for a client
+         with an output hardening ``X-AML-Output: label-only|top1|rounded;decimals=<n>``
     403  blocked; ``X-AML-Block-Id: blk-<12 hex>``, ``X-AML-Client``. Never the reason text.
     429  over its budget; ``Retry-After: <seconds to the end of the one-minute window>``
     503  policy store down under ``redis_failure_mode = "closed"``; ``Retry-After: 1``

@@ -69,6 +69,9 @@ class DecisionService:
         headers = {"X-AML-Client": client}  # checked against CLIENT_ID: safe in a header
         if decision.verdict == "allow":
             self._count("allow")
+            if decision.hardening is not None:
+                # What the upstream reduces its answer to (docs/gateways/README.md).
+                headers["X-AML-Output"] = decision.hardening.header
             return Response(status_code=200, headers=headers)
         if decision.verdict == "blocked":
             self._count("block")

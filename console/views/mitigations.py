@@ -1,6 +1,6 @@
-"""Mitigations view: what is in force now (blocks and budgets from the policy store, with
-expiry), the shadow budgets being tried with what they would have refused, and the registry
-changes the console made (rollbacks), from the audit log."""
+"""Mitigations view: what is in force now (blocks, budgets and output hardenings from the
+policy store, with expiry), the shadow budgets being tried with what they would have refused,
+and the registry changes the console made (rollbacks), from the audit log."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from console.adapters.backends import Backends
-from console.adapters.policy import Block, Budget, ShadowTotals
+from console.adapters.policy import Block, Budget, Hardening, ShadowTotals
 from console.audit.log import AuditLog
 from console.views.together import all_at_once
 
@@ -41,6 +41,8 @@ class MitigationsSnapshot:
     audit_error: str | None = None
     shadow_totals: dict[str, ShadowTotals] = field(default_factory=dict)
     """client -> what its shadow budget would have refused since it was set."""
+    hardenings: list[Hardening] = field(default_factory=list)
+    """Clients whose answers are reduced (label-only, top1, rounded), soonest expiry first."""
 
     @property
     def enforced_budgets(self) -> list[Budget]:
@@ -68,6 +70,7 @@ async def fetch_mitigations(backends: Backends) -> MitigationsSnapshot:
     async with all_at_once() as group:
         blocks_task = group.create_task(backends.policy.list_blocks())
         budgets_task = group.create_task(backends.policy.list_budgets())
+        hardenings_task = group.create_task(backends.policy.list_hardenings())
         audit_task = group.create_task(_audit(backends))
     blocks = sorted(blocks_task.result(), key=lambda b: b.expires_at)
     budgets = sorted(budgets_task.result(), key=lambda b: b.client)
@@ -75,7 +78,8 @@ async def fetch_mitigations(backends: Backends) -> MitigationsSnapshot:
     # A second round trip only when shadow budgets are being tried.
     shadows = [b for b in budgets if b.shadow]
     totals = await backends.policy.shadow_totals(shadows) if shadows else {}
-    return MitigationsSnapshot(blocks, budgets, changes, audit_error, totals)
+    hardenings = sorted(hardenings_task.result(), key=lambda h: h.expires_at)
+    return MitigationsSnapshot(blocks, budgets, changes, audit_error, totals, hardenings)
 
 
 async def _audit(backends: Backends) -> tuple[list[RegistryChange], str | None]:

@@ -19,7 +19,7 @@ from console.adapters.alertmanager import Alert, Silence
 from console.adapters.backends import Backends
 from console.adapters.gateway_state import GatewayClients, LabelSlots, UnlabelledClient
 from console.adapters.mlflow import ModelVersion, RegisteredModel
-from console.adapters.policy import Block, Budget
+from console.adapters.policy import Block, Budget, Hardening
 from console.adapters.prometheus import QueryResult, RangeResult, Sample, Series
 from console.audit.log import AuditLog
 from console.audit.records import AuditEvent
@@ -220,6 +220,18 @@ class RecordedPolicy:
                 operator="oncall",
                 run_id="r-20261201-0241-budget",
                 set_at=set_at,
+            )
+        ]
+
+    async def list_hardenings(self) -> list[Hardening]:
+        return [
+            Hardening(
+                client="acme-scraper-7",
+                mode="label-only",
+                operator="oncall",
+                run_id="r-20261201-0241-harden",
+                created_at=NOW - timedelta(minutes=19),
+                expires_at=NOW + timedelta(minutes=41),
             )
         ]
 

@@ -18,7 +18,7 @@ from console.adapters.alertmanager import Alert, Silence
 from console.adapters.backends import Backends
 from console.adapters.gateway_state import GatewayClients, LabelSlots, UnlabelledClient
 from console.adapters.mlflow import ModelVersion, RegisteredModel
-from console.adapters.policy import Block, Budget
+from console.adapters.policy import Block, Budget, Hardening
 from console.adapters.prometheus import QueryResult, RangeResult, Sample
 from console.config import Settings
 from console.errors import BackendUnavailable, ConsoleError
@@ -98,6 +98,20 @@ class Policy:
     async def list_budgets(self) -> list[Budget]:
         await self.gate.enter("policy.budgets")
         return [Budget(client="alice", qpm=60, operator="o", run_id="x", set_at=NOW)]
+
+    async def list_hardenings(self) -> list[Hardening]:
+        await self.gate.enter("policy.hardenings")
+        expires = NOW + timedelta(minutes=5)
+        return [
+            Hardening(
+                client="bob",
+                mode="top1",
+                operator="o",
+                run_id="x",
+                created_at=NOW,
+                expires_at=expires,
+            )
+        ]
 
 
 class Registry:
@@ -245,11 +259,12 @@ async def test_alerts_reads_alerts_and_silences_at_once(tmp_path: Path) -> None:
 
 
 async def test_mitigations_reads_blocks_budgets_and_audit_at_once(tmp_path: Path) -> None:
-    snapshot = await fetch_mitigations(_sources(tmp_path, Gate(2)))
+    snapshot = await fetch_mitigations(_sources(tmp_path, Gate(3)))
     assert ([b.client for b in snapshot.blocks], [b.client for b in snapshot.budgets]) == (
         ["alice"],
         ["alice"],
     )
+    assert [h.client for h in snapshot.hardenings] == ["bob"]
     assert snapshot.audit_error is None
     with pytest.raises(ConsoleError, match="budgets is down"):
-        await fetch_mitigations(_sources(tmp_path, Gate(2, fail=frozenset({"policy.budgets"}))))
+        await fetch_mitigations(_sources(tmp_path, Gate(3, fail=frozenset({"policy.budgets"}))))

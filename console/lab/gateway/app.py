@@ -122,7 +122,11 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         except RequestError as exc:
             gw.metrics.bad_requests.labels(exc.reason).inc()
             return _error(exc.status, exc.message)
-        caller = new_caller(client, parse_traceparent(request.headers.get("traceparent")))
+        # Behind the lab's NGINX the policy endpoint decided; NGINX overwrites the client's own
+        # copy of this header, so it is the endpoint's.
+        upstream = gw.settings.gateway.policy_decided_upstream
+        output = request.headers.get("x-aml-output", "") if upstream else ""
+        caller = new_caller(client, parse_traceparent(request.headers.get("traceparent")), output)
         reply = await gw.infer(
             request.path_params["name"],
             caller,

@@ -21,6 +21,8 @@ class Caller:
     client: str | None
     trace_id: str
     parent_span_id: str = ""
+    upstream_output: str = ""
+    """``X-AML-Output`` from the policy endpoint in front (policy decided upstream only)."""
 
 
 def client_from_headers(
@@ -65,7 +67,9 @@ def pseudonym_secret(settings: Settings) -> bytes:
     return load_or_create_secret(path)
 
 
-def new_caller(client: str | None, traceparent: tuple[str, str] | None) -> Caller:
+def new_caller(
+    client: str | None, traceparent: tuple[str, str] | None, upstream_output: str = ""
+) -> Caller:
     if traceparent is not None:
-        return Caller(client, traceparent[0], traceparent[1])
-    return Caller(client, new_trace_id())
+        return Caller(client, traceparent[0], traceparent[1], upstream_output)
+    return Caller(client, new_trace_id(), upstream_output=upstream_output)

@@ -1,6 +1,11 @@
 """Open Inference (V2) protocol: request validation and response bodies for the digits
 contract (input ``input`` FP32 [N, 64], pixel values 0..16; outputs ``label`` INT64 [N] and
-``probabilities`` FP32 [N, 10])."""
+``probabilities`` FP32 [N, 10]).
+
+A hardened client (console.adapters.policy.Hardening, passed as its ``X-AML-Output`` value)
+gets reduced answers: ``label-only``
+drops ``probabilities`` (only ``label`` is returned, whatever was asked), ``top1`` zeroes every
+probability but the predicted class's, ``rounded`` rounds them to ``decimals``."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from console.adapters.policy import parse_output
 from console.lab.gateway.models import INPUT_NAME, INPUT_WIDTH, OUTPUTS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -141,7 +147,23 @@ def infer_response(
     labels: NDArray[np.int64],
     probabilities: NDArray[np.float32],
     outputs: tuple[str, ...],
+    output: str = "",
 ) -> dict[str, Any]:
+    """``output``: an ``X-AML-Output`` value (empty: full answers)."""
+    decimals = 7  # float32 printed as Python floats is 17 digits of noise
+    values = probabilities.astype(np.float64)
+    hardening = parse_output(output)
+    if hardening is not None:
+        mode, kept = hardening
+        if mode == "label-only":
+            outputs = ("label",)
+        elif mode == "top1":
+            rows = np.arange(values.shape[0])
+            top = np.zeros_like(values)
+            top[rows, labels] = values[rows, labels]
+            values = top
+        else:
+            decimals = min(decimals, kept)
     tensors = {
         "label": {
             "name": "label",
@@ -153,8 +175,7 @@ def infer_response(
             "name": "probabilities",
             "shape": [int(probabilities.shape[0]), int(probabilities.shape[1])],
             "datatype": "FP32",
-            # 7 decimals: float32 printed as Python floats is 17 digits of noise.
-            "data": np.round(probabilities.astype(np.float64), 7).reshape(-1).tolist(),
+            "data": np.round(values, decimals).reshape(-1).tolist(),
         },
     }
     return {

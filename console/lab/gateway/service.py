@@ -238,7 +238,7 @@ class Gateway:
                 )
             client_label = self.metrics.client_label(caller.client)
             reply = await self._guarded(
-                name, caller.client, client_label, loaded, version, read_body, span, attrs
+                name, caller, client_label, loaded, version, read_body, span, attrs
             )
             outcome = str(attrs["aml.outcome"])
         except RequestError as exc:
@@ -279,7 +279,7 @@ class Gateway:
     async def _guarded(
         self,
         name: str,
-        client: str,
+        caller: Caller,
         client_label: str,
         loaded: LoadedModel | None,
         version: str | None,
@@ -288,6 +288,7 @@ class Gateway:
         attrs: dict[str, AttributeValue],
     ) -> Reply:
         attrs["aml.outcome"] = "error"
+        client = caller.client or ""
         if self.settings.gateway.policy_decided_upstream:
             # A replica behind the lab's NGINX: the policy endpoint decided (and counted the
             # budget) already; deciding again would count every request twice.
@@ -353,12 +354,11 @@ class Gateway:
         if sample_ids:
             attrs["aml.sample_id"] = ",".join(sample_ids)
         request_id = request.id or new_span_id() + new_span_id()
-        return Reply(
-            200,
-            infer_response(
-                name, loaded.version, request_id, labels, probabilities, request.outputs
-            ),
+        output = decision.hardening.header if decision.hardening else caller.upstream_output
+        body = infer_response(
+            name, loaded.version, request_id, labels, probabilities, request.outputs, output
         )
+        return Reply(200, body, {"X-AML-Output": output} if decision.hardening else {})
 
     def _observe(
         self,

@@ -1,4 +1,4 @@
-"""Block, unblock and budget actions on the Redis policy store."""
+"""Block, unblock, budget and output-hardening actions on the Redis policy store."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from console.adapters.policy import Block, Budget, BudgetMode, ClientId, PolicyStore
+from console.adapters.policy import (
+    Block,
+    Budget,
+    BudgetMode,
+    ClientId,
+    Hardening,
+    OutputMode,
+    PolicyStore,
+)
 from console.durations import Duration, format_duration
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
 from console.runbooks.resources import Resource
@@ -27,13 +35,27 @@ class BlockArgs(ClientArgs):
     @field_validator("ttl")
     @classmethod
     def _long_enough(cls, value: timedelta) -> timedelta:
-        # A block shorter than this is a typo (ttl: 0s was written as a 1 ms block).
-        if value < MIN_BLOCK:
-            raise ValueError(
-                f"a block lasts at least {format_duration(MIN_BLOCK)} "
-                f"(got {format_duration(value)})"
-            )
-        return value
+        return _at_least_a_minute("block", value)
+
+
+def _at_least_a_minute(what: str, ttl: timedelta) -> timedelta:
+    # Shorter than this is a typo (ttl: 0s was written as a 1 ms block).
+    if ttl < MIN_BLOCK:
+        raise ValueError(
+            f"a {what} lasts at least {format_duration(MIN_BLOCK)} (got {format_duration(ttl)})"
+        )
+    return ttl
+
+
+class HardenArgs(ClientArgs):
+    mode: OutputMode
+    decimals: int = Field(default=2, ge=0, le=6)
+    ttl: Duration
+
+    @field_validator("ttl")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        return _at_least_a_minute("hardening", value)
 
 
 class BudgetArgs(ClientArgs):
@@ -57,7 +79,7 @@ class _ClientAction:
         return [] if client is None else [Resource("client", str(client))]
 
 
-def _dump(model: Block | Budget | None) -> dict[str, Any] | None:
+def _dump(model: Block | Budget | Hardening | None) -> dict[str, Any] | None:
     return None if model is None else model.model_dump(mode="json")
 
 
@@ -306,3 +328,116 @@ def _restore_target(current: Budget | None) -> int | None:
     if current is None:
         return None
     return current.enforced_qpm if current.shadow else current.previous_qpm
+
+
+class HardenOutputs(_ClientAction, Action[HardenArgs]):
+    name = "policy.harden_outputs"
+    description = (
+        "Reduce a client's answers until it expires: label-only, top1 (top class and its "
+        "probability) or rounded (probabilities to decimals)."
+    )
+    Args = HardenArgs
+
+    async def plan(self, args: HardenArgs, ctx: ActionContext) -> StepPlan:
+        store = ctx.backends.policy
+        current = await store.get_hardening(args.client)
+        until = datetime.now(UTC) + args.ttl
+        wanted = Hardening(
+            client=args.client,
+            mode=args.mode,
+            decimals=args.decimals,
+            operator=ctx.operator,
+            run_id=ctx.run_id,
+            created_at=datetime.now(UTC),
+            expires_at=until,
+        )
+        same = current is not None and current.header == wanted.header
+        noop = same and current is not None and current.expires_at >= until - timedelta(seconds=1)
+        if current is None:
+            summary = (
+                f"harden the outputs of {args.client} to {wanted.label} for "
+                f"{format_duration(args.ttl)} (full answers now)"
+            )
+        elif noop:
+            summary = (
+                f"{args.client} already gets {current.label} until {current.expires_at:%H:%M:%S}Z"
+            )
+        else:
+            summary = (
+                f"harden the outputs of {args.client}: {current.label} until "
+                f"{current.expires_at:%H:%M:%S}Z -> {wanted.label} until {until:%H:%M:%S}Z"
+            )
+        millis = int(args.ttl.total_seconds() * 1000)
+        after = {
+            "client": args.client,
+            "mode": args.mode,
+            "output": wanted.header,
+            "expires_at": until.isoformat(),
+        }
+        return StepPlan(
+            summary=summary,
+            before=_dump(current),
+            after=_dump(current) if noop else after,
+            noop=noop,
+            requests=[
+                f"SET {store.hardening_key(args.client)} <hardening json {wanted.header}> "
+                f"PX {millis}",
+                f"PUBLISH {store.changes_channel} hardening {args.client}",
+            ],
+        )
+
+    def fingerprint(self, plan: StepPlan) -> Any:
+        return {"before": plan.before}  # the new expiry is now + ttl: it moves by itself
+
+    async def apply(self, args: HardenArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        hardening = await ctx.backends.policy.harden(
+            args.client, args.mode, args.decimals, args.ttl, ctx.operator, ctx.run_id
+        )
+        return _dump(hardening)
+
+    async def compensate(
+        self, args: HardenArgs, ctx: ActionContext, before: Any, after: Any
+    ) -> Any:
+        store = ctx.backends.policy
+        if before is None:
+            await store.unharden(args.client)
+        else:
+            await store.restore_hardening(Hardening.model_validate(before))
+        return _dump(await store.get_hardening(args.client))
+
+
+class UnhardenOutputs(_ClientAction, Action[ClientArgs]):
+    name = "policy.unharden_outputs"
+    description = "Lift a client's output hardening: full answers again."
+    Args = ClientArgs
+
+    async def plan(self, args: ClientArgs, ctx: ActionContext) -> StepPlan:
+        store = ctx.backends.policy
+        current = await store.get_hardening(args.client)
+        summary = (
+            f"{args.client} gets full answers already"
+            if current is None
+            else f"lift the output hardening of {args.client} ({current.label}, by "
+            f"{current.operator} until {current.expires_at:%H:%M:%S}Z)"
+        )
+        return StepPlan(
+            summary=summary,
+            before=_dump(current),
+            after=None,
+            noop=current is None,
+            requests=[
+                f"DEL {store.hardening_key(args.client)}",
+                f"PUBLISH {store.changes_channel} hardening {args.client}",
+            ],
+        )
+
+    async def apply(self, args: ClientArgs, ctx: ActionContext, plan: StepPlan) -> Any:
+        await ctx.backends.policy.unharden(args.client)
+        return None
+
+    async def compensate(
+        self, args: ClientArgs, ctx: ActionContext, before: Any, after: Any
+    ) -> Any:
+        if before is not None:
+            await ctx.backends.policy.restore_hardening(Hardening.model_validate(before))
+        return _dump(await ctx.backends.policy.get_hardening(args.client))

@@ -1,6 +1,6 @@
-"""Mitigations: blocks and budgets in force (with expiry), shadow budgets with what they would
-have refused, and the registry changes the console made; revert a block or a budget with one
-key (through the runbooks, so it is audited)."""
+"""Mitigations: blocks, budgets and output hardenings in force (with expiry), shadow budgets
+with what they would have refused, and the registry changes the console made; revert a block,
+a budget or a hardening with one key (through the runbooks, so it is audited)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         *ViewScreen.BINDINGS,
         Binding("u", "unblock", "Unblock"),
         Binding("x", "restore_budget", "Restore budget"),
+        Binding("h", "unharden", "Full answers"),
         Binding("z", "revert_registry", "Revert alias"),
     ]
 
@@ -39,6 +40,10 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         shadows: DataTable[Text] = DataTable(id="shadow-table", cursor_type="row")
         shadows.add_columns("client", "would have", "enforced now", "operator", "set", "run")
         yield shadows
+        yield Static(Text("output hardenings", style="bold"))
+        hardenings: DataTable[Text] = DataTable(id="hardenings-table", cursor_type="row")
+        hardenings.add_columns("client", "answers", "expires in", "operator", "run")
+        yield hardenings
         yield Static("", id="registry-changes-title")
         changes: DataTable[Text] = DataTable(id="registry-table", cursor_type="row")
         changes.add_columns("when", "runbook", "target", "before", "after", "operator")
@@ -48,7 +53,9 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         return await fetch_mitigations(self.context.backends)
 
     def has_no_data(self, snapshot: MitigationsSnapshot) -> bool:
-        return not (snapshot.blocks or snapshot.budgets or snapshot.registry_changes)
+        return not (
+            snapshot.blocks or snapshot.budgets or snapshot.hardenings or snapshot.registry_changes
+        )
 
     def warnings(self, snapshot: MitigationsSnapshot) -> list[str]:
         return [snapshot.audit_error] if snapshot.audit_error else []
@@ -97,6 +104,18 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
                     plain(g.run_id),
                     key=g.client,
                 )
+        hardenings = self.query_one("#hardenings-table", DataTable)
+        hardenings.clear()
+        for h in snapshot.hardenings:
+            if self.keep(h.client, h.operator):
+                hardenings.add_row(
+                    plain(h.client, "bold magenta"),
+                    plain(h.label),
+                    Text(age(max(0.0, (h.expires_at - now).total_seconds()))),
+                    plain(h.operator),
+                    plain(h.run_id),
+                    key=h.client,
+                )
         changes = self.query_one("#registry-table", DataTable)
         changes.clear()
         for index, c in enumerate(snapshot.registry_changes):
@@ -124,6 +143,10 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
     def action_unblock(self) -> None:
         if client := self._selected("#blocks-table"):
             self.post_message(OpenRunbook("unblock-client", {"client": client}))
+
+    def action_unharden(self) -> None:
+        if client := self._selected("#hardenings-table"):
+            self.post_message(OpenRunbook("unharden-outputs", {"client": client}))
 
     def action_restore_budget(self) -> None:
         """Restore the selected budget, or remove the selected shadow budget."""
