@@ -8,15 +8,9 @@ from console.runbooks.actions.base import Action, ActionContext, Check, StepPlan
 from console.runbooks.actions.checks import AliasSet, ModelExists
 from console.runbooks.actions.control import Wait
 from console.runbooks.actions.evidence import CaptureEvidence
+from console.runbooks.actions.hardening import HardenOutputs, UnhardenOutputs
 from console.runbooks.actions.http_request import HttpRequest
-from console.runbooks.actions.policy import (
-    BlockClient,
-    HardenOutputs,
-    RestoreBudget,
-    SetBudget,
-    UnblockClient,
-    UnhardenOutputs,
-)
+from console.runbooks.actions.policy import BlockClient, RestoreBudget, SetBudget, UnblockClient
 from console.runbooks.actions.registry import Rollback, SetAlias
 from console.runbooks.actions.silence import ExpireSilences, SilenceAlert
 

@@ -1,4 +1,5 @@
-"""Block, unblock, budget and output-hardening actions on the Redis policy store."""
+"""Block, unblock and budget actions on the Redis policy store (output hardening:
+``hardening.py``), and what every per-client policy action shares."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from console.adapters.policy import (
     BudgetMode,
     ClientId,
     Hardening,
-    OutputMode,
     PolicyStore,
 )
 from console.durations import Duration, format_duration
@@ -35,27 +35,16 @@ class BlockArgs(ClientArgs):
     @field_validator("ttl")
     @classmethod
     def _long_enough(cls, value: timedelta) -> timedelta:
-        return _at_least_a_minute("block", value)
+        return at_least_a_minute("block", value)
 
 
-def _at_least_a_minute(what: str, ttl: timedelta) -> timedelta:
+def at_least_a_minute(what: str, ttl: timedelta) -> timedelta:
     # Shorter than this is a typo (ttl: 0s was written as a 1 ms block).
     if ttl < MIN_BLOCK:
         raise ValueError(
             f"a {what} lasts at least {format_duration(MIN_BLOCK)} (got {format_duration(ttl)})"
         )
     return ttl
-
-
-class HardenArgs(ClientArgs):
-    mode: OutputMode
-    decimals: int = Field(default=2, ge=0, le=6)
-    ttl: Duration
-
-    @field_validator("ttl")
-    @classmethod
-    def _long_enough(cls, value: timedelta) -> timedelta:
-        return _at_least_a_minute("hardening", value)
 
 
 class BudgetArgs(ClientArgs):
@@ -69,7 +58,7 @@ class RestoreBudgetArgs(ClientArgs):
     """Set this budget; without it, go back to the budget before the last change."""
 
 
-class _ClientAction:
+class ClientAction:
     """Mixed into the policy actions: each changes one client's policy."""
 
     resource_args: ClassVar[tuple[str, ...]] = ("client",)
@@ -79,11 +68,11 @@ class _ClientAction:
         return [] if client is None else [Resource("client", str(client))]
 
 
-def _dump(model: Block | Budget | Hardening | None) -> dict[str, Any] | None:
+def dump_policy(model: Block | Budget | Hardening | None) -> dict[str, Any] | None:
     return None if model is None else model.model_dump(mode="json")
 
 
-class BlockClient(_ClientAction, Action[BlockArgs]):
+class BlockClient(ClientAction, Action[BlockArgs]):
     name = "policy.block_client"
     description = "Block a client at the gateways until the block expires (403)."
     Args = BlockArgs
@@ -105,8 +94,8 @@ class BlockClient(_ClientAction, Action[BlockArgs]):
         millis = int(args.ttl.total_seconds() * 1000)
         return StepPlan(
             summary=summary,
-            before=_dump(current),
-            after=_dump(current)
+            before=dump_policy(current),
+            after=dump_policy(current)
             if noop
             else {"client": args.client, "blocked": True, "expires_at": until.isoformat()},
             noop=noop,
@@ -123,7 +112,7 @@ class BlockClient(_ClientAction, Action[BlockArgs]):
         block = await ctx.backends.policy.block(
             args.client, args.ttl, args.reason, ctx.operator, ctx.run_id
         )
-        return _dump(block)
+        return dump_policy(block)
 
     async def compensate(self, args: BlockArgs, ctx: ActionContext, before: Any, after: Any) -> Any:
         store = ctx.backends.policy
@@ -131,10 +120,10 @@ class BlockClient(_ClientAction, Action[BlockArgs]):
             await store.unblock(args.client)
         else:
             await store.restore_block(Block.model_validate(before))
-        return _dump(await store.get_block(args.client))
+        return dump_policy(await store.get_block(args.client))
 
 
-class UnblockClient(_ClientAction, Action[ClientArgs]):
+class UnblockClient(ClientAction, Action[ClientArgs]):
     name = "policy.unblock_client"
     description = "Lift a client's block."
     Args = ClientArgs
@@ -150,7 +139,7 @@ class UnblockClient(_ClientAction, Action[ClientArgs]):
         )
         return StepPlan(
             summary=summary,
-            before=_dump(current),
+            before=dump_policy(current),
             after=None,
             noop=current is None,
             requests=[
@@ -168,10 +157,10 @@ class UnblockClient(_ClientAction, Action[ClientArgs]):
     ) -> Any:
         if before is not None:
             await ctx.backends.policy.restore_block(Block.model_validate(before))
-        return _dump(await ctx.backends.policy.get_block(args.client))
+        return dump_policy(await ctx.backends.policy.get_block(args.client))
 
 
-class SetBudget(_ClientAction, Action[BudgetArgs]):
+class SetBudget(ClientAction, Action[BudgetArgs]):
     name = "policy.set_budget"
     description = (
         "Set a client's query budget in queries per minute (429 beyond it), or try it as a "
@@ -188,8 +177,8 @@ class SetBudget(_ClientAction, Action[BudgetArgs]):
             after["enforced_qpm"] = _enforced_now(current)
         return StepPlan(
             summary=_budget_summary(args, current, noop) + await _shadow_figures(store, current),
-            before=_dump(current),
-            after=_dump(current) if noop else after,
+            before=dump_policy(current),
+            after=dump_policy(current) if noop else after,
             noop=noop,
             requests=[
                 f"SET {store.budget_key(args.client)} <budget json qpm={args.qpm} "
@@ -209,14 +198,14 @@ class SetBudget(_ClientAction, Action[BudgetArgs]):
             mode=args.mode,
             enforced_qpm=_enforced_now(previous),
         )
-        return _dump(budget)
+        return dump_policy(budget)
 
     async def compensate(
         self, args: BudgetArgs, ctx: ActionContext, before: Any, after: Any
     ) -> Any:
         store = ctx.backends.policy
         await store.restore_budget(Budget.model_validate(before) if before else None, args.client)
-        return _dump(await store.get_budget(args.client))
+        return dump_policy(await store.get_budget(args.client))
 
 
 def _budget_summary(args: BudgetArgs, current: Budget | None, noop: bool) -> str:
@@ -261,7 +250,7 @@ def _original_qpm(previous: Budget | None) -> int | None:
     return previous.enforced  # a shadow budget's own qpm was never in force
 
 
-class RestoreBudget(_ClientAction, Action[RestoreBudgetArgs]):
+class RestoreBudget(ClientAction, Action[RestoreBudgetArgs]):
     name = "policy.restore_budget"
     description = "Put a client's budget back as it was before it was lowered (or to qpm)."
     Args = RestoreBudgetArgs
@@ -291,7 +280,7 @@ class RestoreBudget(_ClientAction, Action[RestoreBudgetArgs]):
                 after["previous_qpm"] = current.previous_qpm
         return StepPlan(
             summary=summary + await _shadow_figures(store, current),
-            before=_dump(current),
+            before=dump_policy(current),
             after=after,
             noop=current is not None
             and not current.shadow
@@ -312,14 +301,14 @@ class RestoreBudget(_ClientAction, Action[RestoreBudgetArgs]):
             ctx.run_id,
             previous_qpm=plan.after.get("previous_qpm"),
         )
-        return _dump(budget)
+        return dump_policy(budget)
 
     async def compensate(
         self, args: RestoreBudgetArgs, ctx: ActionContext, before: Any, after: Any
     ) -> Any:
         store = ctx.backends.policy
         await store.restore_budget(Budget.model_validate(before) if before else None, args.client)
-        return _dump(await store.get_budget(args.client))
+        return dump_policy(await store.get_budget(args.client))
 
 
 def _restore_target(current: Budget | None) -> int | None:
@@ -328,116 +317,3 @@ def _restore_target(current: Budget | None) -> int | None:
     if current is None:
         return None
     return current.enforced_qpm if current.shadow else current.previous_qpm
-
-
-class HardenOutputs(_ClientAction, Action[HardenArgs]):
-    name = "policy.harden_outputs"
-    description = (
-        "Reduce a client's answers until it expires: label-only, top1 (top class and its "
-        "probability) or rounded (probabilities to decimals)."
-    )
-    Args = HardenArgs
-
-    async def plan(self, args: HardenArgs, ctx: ActionContext) -> StepPlan:
-        store = ctx.backends.policy
-        current = await store.get_hardening(args.client)
-        until = datetime.now(UTC) + args.ttl
-        wanted = Hardening(
-            client=args.client,
-            mode=args.mode,
-            decimals=args.decimals,
-            operator=ctx.operator,
-            run_id=ctx.run_id,
-            created_at=datetime.now(UTC),
-            expires_at=until,
-        )
-        same = current is not None and current.header == wanted.header
-        noop = same and current is not None and current.expires_at >= until - timedelta(seconds=1)
-        if current is None:
-            summary = (
-                f"harden the outputs of {args.client} to {wanted.label} for "
-                f"{format_duration(args.ttl)} (full answers now)"
-            )
-        elif noop:
-            summary = (
-                f"{args.client} already gets {current.label} until {current.expires_at:%H:%M:%S}Z"
-            )
-        else:
-            summary = (
-                f"harden the outputs of {args.client}: {current.label} until "
-                f"{current.expires_at:%H:%M:%S}Z -> {wanted.label} until {until:%H:%M:%S}Z"
-            )
-        millis = int(args.ttl.total_seconds() * 1000)
-        after = {
-            "client": args.client,
-            "mode": args.mode,
-            "output": wanted.header,
-            "expires_at": until.isoformat(),
-        }
-        return StepPlan(
-            summary=summary,
-            before=_dump(current),
-            after=_dump(current) if noop else after,
-            noop=noop,
-            requests=[
-                f"SET {store.hardening_key(args.client)} <hardening json {wanted.header}> "
-                f"PX {millis}",
-                f"PUBLISH {store.changes_channel} hardening {args.client}",
-            ],
-        )
-
-    def fingerprint(self, plan: StepPlan) -> Any:
-        return {"before": plan.before}  # the new expiry is now + ttl: it moves by itself
-
-    async def apply(self, args: HardenArgs, ctx: ActionContext, plan: StepPlan) -> Any:
-        hardening = await ctx.backends.policy.harden(
-            args.client, args.mode, args.decimals, args.ttl, ctx.operator, ctx.run_id
-        )
-        return _dump(hardening)
-
-    async def compensate(
-        self, args: HardenArgs, ctx: ActionContext, before: Any, after: Any
-    ) -> Any:
-        store = ctx.backends.policy
-        if before is None:
-            await store.unharden(args.client)
-        else:
-            await store.restore_hardening(Hardening.model_validate(before))
-        return _dump(await store.get_hardening(args.client))
-
-
-class UnhardenOutputs(_ClientAction, Action[ClientArgs]):
-    name = "policy.unharden_outputs"
-    description = "Lift a client's output hardening: full answers again."
-    Args = ClientArgs
-
-    async def plan(self, args: ClientArgs, ctx: ActionContext) -> StepPlan:
-        store = ctx.backends.policy
-        current = await store.get_hardening(args.client)
-        summary = (
-            f"{args.client} gets full answers already"
-            if current is None
-            else f"lift the output hardening of {args.client} ({current.label}, by "
-            f"{current.operator} until {current.expires_at:%H:%M:%S}Z)"
-        )
-        return StepPlan(
-            summary=summary,
-            before=_dump(current),
-            after=None,
-            noop=current is None,
-            requests=[
-                f"DEL {store.hardening_key(args.client)}",
-                f"PUBLISH {store.changes_channel} hardening {args.client}",
-            ],
-        )
-
-    async def apply(self, args: ClientArgs, ctx: ActionContext, plan: StepPlan) -> Any:
-        await ctx.backends.policy.unharden(args.client)
-        return None
-
-    async def compensate(
-        self, args: ClientArgs, ctx: ActionContext, before: Any, after: Any
-    ) -> Any:
-        if before is not None:
-            await ctx.backends.policy.restore_hardening(Hardening.model_validate(before))
-        return _dump(await ctx.backends.policy.get_hardening(args.client))
