@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,7 +16,38 @@ from console.cli.common import context, errors_as_exit
 from console.cli.common import stdout as out
 from console.cli.tui import require_terminal
 
-ATTACKER = "mallory-1"
+if TYPE_CHECKING:
+    from console.config import Settings
+
+ATTACKER = "mallory"
+"""The demo's attacker is ``mallory-N``: the first one the policy store holds nothing against,
+so a second demo (its state kept per user) is not met by the first one's block."""
+MAX_ATTACKERS = 50
+
+
+def free_attacker(settings: Settings) -> str:
+    import asyncio
+
+    from console.adapters.backends import Backends
+
+    async def first_free() -> str:
+        backends = Backends(settings)
+        try:
+            store = backends.policy
+            for n in range(1, MAX_ATTACKERS + 1):
+                client = f"{ATTACKER}-{n}"
+                held = (
+                    await store.get_block(client),
+                    await store.get_budget(client),
+                    await store.get_hardening(client),
+                )
+                if held == (None, None, None):
+                    return client
+            return f"{ATTACKER}-1"
+        finally:
+            await backends.aclose()
+
+    return asyncio.run(first_free())
 
 
 def demo(
@@ -40,6 +72,7 @@ def demo(
 
         out.print("bringing the lab up (a cold start takes a minute or two)…")
         services.up(settings)
+        attacker = free_attacker(settings)
         log_dir = settings.lab_dir / "demo"
         log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -56,7 +89,7 @@ def demo(
                     "attack",
                     "extraction",
                     "--client",
-                    ATTACKER,
+                    attacker,
                     "--rate",
                     "30",
                     "--duration",
@@ -80,7 +113,7 @@ def demo(
 
         keys = {name: declared(name).key for name in ("clients", "mitigations", "audit")}
         hint = (
-            f"Demo: benign clients are running; {ATTACKER} starts extracting the model in "
+            f"Demo: benign clients are running; {attacker} starts extracting the model in "
             f"{attack_after:g} s. Watch AMLExtractionSuspected fire here (about 30 s later), "
             f"press {keys['clients']} for Clients, select it and press b to block it; "
             f"{keys['mitigations']} shows mitigations, {keys['audit']} the audit log. "

@@ -67,6 +67,22 @@ def test_demo_schedules_an_attack_that_alerts_in_the_console(tui_stack: LabStack
 
     if shutil.which("tmux") is None:
         unavailable("tmux not installed (apt-get install tmux)")
+    # A block left on mallory-1 (an earlier demo's, kept in the user's state) must not hide the
+    # attack: the demo picks the first mallory-N with nothing against it.
+    import asyncio
+    from datetime import timedelta
+
+    from console.adapters.backends import Backends
+
+    async def policy(block: bool) -> None:
+        backends = Backends(tui_stack.settings)
+        if block:
+            await backends.policy.block("mallory-1", timedelta(hours=1), "earlier demo", "t", "r")
+        else:
+            await backends.policy.unblock("mallory-1")
+        await backends.aclose()
+
+    asyncio.run(policy(block=True))
     session = f"aml-demo-{uuid.uuid4().hex[:8]}"
     env = {
         **{k: v for k, v in tui_stack.env.items() if k.startswith("CONSOLE_")},
@@ -89,15 +105,16 @@ def test_demo_schedules_an_attack_that_alerts_in_the_console(tui_stack: LabStack
                 for line in screen.splitlines()
                 if "critical" in line and "AMLExtractionSuspected" in line
             ]
-            if any("mallory-1" in row for row in rows):
+            if any("mallory-2" in row for row in rows):
                 break
             time.sleep(0.5)
         else:
-            raise AssertionError(f"no AMLExtractionSuspected row for mallory-1:\n{screen}")
+            raise AssertionError(f"no AMLExtractionSuspected row for mallory-2:\n{screen}")
         _tmux("send-keys", "-t", session, "q")
         _screen_until(session, "lab down", 15)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
+        asyncio.run(policy(block=False))
         for attack in list_attacks(tui_stack.settings):
-            if attack.client == "mallory-1" and attack.state == "running":
+            if attack.client == "mallory-2" and attack.state == "running":
                 os.kill(attack.pid, signal.SIGTERM)
