@@ -118,6 +118,9 @@ CLIENT_FIELDS = (
     "block_expires_at",
     "block_reason",
     "budget_qpm",
+    "hardening",
+    "alerts",
+    "why",
     "risk",
 )
 
@@ -141,6 +144,9 @@ async def clients(backends: Backends, filters: Filters) -> Listing:
             "block_expires_at": r.block.expires_at if r.block else None,
             "block_reason": r.block.reason if r.block else None,
             "budget_qpm": r.budget.qpm if r.budget else None,
+            "hardening": r.hardening.mode if r.hardening else None,
+            "alerts": list(r.alerts),
+            "why": r.why,
             "risk": number(risk),
         }
 
@@ -152,10 +158,16 @@ async def clients(backends: Backends, filters: Filters) -> Listing:
         warnings.append(f"policy store: {snapshot.policy_error} (blocks and budgets unknown)")
     if snapshot.gateway_error:
         warnings.append(f"gateway state: {snapshot.gateway_error} (clients in other unknown)")
-    note = ""
+    if snapshot.alert_error:
+        warnings.append(f"alerts: {snapshot.alert_error} (clients with alerts unknown)")
+    warnings += [f"truncated: {t}" for t in snapshot.truncated]
+    notes = [f"{len(snapshot.rows)} of {snapshot.active} active clients listed"]
     if snapshot.unlabelled is not None:
         slots = snapshot.unlabelled.label_slots
-        note = f"{slots.used}/{slots.capacity} label slots held, {len(hidden)} active without one"
+        notes.append(
+            f"{slots.used}/{slots.capacity} label slots held, {len(hidden)} active without one"
+        )
+    note = "; ".join(notes)
     return Listing(CLIENT_FIELDS, rows, warnings=warnings, note=note)
 
 

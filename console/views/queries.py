@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from console.views.client_selection import listed_queries
+
 
 @dataclass(frozen=True)
 class PanelQuery:
@@ -14,26 +16,16 @@ class PanelQuery:
     promql: str
 
 
-TOP_CLIENTS = 20
-"""Clients a view lists (top-K by request rate, computed in PromQL)."""
 HEATMAP_CLIENTS = 10
 HEATMAP_WINDOW_S = 600
 HEATMAP_STEP_S = 30
 
-_TOP_CLIENTS = f"topk({TOP_CLIENTS}, aml:client_requests:rate1m)"
-
-
-def _of_top_clients(expr: str) -> str:
-    """``expr`` for the listed clients only. Without it a per-client panel answers one sample
-    per client of the fleet: at 100,000 clients a 12 MB answer, over the adapter's limit
-    (benchmarks/bench_tui.py)."""
-    return f"({expr}) and on (model, client) {_TOP_CLIENTS}"
-
+_LISTED = listed_queries()
 
 CLIENT_RATE = PanelQuery(
     "clients.rate",
-    "Request rate per model and client (top-K)",
-    _TOP_CLIENTS,
+    "Request rate of the listed clients (top-K per model by rate, extraction, flagged, refused)",
+    _LISTED["rate"],
 )
 CLIENT_HEATMAP = PanelQuery(
     "clients.heatmap",
@@ -42,18 +34,21 @@ CLIENT_HEATMAP = PanelQuery(
 )
 CLIENT_EXTRACTION = PanelQuery(
     "clients.extraction",
-    "Extraction score per model and client (PRADA-style)",
-    _of_top_clients("max by (model, client) (aml_client_extraction_score)"),
+    "Extraction score of the listed clients (PRADA-style)",
+    _LISTED["extraction"],
 )
 CLIENT_FLAGGED = PanelQuery(
-    "clients.flagged",
-    "Flagged inputs per second per model and client",
-    _of_top_clients("aml:client_flagged:rate1m"),
+    "clients.flagged", "Flagged inputs per second of the listed clients", _LISTED["flagged"]
 )
 CLIENT_REFUSED = PanelQuery(
     "clients.refused",
-    "Share of a client's requests refused (403, 429)",
-    _of_top_clients("aml:client_refused:ratio_rate1m"),
+    "Share of the listed clients' requests refused (403, 429)",
+    _LISTED["refused"],
+)
+CLIENTS_ACTIVE = PanelQuery(
+    "clients.active",
+    "Active clients per model",
+    "count by (model) (aml:client_requests:rate1m > 0)",
 )
 MODEL_REQUESTS = PanelQuery(
     "models.requests", "Requests per second per model", "aml:requests:rate1m"
@@ -91,6 +86,7 @@ CLIENT_INSTANT: tuple[PanelQuery, ...] = (
     CLIENT_EXTRACTION,
     CLIENT_FLAGGED,
     CLIENT_REFUSED,
+    CLIENTS_ACTIVE,
 )
 """The Clients view's instant queries, read at one evaluation time (its heatmap is a range)."""
 MODEL_INSTANT: tuple[PanelQuery, ...] = (
@@ -110,6 +106,7 @@ ALL: tuple[PanelQuery, ...] = (
     CLIENT_EXTRACTION,
     CLIENT_FLAGGED,
     CLIENT_REFUSED,
+    CLIENTS_ACTIVE,
     MODEL_REQUESTS,
     MODEL_LATENCY_P50,
     MODEL_LATENCY_P95,

@@ -82,6 +82,7 @@ INSTANT: dict[str, QueryResult] = {
     q.CLIENT_EXTRACTION.promql: _per_client(2),
     q.CLIENT_FLAGGED.promql: _per_client(3),
     q.CLIENT_REFUSED.promql: _per_client(4),
+    q.CLIENTS_ACTIVE.promql: _vector([({"model": MODEL}, float(len(CLIENTS)))]),
     q.MODEL_REQUESTS.promql: _vector([({"model": MODEL}, 37.4)]),
     q.MODEL_LATENCY_P50.promql: _vector([({"model": MODEL}, LATENCY["p50"])]),
     q.MODEL_LATENCY_P95.promql: _vector([({"model": MODEL}, LATENCY["p95"])]),

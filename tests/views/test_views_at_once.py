@@ -177,14 +177,18 @@ def _sources(tmp_path: Path, gate: Gate, models: list[str] | None = None, **kw: 
     )
 
 
-CLIENT_READS = 8  # four instant queries, the heatmap, blocks, budgets, the gateway's state
+CLIENT_READS = 11
+"""Four listed-client queries, the active count, the heatmap, blocks, budgets, hardenings,
+the alerts and the gateway's state; the watched clients' queries follow the policy reads."""
 
 
 async def test_clients_reads_everything_at_once(tmp_path: Path) -> None:
     snapshot = await fetch_clients(_sources(tmp_path, Gate(CLIENT_READS)))
     assert [(r.client, r.block is not None, r.budget is not None) for r in snapshot.rows] == [
-        ("alice", True, True)
+        ("alice", True, True),
+        ("bob", False, False),  # listed for its hardening
     ]
+    assert snapshot.rows[1].reasons[0] == "hardened" and snapshot.rows[1].hardening is not None
     assert snapshot.policy_error is None
     assert snapshot.unlabelled is not None and snapshot.gateway_error is None
     assert [c.client for c in snapshot.unlabelled.unlabelled] == ["mallory"]
@@ -194,7 +198,7 @@ async def test_a_gateway_state_failure_is_shown_beside_the_data(tmp_path: Path) 
     gate = Gate(CLIENT_READS, fail=frozenset({"gateway.clients"}))
     snapshot = await fetch_clients(_sources(tmp_path, gate))
     assert snapshot.gateway_error == "gateway.clients is down" and snapshot.unlabelled is None
-    assert [r.client for r in snapshot.rows] == ["alice"] and snapshot.policy_error is None
+    assert [r.client for r in snapshot.rows] == ["alice", "bob"] and snapshot.policy_error is None
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,16 @@
-"""Clients: per model and client, the request rate (top-K in PromQL) with its last ten minutes
-as a heat strip, the extraction score, flagged inputs, refused share, and block or budget;
-below, from the gateway's own state, the clients counted as ``other`` (no label slot), riskiest
-first, which the same keys act on when that table has the focus."""
+"""Clients: the clients that matter first (console/views/client_selection.py), each with why it
+is listed, its request rate with its last ten minutes as a heat strip, extraction score, flagged
+inputs, refused share, and block, budget or hardening; the count of active and listed clients
+and a badge for anything left out; a "more" row paging through the rest by rate; sort keys
+(shift+letter, as k9s); ``/`` also searches the whole fleet by client id. Below, from the
+gateway's own state, the clients counted as ``other`` (no label slot), riskiest first, which the
+same keys act on when that table has the focus."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,14 +23,25 @@ from console.tui.context import ScreenContext
 from console.tui.messages import OpenReplay, OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, number, plain
+from console.tui.widgets.keyed_table import sync_rows
 from console.tui.widgets.plots import heat_strip
 from console.tui.widgets.status import PanelState, render_badge
 from console.views import queries as q
+from console.views.client_selection import EXTRACTION_ALERT, TOP_PER_CRITERION
 from console.views.clients import ClientRow, ClientsSnapshot, fetch_clients, unlabelled_row
 
-EXTRACTION_ALERT = 0.4
-"""AMLExtractionSuspected's threshold (configs/prometheus/aml-alerts.yml): scores above it
-are drawn red."""
+MORE_KEY = "\x00more"
+"""The row key of the "more" row (no client id holds a NUL)."""
+SORTS: dict[str, tuple[str, Callable[[ClientRow], Any]]] = {
+    "suspicion": ("why", lambda r: 0),  # the view's own order (alerts, then extraction)
+    "client": ("client", lambda r: r.client),
+    "model": ("model", lambda r: r.model),
+    "rate": ("req/s", lambda r: -r.rate),
+    "extraction": ("extraction", lambda r: -(r.extraction or 0.0)),
+    "flagged": ("flagged/s", lambda r: -(r.flagged_rate or 0.0)),
+    "refused": ("refused", lambda r: -(r.refused_ratio or 0.0)),
+}
+"""Sort name -> (column, key): descending for figures, ascending for names."""
 
 
 class ClientsScreen(ViewScreen[ClientsSnapshot]):
@@ -44,6 +59,13 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         Binding("l", "lower_budget", "Lower budget"),
         Binding("u", "unblock", "Unblock"),
         Binding("v", "replay", "Replay"),
+        Binding("W", "sort('suspicion')", "Sort: why", show=False),
+        Binding("N", "sort('client')", "Sort: client", show=False),
+        Binding("M", "sort('model')", "Sort: model", show=False),
+        Binding("T", "sort('rate')", "Sort: req/s", show=False),
+        Binding("E", "sort('extraction')", "Sort: extraction", show=False),
+        Binding("F", "sort('flagged')", "Sort: flagged", show=False),
+        Binding("X", "sort('refused')", "Sort: refused", show=False),
     ]
 
     def __init__(self, context: ScreenContext) -> None:
@@ -54,6 +76,10 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         self.gateway_panel = PanelState()
         """The gateway's own per-client state: who has no label slot (``other``)."""
         self.last_unlabelled: GatewayClients | None = None
+        self.more = 0
+        """Pages of more clients by rate the "more" row has asked for."""
+        self.sort_by = "suspicion"
+        self.sort_reversed = False
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(
@@ -62,6 +88,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         table.add_columns(
             "model",
             "client",
+            "why",
             "req/s",
             "last 10 min",
             "extraction",
@@ -70,6 +97,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
             "policy",
         )
         yield table
+        yield Static("", id="clients-count")
         yield Static("", id="policy-status")
         other: DataTable[Text] = DataTable(id="other-table", cursor_type="row", zebra_stripes=True)
         other.add_columns(
@@ -79,7 +107,26 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         yield Static("", id="gateway-status")
 
     async def fetch(self) -> ClientsSnapshot:
-        return await fetch_clients(self.context.backends)
+        return await fetch_clients(self.context.backends, self.more, self.filter_text)
+
+    def apply_filter(self, text: str) -> None:
+        super().apply_filter(text)
+        self.action_refresh_now()  # `/` searches the whole fleet, not only the listed rows
+
+    def action_sort(self, name: str) -> None:
+        """Sort by ``name``; the same key again reverses the order."""
+        if name == self.sort_by:
+            self.sort_reversed = not self.sort_reversed
+        else:
+            self.sort_by, self.sort_reversed = name, False
+        if self.snapshot is not None:
+            with self.app.batch_update():
+                self.show_snapshot(self.snapshot)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value == MORE_KEY:
+            self.more += 1
+            self.action_refresh_now()
 
     def has_no_data(self, snapshot: ClientsSnapshot) -> bool:
         return not snapshot.rows
@@ -98,32 +145,52 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         status.append_text(render_badge(policy, self.context.monotonic()))
         self.query_one("#policy-status", Static).update(status)
         self._show_unlabelled(snapshot)
+        self._show_count(snapshot)
         table = self.query_one("#clients-table", DataTable)
-        current = self.selected()
-        table.clear()
         strips = dict(zip(snapshot.heatmap.rows, snapshot.heatmap.values, strict=True))
         top = max((v for row in snapshot.heatmap.values for v in row), default=0.0)
         now = self.context.now()
-        for row in snapshot.rows:
-            if not self.keep(row.model, row.client):
-                continue
+        shown = [r for r in snapshot.rows if self.keep(r.model, r.client, r.why)]
+        if self.sort_by != "suspicion" or self.sort_reversed:
+            shown.sort(key=SORTS[self.sort_by][1], reverse=self.sort_reversed)  # stable
+        rows: list[tuple[str, list[Text]]] = []
+        for row in shown:
             strip = strips.get((row.model, row.client))
             extraction_style = "bold red" if (row.extraction or 0) > EXTRACTION_ALERT else ""
-            table.add_row(
+            cells = [
                 plain(row.model),
                 plain(row.client, "bold"),
+                plain(row.why, "yellow" if row.alerts else "", limit=60),
                 number(row.rate),
                 heat_strip(strip, top) if strip else Text("", style="dim"),
                 number(row.extraction, style=extraction_style),
                 number(row.flagged_rate),
                 number(row.refused_ratio, "{:.0%}"),
-                _policy(*self._policy_of(row), now),
-                key=f"{row.model}\x00{row.client}",
-            )
-        if current is not None:
-            key = f"{current.model}\x00{current.client}"
-            if key in table.rows:
-                table.move_cursor(row=table.get_row_index(key))
+                _policy(*self._policy_of(row), now, row.hardening.mode if row.hardening else None),
+            ]
+            rows.append((f"{row.model}\x00{row.client}", cells))
+        if snapshot.more_available:
+            label = f"… more: the next {TOP_PER_CRITERION} by rate (enter)"
+            more = [Text(""), Text(label, style="dim italic")] + [Text("")] * 7
+            rows.append((MORE_KEY, more))
+        sync_rows(table, rows)
+
+    def _show_count(self, snapshot: ClientsSnapshot) -> None:
+        text = Text()
+        active = "?" if snapshot.active is None else str(snapshot.active)
+        text.append(f"{len(snapshot.rows)} listed · {active} active clients", style="bold")
+        column = SORTS[self.sort_by][0]
+        text.append(f"  · sorted by {column}{' (reversed)' if self.sort_reversed else ''}")
+        if self.filter_text:
+            text.append(f"  · /{self.filter_text} (whole fleet searched)")
+        if self.more:
+            text.append(f"  · +{self.more * TOP_PER_CRITERION} by rate")
+        for left_out in snapshot.truncated:
+            text.append("  ")
+            text.append(f" TRUNCATED: {left_out} ", style="bold white on red")
+        if snapshot.alert_error:
+            text.append(f"  alerts unknown: {snapshot.alert_error}", style="yellow")
+        self.query_one("#clients-count", Static).update(text)
 
     def _show_unlabelled(self, snapshot: ClientsSnapshot) -> None:
         panel = self.gateway_panel
@@ -171,6 +238,8 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         if self.focused is not None and self.focused.id == "other-table":
             return self._selected_unlabelled()
         key = self.cursor_key("#clients-table") or ""
+        if key == MORE_KEY:
+            return None
         model, _, client = key.partition("\x00")
         return next(
             (r for r in self.snapshot.rows if r.model == model and r.client == client), None
@@ -218,11 +287,15 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
             self.post_message(OpenRunbook("unblock-client", {"client": row.client}))
 
 
-def _policy(block: Block | None, budget: Budget | None, now: datetime) -> Text:
+def _policy(
+    block: Block | None, budget: Budget | None, now: datetime, hardening: str | None = None
+) -> Text:
     text = Text()
     if block is not None:
         left = age(max(0.0, (block.expires_at - now).total_seconds()))
         text.append(f"BLOCKED {left} left", style="bold red")
     if budget is not None:
         text.append(("  " if text else "") + budget.label, style="yellow")
+    if hardening is not None:
+        text.append(("  " if text else "") + f"hardened {hardening}", style="cyan")
     return text

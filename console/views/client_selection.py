@@ -1,0 +1,140 @@
+"""Which clients the Clients view lists, and why: suspicious first, at fleet scale.
+
+At 100,000 clients a list by request rate hides a slow extraction attacker behind busier
+legitimate clients. The view lists the union of
+  * the top-K per model by request rate, extraction score, flagged rate and refused share
+    (computed in PromQL, so the answer is bounded whatever the fleet's size), and
+  * every client the console is watching: a firing alert, a block, a budget or hardening
+    (read by an exact, escaped label regex: only those series are read),
+each row with the reasons it is listed, ordered alerts first, then by extraction score.
+``more`` widens the rate list by K per step: the "more" row pages through the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from console.adapters.policy import CLIENT_ID
+
+TOP_PER_CRITERION = 20
+"""K: clients each criterion lists per model."""
+WATCHED_LIMIT = 200
+"""Watched clients read per refresh; beyond it the view says how many were left out."""
+EXTRACTION_ALERT = 0.4
+"""AMLExtractionSuspected's threshold (configs/prometheus/aml-alerts.yml)."""
+
+RATE = "aml:client_requests:rate1m"
+EXTRACTION = "max by (model, client) (aml_client_extraction_score{sel})"
+FLAGGED = "aml:client_flagged:rate1m"
+REFUSED = "aml:client_refused:ratio_rate1m"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    """What a row listed by it says: ``top <name>``."""
+    expr: str
+    """The per-client expression, ``{sel}`` where a label selector goes."""
+
+
+CRITERIA: tuple[Criterion, ...] = (
+    Criterion("rate", RATE + "{sel}"),
+    Criterion("extraction", EXTRACTION),
+    Criterion("flagged", FLAGGED + "{sel}"),
+    Criterion("refused", REFUSED + "{sel}"),
+)
+
+
+def _of(criterion: Criterion, selector: str = "") -> str:
+    return criterion.expr.format(sel=selector)
+
+
+def listed_set(more: int = 0, k: int = TOP_PER_CRITERION) -> str:
+    """The label sets of every top-K list, ``or``-ed: the rate list ``k * (1 + more)`` long."""
+    parts = []
+    for criterion in CRITERIA:
+        size = k * (1 + more) if criterion.name == "rate" else k
+        expr = _of(criterion)
+        if criterion.name in ("flagged", "refused"):
+            expr = f"({expr}) > 0"  # a zero is no reason to list a client
+        parts.append(f"topk by (model) ({size}, {expr})")
+    return " or ".join(parts)
+
+
+def listed_queries(more: int = 0) -> dict[str, str]:
+    """Each criterion's value for every listed client (one query each, bounded answers)."""
+    chosen = listed_set(more)
+    return {c.name: f"({_of(c)}) and on (model, client) ({chosen})" for c in CRITERIA}
+
+
+def client_regex(clients: Iterable[str]) -> tuple[str, list[str]]:
+    """A PromQL regex matching exactly ``clients`` (ids a policy store or an alert gave, so
+    attacker text): only well-formed ids are kept, ``.`` escaped (the only regex character the
+    id alphabet allows). Returns the regex and the ids left out as malformed."""
+    kept: list[str] = []
+    malformed: list[str] = []
+    for client in sorted(set(clients)):
+        (kept if CLIENT_ID.fullmatch(client) else malformed).append(client)
+    # In a PromQL string a backslash is written twice: "a\\.b" is the regex a\.b.
+    return "|".join(c.replace(".", "\\\\.") for c in kept), malformed
+
+
+def watched_queries(regex: str) -> dict[str, str]:
+    """Each criterion's value for the clients ``regex`` names (from ``client_regex``)."""
+    selector = f'{{client=~"{regex}"}}'
+    return {c.name: _of(c, selector) for c in CRITERIA}
+
+
+def search_regex(text: str) -> str | None:
+    """A regex for client ids containing ``text`` (any case, as the ``/`` filter), or None
+    when ``text`` could not be part of an id (then nothing is asked of the engine)."""
+    if not text or not CLIENT_ID.fullmatch("a" + text):
+        return None
+    return "(?i).*" + text.replace(".", "\\\\.") + ".*"
+
+
+def search_queries(regex: str, limit: int = TOP_PER_CRITERION * 5) -> dict[str, str]:
+    """Each criterion's value for the busiest ``limit`` clients matching ``regex``."""
+    selector = f'{{client=~"{regex}"}}'
+    found = f"topk({limit}, {RATE}{selector})"
+    return {c.name: f"({_of(c, selector)}) and on (model, client) ({found})" for c in CRITERIA}
+
+
+def top_reasons(
+    values: dict[str, dict[tuple[str, str], float]], more: int = 0, k: int = TOP_PER_CRITERION
+) -> dict[tuple[str, str], list[str]]:
+    """Why each (model, client) is in a top list: its rank per model by each criterion, as the
+    engine's topk chose (ties aside)."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for criterion in CRITERIA:
+        size = k * (1 + more) if criterion.name == "rate" else k
+        by_model: dict[str, list[tuple[float, str]]] = {}
+        for (model, client), value in values.get(criterion.name, {}).items():
+            if criterion.name in ("flagged", "refused") and not value > 0:
+                continue
+            by_model.setdefault(model, []).append((value, client))
+        for model, ranked in by_model.items():
+            ranked.sort(key=lambda vc: (-vc[0], vc[1]))
+            for rank, (_, client) in enumerate(ranked[:size], start=1):
+                label = f"top {criterion.name}"
+                if criterion.name == "rate" and rank > k:
+                    label = f"rate #{rank}"
+                reasons.setdefault((model, client), []).append(label)
+    return reasons
+
+
+def suspicion_order(
+    alerts: int, extraction: float | None, flagged: float | None, refused: float | None, rate: float
+) -> tuple[float, ...]:
+    """The view's default order: clients with a firing alert, then those over the extraction
+    threshold, then by extraction score, flagged rate, refused share and rate."""
+    score = extraction or 0.0
+    return (
+        0 if alerts else 1,
+        0 if score > EXTRACTION_ALERT else 1,
+        -score,
+        -(flagged or 0.0),
+        -(refused or 0.0),
+        -rate,
+    )
