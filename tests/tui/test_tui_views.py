@@ -24,6 +24,7 @@ def _clients(app: object) -> set[str]:
 async def test_clients_view_lists_the_benign_clients_with_scores(tui_stack: LabStack) -> None:
     app = stack_app(tui_stack, start="clients")
     async with app.run_test(size=(140, 40)) as pilot:
+
         def rates() -> dict[str, float]:
             rows = cells(app, "#clients-table")
             return {r[1]: float(r[3]) for r in rows if r[1] in BENIGN}
