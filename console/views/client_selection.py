@@ -50,22 +50,18 @@ def _of(criterion: Criterion, selector: str = "") -> str:
     return criterion.expr.format(sel=selector)
 
 
-def listed_set(more: int = 0, k: int = TOP_PER_CRITERION) -> str:
-    """The label sets of every top-K list, ``or``-ed: the rate list ``k * (1 + more)`` long."""
-    parts = []
+def top_queries(more: int = 0, k: int = TOP_PER_CRITERION) -> dict[str, str]:
+    """Each criterion's own top-K per model (the rate list ``k * (1 + more)`` long): one topk
+    over the fleet per criterion, each answer bounded. The listed clients' other values are then
+    read by an exact id regex (``listed_values_queries``), not by joining every series again."""
+    queries = {}
     for criterion in CRITERIA:
         size = k * (1 + more) if criterion.name == "rate" else k
         expr = _of(criterion)
         if criterion.name in ("flagged", "refused"):
             expr = f"({expr}) > 0"  # a zero is no reason to list a client
-        parts.append(f"topk by (model) ({size}, {expr})")
-    return " or ".join(parts)
-
-
-def listed_queries(more: int = 0) -> dict[str, str]:
-    """Each criterion's value for every listed client (one query each, bounded answers)."""
-    chosen = listed_set(more)
-    return {c.name: f"({_of(c)}) and on (model, client) ({chosen})" for c in CRITERIA}
+        queries[criterion.name] = f"topk by (model) ({size}, {expr})"
+    return queries
 
 
 def client_regex(clients: Iterable[str]) -> tuple[str, list[str]]:

@@ -126,7 +126,7 @@ async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> 
     search_regex = sel.search_regex(search)
     async with all_at_once() as group:
         # One evaluation time for all: the per-client reads select the same top-K clients.
-        listed_task = group.create_task(_read_all(prom, sel.listed_queries(more), end))
+        listed_task = group.create_task(_listed(prom, more, end))
         active_task = group.create_task(prom.query(q.CLIENTS_ACTIVE.promql, end))
         heat_task = group.create_task(
             prom.query_range(q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
@@ -140,12 +140,12 @@ async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> 
         unlabelled_task = group.create_task(
             settled(lambda: backends.gateway_state.unlabelled(UNLABELLED_LISTED))
         )
-    listed, warnings = listed_task.result()
+    listed, reasons, warnings = listed_task.result()
     watched = watched_task.result()
     found, search_warnings = search_task.result() if search_task else ({}, [])
     active_result = active_task.result()
     heat = heat_task.result()
-    rows = _rows(listed, watched, found, more)
+    rows = _rows(listed, reasons, watched, found)
     active = round(sum(s.value for s in active_result.samples)) if active_result.samples else 0
     by_rate = sum(
         1 for r in rows if any(w == "top rate" or w.startswith("rate #") for w in r.reasons)
@@ -172,13 +172,31 @@ async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> 
     )
 
 
+async def _listed(
+    prom: PrometheusClient, more: int, end: float
+) -> tuple[dict[str, dict[tuple[str, str], float]], dict[tuple[str, str], list[str]], list[str]]:
+    """Each criterion's top-K, then every value of the clients they list (by their ids)."""
+    tops, warnings = await _read_all(prom, sel.top_queries(more), end)
+    reasons = sel.top_reasons(tops, more)
+    regex, _ = sel.client_regex(client for _, client in reasons)
+    if not regex:
+        return tops, reasons, warnings
+    values, more_warnings = await _read_all(prom, sel.watched_queries(regex), end)
+    # The regex names clients, not (model, client): keep the pairs a top list holds.
+    kept = {
+        name: {k: v for k, v in by_key.items() if k in reasons} for name, by_key in values.items()
+    }
+    for name, by_key in tops.items():
+        kept.setdefault(name, {}).update(by_key)
+    return kept, reasons, warnings + more_warnings
+
+
 def _rows(
     listed: dict[str, dict[tuple[str, str], float]],
+    reasons: dict[tuple[str, str], list[str]],
     watched: _Watched,
     found: dict[str, dict[tuple[str, str], float]],
-    more: int,
 ) -> list[ClientRow]:
-    reasons = sel.top_reasons(listed, more)
     values: dict[str, dict[tuple[str, str], float]] = {}
     for source in (listed, watched.values, found):
         for name, by_key in source.items():

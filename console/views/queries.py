@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from console.views.client_selection import listed_queries
+from console.views.client_selection import top_queries
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,11 @@ HEATMAP_CLIENTS = 10
 HEATMAP_WINDOW_S = 600
 HEATMAP_STEP_S = 30
 
-_LISTED = listed_queries()
+_LISTED = top_queries()
 
 CLIENT_RATE = PanelQuery(
     "clients.rate",
-    "Request rate of the listed clients (top-K per model by rate, extraction, flagged, refused)",
+    "Request rate, top-K per model (the view also lists the top-K by the other columns)",
     _LISTED["rate"],
 )
 CLIENT_HEATMAP = PanelQuery(
@@ -34,15 +34,15 @@ CLIENT_HEATMAP = PanelQuery(
 )
 CLIENT_EXTRACTION = PanelQuery(
     "clients.extraction",
-    "Extraction score of the listed clients (PRADA-style)",
+    "Extraction score, top-K per model (PRADA-style)",
     _LISTED["extraction"],
 )
 CLIENT_FLAGGED = PanelQuery(
-    "clients.flagged", "Flagged inputs per second of the listed clients", _LISTED["flagged"]
+    "clients.flagged", "Flagged inputs per second, top-K per model", _LISTED["flagged"]
 )
 CLIENT_REFUSED = PanelQuery(
     "clients.refused",
-    "Share of the listed clients' requests refused (403, 429)",
+    "Share of requests refused (403, 429), top-K per model",
     _LISTED["refused"],
 )
 CLIENTS_ACTIVE = PanelQuery(
