@@ -76,8 +76,9 @@ def client_regex(clients: Iterable[str]) -> tuple[str, list[str]]:
     return "|".join(c.replace(".", "\\\\.") for c in kept), malformed
 
 
-def watched_queries(regex: str) -> dict[str, str]:
-    """Each criterion's value for the clients ``regex`` names (from ``client_regex``)."""
+def by_id_queries(regex: str) -> dict[str, str]:
+    """Each criterion's value for the clients ``regex`` names (from ``client_regex``): the
+    listed clients' other columns, and the watched clients' rows."""
     selector = f'{{client=~"{regex}"}}'
     return {c.name: _of(c, selector) for c in CRITERIA}
 

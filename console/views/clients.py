@@ -181,7 +181,7 @@ async def _listed(
     regex, _ = sel.client_regex(client for _, client in reasons)
     if not regex:
         return tops, reasons, warnings
-    values, more_warnings = await _read_all(prom, sel.watched_queries(regex), end)
+    values, more_warnings = await _read_all(prom, sel.by_id_queries(regex), end)
     # The regex names clients, not (model, client): keep the pairs a top list holds.
     kept = {
         name: {k: v for k, v in by_key.items() if k in reasons} for name, by_key in values.items()
@@ -297,7 +297,7 @@ async def _watched(backends: Backends, end: float) -> _Watched:
     values: dict[str, dict[tuple[str, str], float]] = {}
     warnings: list[str] = []
     if regex:
-        values, warnings = await _read_all(backends.prometheus, sel.watched_queries(regex), end)
+        values, warnings = await _read_all(backends.prometheus, sel.by_id_queries(regex), end)
     return _Watched(
         blocks, budgets, hardenings, alerts, values, policy_error, alert_error, truncated, warnings
     )
