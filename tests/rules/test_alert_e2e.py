@@ -81,6 +81,7 @@ async def _alert_states(url: str) -> dict[str, str]:
         groups = await prom.query("count by (rule_group) (prometheus_rule_group_rules)")
     assert {s.metric["rule_group"].rsplit(";", 1)[-1] for s in groups.samples} == {
         "aml-sli",
+        "aml-clients-bounded",
         "aml-baselines",
         "aml-alerts",
     }

@@ -25,6 +25,22 @@ REQUIRED_ALERTS = {
 }
 RECORD_NAME = re.compile(r"^aml:[a-z0-9_]+:[a-z0-9_]+$")
 UNIT_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
+BOUNDED_GROUP = "aml-clients-bounded"
+BOUNDED_RECORDS = {
+    "aml:client_requests:top_rate1m",
+    "aml:client_extraction:top_score",
+    "aml:client_flagged:top_rate1m",
+    "aml:client_refused:top_ratio_rate1m",
+    "aml:client_listed:rate1m",
+    "aml:client_listed:extraction_score",
+    "aml:client_listed:flagged_rate1m",
+    "aml:client_listed:refused_ratio_rate1m",
+    "aml:clients_active:count",
+}
+"""What the console's views read at any number of clients (names they query)."""
+TOP_K = 20
+RECORDED_NAME = re.compile(r"aml:[a-z0-9_]+:[a-z0-9_]+")
+RAW_NAME = re.compile(r"(?<![\w:])aml_[a-z0-9_]+")
 
 
 def tool(name: str) -> str:
@@ -111,3 +127,40 @@ def test_for_durations_fit_the_lab() -> None:
         floor = interval + seconds(rule.get("for", "0s"))
         assert floor <= 60, f"{name}: detection floor {floor:g} s"
     assert seconds(alerts()["AMLExtractionSuspected"]["for"]) == 15
+
+
+def _groups() -> list[dict[str, Any]]:
+    out = []
+    for path in RULE_FILES:
+        out += yaml.safe_load(path.read_text())["groups"]
+    return out
+
+
+def test_bounded_group_reads_recordings_not_raw_counters() -> None:
+    """The bounded rules cost one pass over recorded per-client series each (no rate() over
+    the raw counters again), read only what groups before them record, and keep K."""
+    groups = _groups()
+    names = [g["name"] for g in groups]
+    bounded = groups[names.index(BOUNDED_GROUP)]
+    assert {r["record"] for r in bounded["rules"]} == BOUNDED_RECORDS
+    before = groups[: names.index(BOUNDED_GROUP)]
+    earlier = {r["record"] for g in before for r in g["rules"] if "record" in r}
+    assert "aml:client_requests:rate1m" in earlier
+    for rule in bounded["rules"]:
+        expr = rule["expr"]
+        assert "rate(" not in expr, rule["record"]
+        assert set(RAW_NAME.findall(expr)) <= {"aml_client_extraction_score"}, rule["record"]
+        assert set(RECORDED_NAME.findall(expr)) <= earlier | BOUNDED_RECORDS, rule["record"]
+        for k in re.findall(r"topk by \(model\) \((\d+),", expr):
+            assert int(k) == TOP_K, rule["record"]
+        earlier.add(rule["record"])  # later rules of the group may read it
+
+
+def test_every_bounded_recording_is_unit_tested() -> None:
+    exprs = " ".join(
+        check["expr"]
+        for path in UNIT_TESTS
+        for case in yaml.safe_load(path.read_text())["tests"]
+        for check in case.get("promql_expr_test", [])
+    )
+    assert set(RECORDED_NAME.findall(exprs)) >= BOUNDED_RECORDS
