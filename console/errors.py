@@ -8,7 +8,9 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     ├── AdapterError                a backend (Redis, MLflow, Alertmanager, HTTP) failed
     │   ├── BackendUnavailable      could not connect, or timed out (retryable)
     │   └── BackendResponseError    answered, but with an error status or garbage
-    │       └── BackendAuthError    refused the credentials (401, 403)
+    │       ├── BackendAuthError    refused the credentials (401, 403)
+    │       └── SeriesLimitError    a query engine refused a query over its series or
+    │                               sample limit (the answer would have been cut)
     ├── RunbookError
     │   ├── RunbookValidationError  a runbook file is not valid (carries every problem)
     │   ├── ParameterError          a parameter value is not acceptable
@@ -71,6 +73,13 @@ class BackendResponseError(AdapterError):
 class BackendAuthError(BackendResponseError):
     """401 or 403: "prometheus at https://host:9090 refused the credentials (401)". Never
     retried: the same credentials are refused again."""
+
+
+class SeriesLimitError(BackendResponseError):
+    """The engine would not answer: the query matched more series (or samples) than it
+    allows (VictoriaMetrics' ``-search.maxUniqueTimeseries``, Prometheus'
+    ``--query.max-samples``, Mimir's and Thanos' series limits). A view says its answer is
+    truncated instead of failing."""
 
 
 class RunbookError(ConsoleError):

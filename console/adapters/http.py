@@ -326,6 +326,15 @@ def _error_text(response: httpx.Response) -> str:
     return redact_urls_in(_raw_error_text(response))
 
 
+def _cut(text: str, limit: int = 240) -> str:
+    """``text`` at most ``limit`` characters long, keeping its end: engines put the cause last
+    ("error when executing query=... : the number of matching timeseries exceeds 300000")."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]} … {text[-(limit - head - 3) :]}"
+
+
 def _raw_error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -335,7 +344,7 @@ def _raw_error_text(response: httpx.Response) -> str:
         code = f"{body['error_code']}: " if "error_code" in body else ""
         for key in ("message", "error"):
             if key in body:
-                return f"{code}{str(body[key])[:200]}"
+                return f"{code}{_cut(str(body[key]))}"
         if code:
             return code.rstrip(": ")
     return str(body)[:200]

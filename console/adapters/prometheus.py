@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -30,10 +31,16 @@ from console.adapters.http import (
 )
 from console.adapters.retry import with_retries
 from console.endpoints import HttpClientOptions
-from console.errors import BackendResponseError
+from console.errors import BackendResponseError, SeriesLimitError
 from console.urls import redact_url, redact_urls_in
 
 API = "/api/v1"
+SERIES_LIMIT = re.compile(
+    r"matching timeseries exceeds|maxUniqueTimeseries|maxSamplesPerQuery|maxSeriesPerQuery"
+    r"|too many samples|maximum number of series|series limit|max-series"
+)
+"""How engines say a query hit a series or sample limit: VictoriaMetrics, Prometheus'
+``--query.max-samples``, Mimir, Thanos."""
 ERROR_TEXT_CHARS = 2000
 """VictoriaMetrics repeats the whole query before the reason: keep enough to reach it."""
 
@@ -174,7 +181,12 @@ class PrometheusClient:
         async def call() -> Any:
             return await request_json(self._client, self.backend, "GET", API + path, params=params)
 
-        body = await with_retries(call, self._retries)
+        try:
+            body = await with_retries(call, self._retries)
+        except BackendResponseError as exc:
+            if type(exc) is BackendResponseError and SERIES_LIMIT.search(exc.message):
+                raise SeriesLimitError(exc.message, exc.backend, exc.status) from None
+            raise
         if not isinstance(body, dict) or body.get("status") != "success":
             raise self._garbage(f"{path} did not answer a success envelope")
         data = body.get("data")

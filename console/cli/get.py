@@ -66,17 +66,19 @@ def _get(
     client: str | None = None,
     since: str | None = None,
     top: int | None = None,
+    search: str | None = None,
+    more: int = 0,
 ) -> None:
     from console.cli.get_render import show
     from console.cli.get_rows import Filters
     from console.durations import parse_duration
 
-    filters = Filters(model, client, parse_duration(since) if since else None, top)
+    filters = Filters(model, client, parse_duration(since) if since else None, top, search, more)
     with errors_as_exit():
         listing = asyncio.run(_read(context(ctx).settings, view, filters))
     for warning in listing.warnings:
         stderr.print(f"[yellow]warning:[/] {safe(one_line(redact_urls_in(warning)))}")
-    filtered = any(v is not None for v in (model, client, since))
+    filtered = any(v is not None for v in (model, client, since, search))
     show(view, listing, output, filtered)
 
 
@@ -109,13 +111,23 @@ def clients(
     ctx: typer.Context,
     model: str | None = ModelOption,
     client: str | None = ClientOption,
+    search: str | None = typer.Option(
+        None,
+        "--search",
+        metavar="TEXT",
+        help="Clients whose id contains TEXT (any case), searched across the fleet, as / does.",
+    ),
+    more: int = typer.Option(
+        0, "--more", min=0, metavar="N", help="N more pages of 20 clients by request rate."
+    ),
     top: int | None = TopOption,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Clients by request rate, with extraction score, block and budget.
-
-    The top 20 by request rate (in PromQL), then those the gateway counts as `other`."""
-    _get(ctx, "clients", output, model, client, None, top)
+    """The clients that matter first: alerts, blocks, budgets and hardening, then the top 20
+    per model by extraction score, flag rate, refused share and request rate, each with why
+    it is listed; then those the gateway counts as `other`. `--client` finds one client
+    anywhere in the fleet."""
+    _get(ctx, "clients", output, model, client, None, top, search, more)
 
 
 @app.command("models")

@@ -26,6 +26,10 @@ class Filters:
     client: str | None = None
     since: timedelta | None = None
     top: int | None = None
+    search: str | None = None
+    """Clients: ids containing it (any case), searched across the whole fleet."""
+    more: int = 0
+    """Clients: pages of K more by rate."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,9 @@ CLIENT_FIELDS = (
 async def clients(backends: Backends, filters: Filters) -> Listing:
     from console.views.clients import ClientRow, fetch_clients, unlabelled_row
 
-    snapshot = await fetch_clients(backends)
+    # --client searches the fleet too: the client is found however far down the list it is.
+    search = filters.search or filters.client or ""
+    snapshot = await fetch_clients(backends, more=filters.more, search=search)
 
     def row(r: ClientRow, labelled: bool, risk: float | None = None) -> Row:
         policy_known = labelled and snapshot.policy_error is None
@@ -152,6 +158,10 @@ async def clients(backends: Backends, filters: Filters) -> Listing:
 
     rows = [row(r, True) for r in snapshot.rows]
     hidden = snapshot.unlabelled.unlabelled if snapshot.unlabelled else []
+    if filters.search:
+        wanted = filters.search.lower()
+        rows = [r for r in rows if wanted in str(r["client"]).lower()]
+        hidden = [c for c in hidden if wanted in c.client.lower()]
     rows += [row(unlabelled_row(c), False, c.risk) for c in hidden]
     warnings = list(snapshot.warnings)
     if snapshot.policy_error:

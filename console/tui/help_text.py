@@ -18,9 +18,13 @@ Everywhere    :  command line        /  filter rows        ?  this help
 Contexts      :ctx  list them (enter switches)   :ctx NAME  switch (not during a run)
 Alerts        b  block the alert's client      c  contain-extraction
               s  silence the alert             enter  the client's samples and traces
+              shift+S N C M T A  sort: severity, alert, client, model, state, age
 Alerts, Clients, Samples   v  replay the inputs through champion and previous
+Alerts, Clients   enter on "… more"  the next page   same sort key again  reversed
 Replay        R  roll back (rollback-model)    r  again   esc  back (cancels a replay)
 Clients       b  block client   l  lower its query budget   u  unblock
+              shift+W N M T E F X  sort: why, client, model, req/s, extraction, flagged,
+              refused        /  also searches the whole fleet by client id
 Models        R  roll back the selected model (rollback-model runbook)
 Audit         arrows  the selected record in full, and its run
 Mitigations   u  unblock the selected client   x  restore its budget

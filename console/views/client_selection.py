@@ -7,7 +7,13 @@ legitimate clients. The view lists the union of
   * every client the console is watching: a firing alert, a block, a budget or hardening
     (read by an exact, escaped label regex: only those series are read),
 each row with the reasons it is listed, ordered alerts first, then by extraction score.
-``more`` widens the rate list by K per step: the "more" row pages through the rest.
+
+The top lists are read from the shipped rules' bounded recordings (group
+``aml-clients-bounded``: every listed client's four values, at most 4K series per model, and the
+active count), so a refresh reads the same few series at 100 or 100,000 clients. Without them
+(an engine loading older rules) the view computes the same top lists over every client series
+(``top_queries``), and says so. ``more`` widens the rate list by K per step (the "more" row
+pages through the rest), and the ``/`` search reads the whole fleet: both on demand only.
 """
 
 from __future__ import annotations
@@ -29,6 +35,20 @@ EXTRACTION = "max by (model, client) (aml_client_extraction_score{sel})"
 FLAGGED = "aml:client_flagged:rate1m"
 REFUSED = "aml:client_refused:ratio_rate1m"
 
+LISTED: dict[str, str] = {
+    "rate": "aml:client_listed:rate1m",
+    "extraction": "aml:client_listed:extraction_score",
+    "flagged": "aml:client_listed:flagged_rate1m",
+    "refused": "aml:client_listed:refused_ratio_rate1m",
+}
+"""The bounded recordings of the listed clients' values, by criterion (K above is their K)."""
+ACTIVE_RECORDED = "aml:clients_active:count"
+ACTIVE_COMPUTED = f"count by (model) ({RATE} > 0)"
+"""The active count without the bounded recordings (one pass over every client series)."""
+HEATMAP_ROWS = 10
+HEATMAP_RECORDED = f'topk({HEATMAP_ROWS}, aml:client_requests:top_rate1m{{client!="(rest)"}})'
+HEATMAP_COMPUTED = f"topk({HEATMAP_ROWS}, {RATE})"
+
 
 @dataclass(frozen=True)
 class Criterion:
@@ -48,6 +68,17 @@ CRITERIA: tuple[Criterion, ...] = (
 
 def _of(criterion: Criterion, selector: str = "") -> str:
     return criterion.expr.format(sel=selector)
+
+
+NOT_RECORDED = (
+    "the bounded client recordings (rules group aml-clients-bounded) are missing: every client "
+    "series was read, slow at fleet scale; load the shipped rules (aml-console rules export)"
+)
+
+
+def listed_queries() -> dict[str, str]:
+    """The listed clients' values per criterion, from the bounded recordings."""
+    return dict(LISTED)
 
 
 def top_queries(more: int = 0, k: int = TOP_PER_CRITERION) -> dict[str, str]:

@@ -14,9 +14,10 @@ from console.adapters.backends import Backends
 from console.adapters.gateway_state import GatewayClients, UnlabelledClient
 from console.adapters.policy import Block, Budget, Hardening
 from console.adapters.prometheus import PrometheusClient, QueryResult, RangeResult, Sample
-from console.errors import ConsoleError
+from console.errors import ConsoleError, SeriesLimitError
 from console.views import client_selection as sel
 from console.views import queries as q
+from console.views.client_watch import WatchList, watch_list
 from console.views.together import all_at_once, settled
 
 UNLABELLED_LISTED = 20
@@ -71,20 +72,6 @@ class ClientsSnapshot:
     alert_error: str | None = None
 
 
-@dataclass(frozen=True)
-class _Watched:
-    blocks: dict[str, Block]
-    budgets: dict[str, Budget]
-    hardenings: dict[str, Hardening]
-    alerts: dict[str, list[tuple[str, str]]]
-    """client -> (alertname, model) of its firing alerts."""
-    values: dict[str, dict[tuple[str, str], float]]
-    policy_error: str | None
-    alert_error: str | None
-    truncated: list[str]
-    warnings: list[str]
-
-
 def unlabelled_row(found: UnlabelledClient) -> ClientRow:
     """A client counted as ``other`` as a row of the view: on the model it scores highest on
     (served models are few), its answered rate as its rate; the gateway keeps no flagged rate
@@ -107,14 +94,49 @@ def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
     return {(s.metric.get("model", ""), s.metric.get("client", "")): s.value for s in samples}
 
 
+Values = dict[str, dict[tuple[str, str], float]]
+"""criterion -> (model, client) -> value."""
+
+
+@dataclass
+class _Read:
+    values: Values
+    warnings: list[str] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+
+    def add(self, other: _Read) -> None:
+        for name, by_key in other.values.items():
+            self.values.setdefault(name, {}).update(by_key)
+        self.warnings += other.warnings
+        self.truncated += other.truncated
+
+
+async def _limited(prom: PrometheusClient, expr: str, end: float) -> QueryResult | SeriesLimitError:
+    """A query, or the engine's refusal over its series limit (then the view lists what the
+    other reads gave, and says what is missing); any other failure fails the view."""
+    try:
+        return await prom.query(expr, end)
+    except SeriesLimitError as exc:
+        return exc
+
+
 async def _read_all(
-    prom: PrometheusClient, queries: dict[str, str], end: float
-) -> tuple[dict[str, dict[tuple[str, str], float]], list[str]]:
+    prom: PrometheusClient, queries: dict[str, str], end: float, what: str
+) -> _Read:
     async with all_at_once() as group:
-        tasks = {name: group.create_task(prom.query(expr, end)) for name, expr in queries.items()}
-    results: dict[str, QueryResult] = {name: t.result() for name, t in tasks.items()}
-    warnings = [w for r in results.values() for w in r.warnings]
-    return {name: _by_key(r.samples) for name, r in results.items()}, warnings
+        tasks = {n: group.create_task(_limited(prom, e, end)) for n, e in queries.items()}
+    read = _Read({})
+    refused = []
+    for name, task in tasks.items():
+        result = task.result()
+        if isinstance(result, SeriesLimitError):
+            refused.append(name)
+            continue
+        read.values[name] = _by_key(result.samples)
+        read.warnings += result.warnings
+    if refused:
+        read.truncated.append(f"{what} ({', '.join(refused)}): over the engine's series limit")
+    return read
 
 
 async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> ClientsSnapshot:
@@ -125,91 +147,145 @@ async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> 
     start = end - q.HEATMAP_WINDOW_S
     search_regex = sel.search_regex(search)
     async with all_at_once() as group:
-        # One evaluation time for all: the per-client reads select the same top-K clients.
+        # One evaluation time for all reads, so they describe the same clients.
         listed_task = group.create_task(_listed(prom, more, end))
-        active_task = group.create_task(prom.query(q.CLIENTS_ACTIVE.promql, end))
+        active_task = group.create_task(_limited(prom, q.CLIENTS_ACTIVE.promql, end))
         heat_task = group.create_task(
             prom.query_range(q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
         )
-        watched_task = group.create_task(_watched(backends, end))
+        watch_task = group.create_task(watch_list(backends))
         search_task = (
-            group.create_task(_read_all(prom, sel.search_queries(search_regex), end))
+            group.create_task(_read_all(prom, sel.search_queries(search_regex), end, "search"))
             if search_regex
             else None
         )
         unlabelled_task = group.create_task(
             settled(lambda: backends.gateway_state.unlabelled(UNLABELLED_LISTED))
         )
-    listed, reasons, warnings = listed_task.result()
-    watched = watched_task.result()
-    found, search_warnings = search_task.result() if search_task else ({}, [])
+    values, reasons = listed_task.result()
+    watch = watch_task.result()
+    listed_clients = {client for _, client in reasons}
+    values.add(await _watched_values(prom, watch.clients - listed_clients, end))
+    found = search_task.result() if search_task else _Read({})
+    values.add(found)
     active_result = active_task.result()
     heat = heat_task.result()
-    rows = _rows(listed, reasons, watched, found)
-    active = round(sum(s.value for s in active_result.samples)) if active_result.samples else 0
+    recorded = isinstance(active_result, SeriesLimitError) or active_result.samples
+    if reasons and not recorded:  # clients, but no bounded recordings: older rules
+        values.warnings.append(sel.NOT_RECORDED)
+        active_result, heat = await _computed_counts(prom, start, end)
+    rows = _rows(values.values, reasons, watch, set(_keys(found.values)))
+    active = None
+    if isinstance(active_result, SeriesLimitError):
+        values.truncated.append("active clients: over the engine's series limit")
+    else:
+        active = round(sum(s.value for s in active_result.samples))
+        values.warnings += active_result.warnings
     by_rate = sum(
         1 for r in rows if any(w == "top rate" or w.startswith("rate #") for w in r.reasons)
     )
-    warnings = [
-        *warnings,
-        *watched.warnings,
-        *search_warnings,
-        *active_result.warnings,
-        *heat.warnings,
-    ]
     unlabelled = unlabelled_task.result()
     return ClientsSnapshot(
         rows,
         _heatmap(heat, end),
-        warnings,
-        watched.policy_error,
+        [*values.warnings, *heat.warnings],
+        watch.policy_error,
         None if isinstance(unlabelled, ConsoleError) else unlabelled,
         str(unlabelled) if isinstance(unlabelled, ConsoleError) else None,
         active=active,
-        more_available=active > by_rate,
-        truncated=watched.truncated,
-        alert_error=watched.alert_error,
+        more_available=active is None or active > by_rate,
+        truncated=values.truncated,
+        alert_error=watch.alert_error,
     )
 
 
 async def _listed(
     prom: PrometheusClient, more: int, end: float
-) -> tuple[dict[str, dict[tuple[str, str], float]], dict[tuple[str, str], list[str]], list[str]]:
-    """Each criterion's top-K, then every value of the clients they list (by their ids)."""
-    tops, warnings = await _read_all(prom, sel.top_queries(more), end)
-    reasons = sel.top_reasons(tops, more)
+) -> tuple[_Read, dict[tuple[str, str], list[str]]]:
+    """The listed clients' values and why each is listed, from the bounded recordings; a page
+    beyond them ("more"), or all of it without them, from every client series."""
+    recorded = await _read_all(prom, sel.listed_queries(), end, "listed clients")
+    if not (recorded.values.get("rate") or recorded.truncated):
+        return await _from_every_series(prom, more, end, [c.name for c in sel.CRITERIA])
+    reasons = sel.top_reasons(recorded.values)
+    for key in recorded.values.get("rate", {}):  # a topk tie the engine broke its way
+        reasons.setdefault(key, ["listed"])
+    if more:
+        page, paged = await _from_every_series(prom, more, end, ["rate"])
+        for key, why in paged.items():
+            reasons[key] = list(dict.fromkeys([*reasons.get(key, []), *why]))
+        page.add(recorded)  # the recorded values win where both have one
+        recorded = page
+    return recorded, reasons
+
+
+async def _from_every_series(
+    prom: PrometheusClient, more: int, end: float, criteria: list[str]
+) -> tuple[_Read, dict[tuple[str, str], list[str]]]:
+    """Each criterion's top list over every client series, then the listed clients' other
+    values by their ids."""
+    queries = {n: e for n, e in sel.top_queries(more).items() if n in criteria}
+    tops = await _read_all(prom, queries, end, "top lists")
+    reasons = sel.top_reasons(tops.values, more)
     regex, _ = sel.client_regex(client for _, client in reasons)
-    if not regex:
-        return tops, reasons, warnings
-    values, more_warnings = await _read_all(prom, sel.by_id_queries(regex), end)
-    # The regex names clients, not (model, client): keep the pairs a top list holds.
-    kept = {
-        name: {k: v for k, v in by_key.items() if k in reasons} for name, by_key in values.items()
-    }
-    for name, by_key in tops.items():
-        kept.setdefault(name, {}).update(by_key)
-    return kept, reasons, warnings + more_warnings
+    if regex:
+        others = await _read_all(prom, sel.by_id_queries(regex), end, "listed clients")
+        # The regex names clients, not (model, client): keep the pairs a top list holds.
+        for name, by_key in others.values.items():
+            kept = {k: v for k, v in by_key.items() if k in reasons}
+            tops.values.setdefault(name, {}).update(kept)
+        tops.warnings += others.warnings
+        tops.truncated += others.truncated
+    return tops, reasons
+
+
+async def _watched_values(prom: PrometheusClient, clients: set[str], end: float) -> _Read:
+    """The values of watched clients no top list holds, by an exact regex of their ids, so
+    only their series are read (at most ``WATCHED_LIMIT``; the rest is said to be left out)."""
+    wanted = sorted(clients)
+    truncated: list[str] = []
+    if len(wanted) > sel.WATCHED_LIMIT:
+        truncated.append(
+            f"{len(wanted) - sel.WATCHED_LIMIT} watched clients beyond {sel.WATCHED_LIMIT} "
+            "not read from the engine"
+        )
+        wanted = wanted[: sel.WATCHED_LIMIT]
+    regex, malformed = sel.client_regex(wanted)
+    if malformed:
+        truncated.append(f"{len(malformed)} watched client ids are not valid ids, not read")
+    read = _Read({}, truncated=truncated)
+    if regex:
+        read.add(await _read_all(prom, sel.by_id_queries(regex), end, "watched clients"))
+    return read
+
+
+async def _computed_counts(
+    prom: PrometheusClient, start: float, end: float
+) -> tuple[QueryResult | SeriesLimitError, RangeResult]:
+    async with all_at_once() as group:
+        active_task = group.create_task(_limited(prom, sel.ACTIVE_COMPUTED, end))
+        heat_task = group.create_task(
+            prom.query_range(sel.HEATMAP_COMPUTED, start, end, q.HEATMAP_STEP_S)
+        )
+    return active_task.result(), heat_task.result()
+
+
+def _keys(values: Values) -> set[tuple[str, str]]:
+    return {k for by_key in values.values() for k in by_key}
 
 
 def _rows(
-    listed: dict[str, dict[tuple[str, str], float]],
+    values: Values,
     reasons: dict[tuple[str, str], list[str]],
-    watched: _Watched,
-    found: dict[str, dict[tuple[str, str], float]],
+    watched: WatchList,
+    found_keys: set[tuple[str, str]],
 ) -> list[ClientRow]:
-    values: dict[str, dict[tuple[str, str], float]] = {}
-    for source in (listed, watched.values, found):
-        for name, by_key in source.items():
-            values.setdefault(name, {}).update(by_key)
-    keys: set[tuple[str, str]] = set(reasons)
-    keys.update(k for by_key in watched.values.values() for k in by_key)
-    keys.update(k for by_key in found.values() for k in by_key)
+    keys: set[tuple[str, str]] = set(reasons) | found_keys
+    keys.update(k for k in _keys(values) if k[1] in watched.clients)
     seen_clients = {client for _, client in keys}
-    watched_clients = {*watched.blocks, *watched.budgets, *watched.hardenings, *watched.alerts}
-    for client in watched_clients - seen_clients:  # watched, but no series in the engine
+    for client in watched.clients - seen_clients:  # watched, but no series in the engine
         models = {m for _, m in watched.alerts.get(client, []) if m} or {""}
         keys.update((m, client) for m in models)
-    found_keys = {k for by_key in found.values() for k in by_key}
     rows = []
     for model, client in keys:
         key = (model, client)
@@ -263,66 +339,6 @@ def _heatmap(heat: RangeResult, end: float) -> Heatmap:
         heat_rows.append((series.metric.get("model", ""), series.metric.get("client", "")))
         values.append([_nearest(points, t, q.HEATMAP_STEP_S) for t in times])
     return Heatmap(heat_rows, times, values)
-
-
-async def _watched(backends: Backends, end: float) -> _Watched:
-    """The clients the console watches (policy store, firing alerts), read at once, then their
-    series: by an exact regex of their ids, so only those series are read."""
-    async with all_at_once() as group:
-        policies_task = group.create_task(_policies(backends))
-        alerts_task = group.create_task(settled(backends.alertmanager.alerts))
-    blocks, budgets, hardenings, policy_error = policies_task.result()
-    found_alerts = alerts_task.result()
-    alerts: dict[str, list[tuple[str, str]]] = {}
-    alert_error = None
-    if isinstance(found_alerts, ConsoleError):
-        alert_error = str(found_alerts)
-    else:
-        for alert in found_alerts:
-            client = alert.labels.get("client")
-            if client and alert.state in ("", "active"):
-                entry = (alert.labels.get("alertname", "?"), alert.labels.get("model", ""))
-                alerts.setdefault(client, []).append(entry)
-    wanted = sorted({*blocks, *budgets, *hardenings, *alerts})
-    truncated: list[str] = []
-    if len(wanted) > sel.WATCHED_LIMIT:
-        truncated.append(
-            f"{len(wanted) - sel.WATCHED_LIMIT} watched clients beyond {sel.WATCHED_LIMIT} "
-            "not read from the engine"
-        )
-        wanted = wanted[: sel.WATCHED_LIMIT]
-    regex, malformed = sel.client_regex(wanted)
-    if malformed:
-        truncated.append(f"{len(malformed)} watched client ids are not valid ids, not read")
-    values: dict[str, dict[tuple[str, str], float]] = {}
-    warnings: list[str] = []
-    if regex:
-        values, warnings = await _read_all(backends.prometheus, sel.by_id_queries(regex), end)
-    return _Watched(
-        blocks, budgets, hardenings, alerts, values, policy_error, alert_error, truncated, warnings
-    )
-
-
-async def _policies(
-    backends: Backends,
-) -> tuple[dict[str, Block], dict[str, Budget], dict[str, Hardening], str | None]:
-    """Blocks, budgets and hardenings read at once; a failure is reported as the first read
-    that failed, with what was read before it."""
-    async with all_at_once() as group:
-        blocks_task = group.create_task(settled(backends.policy.list_blocks))
-        budgets_task = group.create_task(settled(backends.policy.list_budgets))
-        hardenings_task = group.create_task(settled(backends.policy.list_hardenings))
-    found_blocks, found_budgets = blocks_task.result(), budgets_task.result()
-    found_hardenings = hardenings_task.result()
-    if isinstance(found_blocks, ConsoleError):
-        return {}, {}, {}, str(found_blocks)
-    blocks = {b.client: b for b in found_blocks}
-    if isinstance(found_budgets, ConsoleError):
-        return blocks, {}, {}, str(found_budgets)
-    budgets = {b.client: b for b in found_budgets}
-    if isinstance(found_hardenings, ConsoleError):
-        return blocks, budgets, {}, str(found_hardenings)
-    return blocks, budgets, {h.client: h for h in found_hardenings}, None
 
 
 def _nearest(points: dict[float, float], t: float, step: float) -> float:

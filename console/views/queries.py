@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from console.views.client_selection import top_queries
+from console.views import client_selection as sel
 
 
 @dataclass(frozen=True)
@@ -16,40 +16,31 @@ class PanelQuery:
     promql: str
 
 
-HEATMAP_CLIENTS = 10
 HEATMAP_WINDOW_S = 600
 HEATMAP_STEP_S = 30
 
-_LISTED = top_queries()
-
 CLIENT_RATE = PanelQuery(
     "clients.rate",
-    "Request rate, top-K per model (the view also lists the top-K by the other columns)",
-    _LISTED["rate"],
+    "Request rate of the listed clients (top-K per model by rate, score, flags, refusals)",
+    sel.LISTED["rate"],
 )
 CLIENT_HEATMAP = PanelQuery(
-    "clients.heatmap",
-    "Request rate over time, busiest clients",
-    f"topk({HEATMAP_CLIENTS}, aml:client_requests:rate1m)",
+    "clients.heatmap", "Request rate over time, busiest clients", sel.HEATMAP_RECORDED
 )
 CLIENT_EXTRACTION = PanelQuery(
     "clients.extraction",
-    "Extraction score, top-K per model (PRADA-style)",
-    _LISTED["extraction"],
+    "Extraction score of the listed clients (PRADA-style)",
+    sel.LISTED["extraction"],
 )
 CLIENT_FLAGGED = PanelQuery(
-    "clients.flagged", "Flagged inputs per second, top-K per model", _LISTED["flagged"]
+    "clients.flagged", "Flagged inputs per second of the listed clients", sel.LISTED["flagged"]
 )
 CLIENT_REFUSED = PanelQuery(
     "clients.refused",
-    "Share of requests refused (403, 429), top-K per model",
-    _LISTED["refused"],
+    "Share of requests refused (403, 429) of the listed clients",
+    sel.LISTED["refused"],
 )
-CLIENTS_ACTIVE = PanelQuery(
-    "clients.active",
-    "Active clients per model",
-    "count by (model) (aml:client_requests:rate1m > 0)",
-)
+CLIENTS_ACTIVE = PanelQuery("clients.active", "Active clients per model", sel.ACTIVE_RECORDED)
 MODEL_REQUESTS = PanelQuery(
     "models.requests", "Requests per second per model", "aml:requests:rate1m"
 )

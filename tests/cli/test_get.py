@@ -222,7 +222,8 @@ def test_get_clients_rows_in_view_order_json_and_csv_with_a_hostile_id_neutralis
     with exporter_registered(lab_prometheus, traffic, name=f"get-{tag}"):
         wait_for_result(
             lab_prometheus.settings.prometheus.url,
-            f'count(aml:client_requests:rate1m{{model="{model}"}}) == 2',
+            # the bounded recordings the view reads, one rule interval behind the rates
+            f'count(aml:client_listed:rate1m{{model="{model}"}}) == 2',
             90,
         )
         as_json = get(env, "clients", "--model", model, "-o", "json")

@@ -23,7 +23,12 @@ from tui.tui_support import until
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.tui.app import ConsoleApp
-from console.views.client_selection import TOP_PER_CRITERION, client_regex, search_regex
+from console.views.client_selection import (
+    NOT_RECORDED,
+    TOP_PER_CRITERION,
+    client_regex,
+    search_regex,
+)
 from console.views.clients import fetch_clients
 
 BENIGN = 45
@@ -88,6 +93,12 @@ def test_the_slow_attacker_is_first_and_every_row_says_why(
                 f'count(aml:client_requests:rate1m{{model="{model}"}}) == {len(traffic.clients)}',
                 90,
             )
+            # ... and the bounded group has listed them (its count is of the same evaluation).
+            wait_for_result(
+                lab_prometheus.settings.prometheus.url,
+                f'aml:clients_active:count{{model="{model}"}} == {len(traffic.clients)}',
+                30,
+            )
             rows = rows_of(get(env, "clients", "--model", model, "-o", "json"))
             listed = [r["client"] for r in rows]
             assert listed[0] == alerted  # a firing alert first, then ...
@@ -125,6 +136,7 @@ def test_the_slow_attacker_is_first_and_every_row_says_why(
 
             first, paged, searched = asyncio.run(snapshots())
             assert first.active is not None and first.active >= len(traffic.clients)
+            assert NOT_RECORDED not in first.warnings  # read from the bounded recordings
             assert first.more_available
             ours = {r.client: r for r in paged.rows if r.model == model}
             assert hidden <= set(ours)  # the "more" page lists the next K by rate

@@ -119,7 +119,7 @@ async def test_command_line_filter_help_and_inspector(tui_stack: LabStack) -> No
         await until(pilot, lambda: _clients(app) >= BENIGN, 5, "filter cleared")
         await pilot.press("i")
         shown = str(app.screen.query_one("#queries", Static).render())
-        assert "topk by (model) (20, aml:client_requests:rate1m)" in shown
+        assert "aml:client_listed:rate1m" in shown
         await pilot.press("escape", "question_mark")
         assert "contain-extraction" in str(app.screen.query_one("#help-text", Static).render())
         await pilot.press("escape", "colon", *"models", "enter")

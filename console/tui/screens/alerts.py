@@ -1,10 +1,17 @@
 """Alerts: firing alerts grouped by name and severity, their age, labels and silences; the
 selected alert's details with its client's correlated spans and sampled inputs. Runbooks one key
-away, filled from the alert's labels."""
+away, filled from the alert's labels.
+
+At fleet scale (a flood of throwaway ids can make each fire its own alert) it lists as Clients
+does: the most severe first, a page of ``ALERTS_PAGE`` rows and a "more" row for the next, sort
+keys (shift+letter, again reverses), ``/`` over every alert, and a count of alerts, firing,
+silenced and clients named beside how many are shown."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -17,10 +24,25 @@ from console.tui.context import ScreenContext
 from console.tui.messages import OpenReplay, OpenRunbook, RememberSelection, ShowSamples
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, plain, printable
+from console.tui.widgets.keyed_table import sync_rows
 from console.views.alerts import AlertRow, AlertsSnapshot, fetch_alerts
 from console.views.correlation import Correlated, fetch_correlated
 
 SEVERITY_STYLE = {"critical": "bold red", "page": "bold red", "warning": "yellow"}
+ALERTS_PAGE = 100
+"""Rows listed per page; the "more" row shows the next page."""
+MORE_KEY = "\x00more"
+"""The row key of the "more" row (no fingerprint holds a NUL)."""
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+SORTS: dict[str, tuple[str, Callable[[AlertRow], Any]]] = {
+    "severity": ("severity", lambda a: 0),  # the view's own order: most severe group first
+    "name": ("alert", lambda a: a.alertname),
+    "client": ("client", lambda a: a.client or ""),
+    "model": ("model", lambda a: a.model or ""),
+    "state": ("state", lambda a: a.shown_state),
+    "age": ("age", lambda a: a.starts_at or _EPOCH),  # oldest first
+}
+"""Sort name -> (column, key)."""
 
 
 class AlertsScreen(ViewScreen[AlertsSnapshot]):
@@ -32,12 +54,19 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         Binding("s", "silence", "Silence"),
         Binding("enter", "samples", "Samples"),
         Binding("v", "replay", "Replay"),
+        Binding("S", "sort('severity')", "Sort: severity", show=False),
+        Binding("N", "sort('name')", "Sort: alert", show=False),
+        Binding("C", "sort('client')", "Sort: client", show=False),
+        Binding("M", "sort('model')", "Sort: model", show=False),
+        Binding("T", "sort('state')", "Sort: state", show=False),
+        Binding("A", "sort('age')", "Sort: age", show=False),
     ]
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("severity", "alert", "client", "model", "state", "age", "summary")
         yield table
+        yield Static("", id="alerts-count")
         with Horizontal(id="alert-panes"):
             yield Static("", id="alert-detail")
             yield Static("", id="alert-correlated")
@@ -47,6 +76,10 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         self.correlated_for: str | None = None
         """Fingerprint of the alert whose correlated data is shown (loaded on selection)."""
         self.correlated: Correlated | None = None
+        self.pages = 1
+        """Pages of ``ALERTS_PAGE`` rows shown (the "more" row adds one)."""
+        self.sort_by = "severity"
+        self.sort_reversed = False
 
     async def fetch(self) -> AlertsSnapshot:
         return await fetch_alerts(self.context.backends)
@@ -60,33 +93,62 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
 
     def show_snapshot(self, snapshot: AlertsSnapshot) -> None:
         table = self.query_one("#alerts-table", DataTable)
-        selected = self.selected()
-        table.clear()
         now = self.context.now()
-        for group in snapshot.groups:
-            for alert in group.alerts:
-                if not self.keep(
-                    alert.alertname,
-                    alert.client,
-                    alert.model,
-                    alert.severity,
-                    *alert.labels.values(),
-                ):
-                    continue
-                started = age((now - alert.starts_at).total_seconds()) if alert.starts_at else "?"
-                table.add_row(
-                    plain(alert.severity, SEVERITY_STYLE.get(alert.severity, "")),
-                    plain(alert.alertname, "bold"),
-                    plain(alert.client or ""),
-                    plain(alert.model or ""),
-                    plain(alert.shown_state, "dim" if alert.silenced_by else ""),
-                    Text(started),
-                    plain(alert.annotations.get("summary", ""), limit=120),
-                    key=alert.fingerprint,
-                )
-        if selected is not None and selected.fingerprint in table.rows:
-            table.move_cursor(row=table.get_row_index(selected.fingerprint))
+        kept = [
+            alert
+            for alert in snapshot.alerts
+            if self.keep(
+                alert.alertname, alert.client, alert.model, alert.severity, *alert.labels.values()
+            )
+        ]
+        if self.sort_by != "severity" or self.sort_reversed:
+            kept.sort(key=SORTS[self.sort_by][1], reverse=self.sort_reversed)  # stable
+        shown = kept[: self.pages * ALERTS_PAGE]
+        rows: list[tuple[str, list[Text]]] = []
+        for alert in shown:
+            started = age((now - alert.starts_at).total_seconds()) if alert.starts_at else "?"
+            cells = [
+                plain(alert.severity, SEVERITY_STYLE.get(alert.severity, "")),
+                plain(alert.alertname, "bold"),
+                plain(alert.client or ""),
+                plain(alert.model or ""),
+                plain(alert.shown_state, "dim" if alert.silenced_by else ""),
+                Text(started),
+                plain(alert.annotations.get("summary", ""), limit=120),
+            ]
+            rows.append((alert.fingerprint, cells))
+        if len(kept) > len(shown):
+            label = f"… more: the next {min(ALERTS_PAGE, len(kept) - len(shown))} (enter)"
+            rows.append((MORE_KEY, [Text(""), Text(label, style="dim italic")] + [Text("")] * 5))
+        sync_rows(table, rows)  # the cursor stays on the selected alert's fingerprint
+        self._show_count(snapshot, len(kept), len(shown))
         self._show_detail()
+
+    def _show_count(self, snapshot: AlertsSnapshot, kept: int, shown: int) -> None:
+        alerts = snapshot.alerts
+        silenced = sum(1 for a in alerts if a.silenced_by)
+        clients = len({a.client for a in alerts if a.client})
+        text = Text(f"{shown} listed · {len(alerts)} alerts", style="bold")
+        text.append(f" ({len(alerts) - silenced} firing, {silenced} silenced)")
+        text.append(f" · {clients} client{'' if clients == 1 else 's'} named")
+        column = SORTS[self.sort_by][0]
+        text.append(f"  · sorted by {column}{' (reversed)' if self.sort_reversed else ''}")
+        if self.filter_text:
+            text.append(f"  · /{self.filter_text}: {kept} match")
+        self.query_one("#alerts-count", Static).update(text)
+
+    def action_sort(self, name: str) -> None:
+        """Sort by ``name``; the same key again reverses the order."""
+        if name == self.sort_by:
+            self.sort_reversed = not self.sort_reversed
+        else:
+            self.sort_by, self.sort_reversed = name, False
+        self._show_again()
+
+    def _show_again(self) -> None:
+        if self.snapshot is not None:
+            with self.app.batch_update():
+                self.show_snapshot(self.snapshot)
 
     def selected(self) -> AlertRow | None:
         key = self.cursor_key("#alerts-table")
@@ -102,6 +164,10 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         self._show_detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value == MORE_KEY:
+            self.pages += 1
+            self._show_again()
+            return
         self.action_samples()  # enter on a row
 
     def _show_detail(self) -> None:
