@@ -73,14 +73,52 @@ def _tls_file_error(path: Path | None, option: str, exc: Exception) -> ConfigErr
 
 def endpoint_transport(
     tls: TlsConfig | None, proxy_url: str | None = None, *, where: str = ""
-) -> httpx.AsyncHTTPTransport:
+) -> httpx.AsyncBaseTransport:
     """The network side of a client: TLS as ``tls`` says, through ``proxy_url`` or no proxy
-    at all."""
+    at all. Without ``tls`` (the system's CAs, nothing to load that could be wrong) the
+    certificate-checking context is made at the first request that may need it: loading the
+    CAs costs tens of milliseconds, and a plain ``http://`` endpoint never needs them."""
+    if tls is None:
+        return _DeferredTlsTransport(proxy_url, where)
+    return _transport(ssl_context(tls, where=where), proxy_url)
+
+
+def _transport(verify: ssl.SSLContext | bool, proxy_url: str | None) -> httpx.AsyncHTTPTransport:
     return httpx.AsyncHTTPTransport(
-        verify=ssl_context(tls, where=where),
+        verify=verify,
         trust_env=False,
         proxy=httpx.Proxy(proxy_url) if proxy_url else None,
     )
+
+
+class _DeferredTlsTransport(httpx.AsyncBaseTransport):
+    """``endpoint_transport`` without a ``tls_config``: requests that may use TLS (an
+    ``https://`` URL, or any request through a proxy) go through a transport checking
+    certificates against the system's CAs, made at the first such request; plain ``http://``
+    requests without a proxy, which never negotiate TLS, through one that has no CAs."""
+
+    def __init__(self, proxy_url: str | None, where: str) -> None:
+        self._proxy_url = proxy_url
+        self._where = where
+        self._checked: httpx.AsyncHTTPTransport | None = None
+        self._plain: httpx.AsyncHTTPTransport | None = None
+
+    def _for(self, request: httpx.Request) -> httpx.AsyncHTTPTransport:
+        if request.url.scheme == "http" and not self._proxy_url:
+            if self._plain is None:
+                self._plain = _transport(False, None)  # never used for TLS: http, no proxy
+            return self._plain
+        if self._checked is None:
+            self._checked = _transport(ssl_context(None, where=self._where), self._proxy_url)
+        return self._checked
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._for(request).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in (self._plain, self._checked):
+            if transport is not None:
+                await transport.aclose()
 
 
 def credential_headers(options: HttpCredentials) -> dict[str, str]:

@@ -3,9 +3,10 @@ keys, the command palette) and the runbook dialog. Data comes from ``console.vie
 the ``Backends`` given to the constructor, so tests and recorded harnesses can inject their own.
 
 The views and their keys are declared in ``console/views/catalog.py``, their screens found by
-``view_screens``. Screens get what they read in a ``ScreenContext`` and ask for the rest (a
-dialog, another view, remembering a selection) with the messages of ``messages.py``, handled
-by the ``on_...`` methods at the end: no screen imports this module.
+``view_screens`` and made (their modules imported) when a view is first shown: the console
+starts with the first view's code only. Screens get what they read in a ``ScreenContext`` and
+ask for the rest (a dialog, another view, remembering a selection) with the messages of
+``messages.py``, handled by the ``on_...`` methods at the end: no screen imports this module.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shlex
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -34,10 +36,7 @@ from console.tui.messages import (
     ShowSamples,
 )
 from console.tui.screens.base import ViewScreen
-from console.tui.screens.dialogs import HelpScreen, PromptScreen
-from console.tui.screens.runbook import RunbookScreen, params_from_words
-from console.tui.screens.samples import SamplesScreen
-from console.tui.view_screens import VIEW_SCREENS
+from console.tui.view_screens import screen_class
 from console.views.catalog import VIEW_NAMES, VIEWS
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ class ConsoleApp(App[None]):
         contexts: Contexts | None = None,
     ) -> None:
         super().__init__()
-        if start not in VIEW_SCREENS:
+        if start not in VIEW_NAMES:
             raise ConsoleError(f"unknown view {start!r} (views: {', '.join(VIEW_NAMES)})")
         self.settings = settings
         self.backends = backends
@@ -85,6 +84,8 @@ class ConsoleApp(App[None]):
             settings, backends, refresh_s, self.selection, self.now, self.monotonic
         )
         """What every screen the app opens reads (bound methods: a subclass's clock counts)."""
+        self.made_views: dict[str, ViewScreen[object]] = {}
+        """The view screens made so far (a view's screen is made when it is first shown)."""
 
     def on_mount(self) -> None:
         self._install_views()
@@ -96,8 +97,16 @@ class ConsoleApp(App[None]):
         await self.backends.aclose()
 
     def _install_views(self) -> None:
-        for name, screen in VIEW_SCREENS.items():
-            self.install_screen(screen(self.screen_context), name)
+        self.made_views = {}
+        for name in VIEW_NAMES:
+            # Textual makes an installed callable's screen on the first get_screen/push (as
+            # with App.SCREENS); install_screen's annotation names only Screen.
+            self.install_screen(partial(self._make_view, name), name)  # type: ignore[arg-type]
+
+    def _make_view(self, name: str) -> ViewScreen[object]:
+        screen: ViewScreen[object] = screen_class(name)(self.screen_context)
+        self.made_views[name] = screen
+        return screen
 
     def list_contexts(self) -> None:
         from console.tui.screens.contexts import ContextsScreen
@@ -144,12 +153,16 @@ class ConsoleApp(App[None]):
             settings, self.backends, self.refresh_s, self.selection, self.now, self.monotonic
         )
         self.selection.clear()  # a client of one context means nothing in another
-        view = VIEW_SCREENS[self.current](self.screen_context)
+        others = [s for s in self.made_views.values() if s is not self.screen]
+        view = screen_class(self.current)(self.screen_context)
         self.switch_screen(view)  # the old named screens leave the stack, then are dropped
-        for screen_name in VIEW_SCREENS:
+        for screen_name in VIEW_NAMES:
             self.uninstall_screen(screen_name)
         self._install_views()
         self.switch_screen(self.current)
+        for old_view in others:  # made earlier, not on the stack: would refresh on old clients
+            if old_view.is_attached:
+                old_view.remove()
         self.run_worker(old.aclose(), group="close-backends", exit_on_error=False)
         self.notify(f"context {name} ({settings.environment})")
 
@@ -167,7 +180,7 @@ class ConsoleApp(App[None]):
         return screen
 
     def action_view(self, name: str) -> None:
-        if name not in VIEW_SCREENS:
+        if name not in VIEW_NAMES:
             self.notify(f"unknown view {name!r}", severity="error")
             return
         if isinstance(self.screen, ViewScreen):
@@ -177,10 +190,13 @@ class ConsoleApp(App[None]):
         self.current = name
 
     def action_help(self) -> None:
+        from console.tui.screens.dialogs import HelpScreen
+
         self.push_screen(HelpScreen())
 
     def action_command_line(self) -> None:
         from console.runbooks.loader import runbook_files
+        from console.tui.screens.dialogs import PromptScreen
 
         runbooks = [f"run {p.stem}" for p in runbook_files(self.settings.runbook_search_path)]
         suggestions = [*COMMANDS, *runbooks, "samples client=", "replay client="]
@@ -190,9 +206,13 @@ class ConsoleApp(App[None]):
         screen = self.screen
         if not isinstance(screen, ViewScreen):
             return
+        from console.tui.screens.dialogs import PromptScreen
+
         self.push_screen(PromptScreen("/filter (empty clears)"), screen.apply_filter_or_none)
 
     def _run_command(self, line: str | None) -> None:
+        from console.tui.screens.runbook import params_from_words
+
         words = shlex.split((line or "").strip().lstrip(":")) if line else []
         if not words:
             return
@@ -207,7 +227,7 @@ class ConsoleApp(App[None]):
                 self.show_samples(params.get("client"), params.get("model"))
             else:
                 self.open_replay(params.get("client"), params.get("model"), params.get("alert"))
-        elif head in VIEW_SCREENS:
+        elif head in VIEW_NAMES:
             self.action_view(head)
         elif head in ("ctx", "context", "contexts"):
             if rest:
@@ -242,6 +262,8 @@ class ConsoleApp(App[None]):
         self.open_loaded_runbook(loaded, params)
 
     def open_loaded_runbook(self, loaded: LoadedRunbook, params: dict[str, str]) -> None:
+        from console.tui.screens.runbook import RunbookScreen
+
         self.push_screen(RunbookScreen(self.settings, loaded, params))
 
     def open_replay(
@@ -258,14 +280,17 @@ class ConsoleApp(App[None]):
         self.push_screen(ReplayScreen(self.screen_context, request, scope))
 
     def show_samples(self, client: str | None, model: str | None = None) -> None:
+        from console.tui.screens.samples import SamplesScreen
+
         screen = self.get_screen("samples")
         assert isinstance(screen, SamplesScreen)
         screen.scope(client, model)
         self.action_view("samples")
 
     def refresh_views(self) -> None:
-        for name in VIEW_SCREENS:
-            self.view(name).action_refresh_now()
+        """Refresh every view made so far (one not yet shown reads its data when it is)."""
+        for screen in self.made_views.values():
+            screen.action_refresh_now()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -1,16 +1,20 @@
 """Mitigations view: what is in force now (blocks, budgets and output hardenings from the
 policy store, with expiry), the shadow budgets being tried with what they would have refused,
-and the registry changes the console made (rollbacks), from the audit log."""
+and the registry changes the console made (rollbacks), from the audit log. The changes are
+read again only when the audit log has changed since the last refresh (``audit_log_state``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from console.adapters.backends import Backends
 from console.adapters.policy import Block, Budget, Hardening, ShadowTotals
 from console.audit.log import AuditLog
+from console.config import Settings
 from console.views.together import all_at_once
 
 REGISTRY_ACTIONS = ("registry.rollback", "registry.set_alias")
@@ -30,6 +34,8 @@ class RegistryChange:
     alias: str | None = None
     before_version: str | None = None
     """Where the alias pointed before: what a revert moves it back to."""
+    seq: int = 0
+    """The audit record's sequence number (a change's identity)."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,37 @@ async def fetch_mitigations(backends: Backends) -> MitigationsSnapshot:
     return MitigationsSnapshot(blocks, budgets, changes, audit_error, totals, hardenings)
 
 
-async def _audit(backends: Backends) -> tuple[list[RegistryChange], str | None]:
+AuditLogState = tuple[int, int, int, int] | None
+"""The audit log file's device, inode, size and mtime (None: no log yet)."""
+
+_changes_read: weakref.WeakKeyDictionary[Backends, tuple[AuditLogState, list[RegistryChange]]]
+_changes_read = weakref.WeakKeyDictionary()
+"""Per Backends: the registry changes last read and the audit log's state they were read at."""
+
+
+def audit_log_state(settings: Settings) -> AuditLogState:
+    """What changes whenever a record is appended to the log (or the log is replaced)."""
     try:
-        return await asyncio.to_thread(_registry_changes, backends), None
+        st = os.stat(settings.audit_path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+async def _audit(backends: Backends) -> tuple[list[RegistryChange], str | None]:
+    # The state is taken before the read: a record appended during it is read next time. No
+    # log (None) has no changes until one is written, which gives it a state.
+    state = audit_log_state(backends.settings)
+    cached = _changes_read.get(backends)
+    if cached is not None and cached[0] == state:
+        return cached[1], None
+    try:
+        changes = await asyncio.to_thread(_registry_changes, backends)
     except Exception as exc:  # noqa: BLE001 - any unreadable log is shown, not raised
+        _changes_read.pop(backends, None)
         return [], f"audit log: {exc}"
+    _changes_read[backends] = (state, changes)
+    return changes, None
 
 
 def _registry_changes(backends: Backends) -> list[RegistryChange]:
@@ -104,6 +136,7 @@ def _registry_changes(backends: Backends) -> list[RegistryChange]:
                     before=_short(record.before),
                     after=_short(record.after),
                     operator=record.operator,
+                    seq=record.seq,
                     **_alias_move(record.before),
                 )
             )

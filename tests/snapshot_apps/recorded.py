@@ -30,6 +30,7 @@ from console.lab.gateway.sinks import JsonlSink
 from console.lab.gateway.telemetry import Span, SpanWriter
 from console.tui.app import ConsoleApp
 from console.views import queries as q
+from console.views.models import INSTANT_UNION, labelled_union
 
 NOW = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -111,6 +112,8 @@ class RecordedPrometheus:
     steps it asks for (the views align them to their own clock)."""
 
     async def query(self, expr: str, time: Any = None) -> QueryResult:
+        if expr == INSTANT_UNION:  # the Models view's panels in one query
+            return labelled_union([INSTANT[pq.promql] for pq in q.MODEL_INSTANT])
         return INSTANT.get(expr, QueryResult(result_type="vector"))
 
     async def query_range(self, expr: str, start: float, end: float, step: float) -> RangeResult:

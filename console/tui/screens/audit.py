@@ -6,8 +6,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
+from console.audit.records import AuditRecord
 from console.tui.screens.base import ViewScreen
 from console.tui.text import plain, printable
+from console.tui.widgets.keyed_table import sync_rows
 from console.views.audit import AuditSnapshot, fetch_audit
 
 RESULT_STYLE = {"ok": "green", "noop": "dim", "failed": "bold red", "compensated": "yellow"}
@@ -62,23 +64,28 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
             verify.append(f"✖ TAMPERED: {where}" + printable(report.problem), style="bold red")
         self.query_one("#verify", Static).update(verify)
         table = self.query_one("#audit-table", DataTable)
-        table.clear()
-        for r in reversed(snapshot.records):
+        rows: list[tuple[str, list[Text]]] = []
+        for key, r in record_keys(snapshot).items():
             if not self.keep(r.runbook, r.step, r.action, r.target, r.result, r.operator, r.run_id):
                 continue
-            table.add_row(
-                Text(str(r.seq)),
-                Text(f"{r.time:%H:%M:%S}"),
-                plain(r.kind),
-                plain(r.runbook),
-                plain(r.step or ""),
-                plain(r.action or ""),
-                plain(r.target or ""),
-                plain(r.result or "", RESULT_STYLE.get(r.result or "", "")),
-                plain(r.operator),
-                plain(r.run_id),
-                key=str(r.seq),
+            rows.append(
+                (
+                    key,
+                    [
+                        Text(str(r.seq)),
+                        Text(f"{r.time:%H:%M:%S}"),
+                        plain(r.kind),
+                        plain(r.runbook),
+                        plain(r.step or ""),
+                        plain(r.action or ""),
+                        plain(r.target or ""),
+                        plain(r.result or "", RESULT_STYLE.get(r.result or "", "")),
+                        plain(r.operator),
+                        plain(r.run_id),
+                    ],
+                )
             )
+        sync_rows(table, rows)
         self._show_detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -92,7 +99,7 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
             detail.update("")
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        record = next((r for r in self.snapshot.records if str(r.seq) == key), None)
+        record = record_keys(self.snapshot).get(key or "")
         if record is None:
             detail.update("")
             return
@@ -121,3 +128,16 @@ class AuditScreen(ViewScreen[AuditSnapshot]):
                 f"{' ' + printable(r.result) if r.result else ''}"
             )
         detail.update(text)
+
+
+def record_keys(snapshot: AuditSnapshot) -> dict[str, AuditRecord]:
+    """The records newest first by row key: the sequence number, with a suffix for a number
+    seen again (a tampered log is shown as read, not refused)."""
+    keyed: dict[str, AuditRecord] = {}
+    for record in reversed(snapshot.records):
+        key, again = str(record.seq), 0
+        while key in keyed:
+            again += 1
+            key = f"{record.seq}.{again}"
+        keyed[key] = record
+    return keyed

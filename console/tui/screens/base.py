@@ -5,7 +5,7 @@ the `/` filter."""
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,7 +19,9 @@ from console.tui.context import ScreenContext
 from console.tui.skin import environment_style
 from console.tui.text import printable
 from console.tui.widgets.status import StatusBadge
-from console.views.queries import PanelQuery
+
+if TYPE_CHECKING:  # the queries (and the policy store's adapter) load with a view needing them
+    from console.views.queries import PanelQuery
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -74,7 +76,9 @@ class ViewScreen(Screen[None], Generic[S]):
         return self.query_one("#badge", StatusBadge)
 
     def on_mount(self) -> None:
-        self.action_refresh_now()
+        # After the first frame: the view's frame (top bar, badge, empty tables) is painted
+        # before its first fetch starts making clients and sending queries.
+        self.call_after_refresh(self.action_refresh_now)
 
     def action_refresh_now(self) -> None:
         # exclusive: a manual refresh cancels the running one; the loop re-arms after each run,
@@ -122,7 +126,8 @@ class ViewScreen(Screen[None], Generic[S]):
     def apply_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
         if self.snapshot is not None:
-            self.show_snapshot(self.snapshot)
+            with self.app.batch_update():
+                self.show_snapshot(self.snapshot)
 
     def apply_filter_or_none(self, text: str | None) -> None:
         if text is not None:

@@ -15,6 +15,7 @@ from textual_plotext import PlotextPlot
 from console.drills.report import PastDrill
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
+from console.tui.widgets.keyed_table import sync_rows
 from console.views.drills import DrillsSnapshot, fetch_drills
 
 MARKS = ("first-request", "alert-firing", "mitigation", "contained")
@@ -54,38 +55,40 @@ class DrillsScreen(ViewScreen[DrillsSnapshot]):
 
     def show_snapshot(self, snapshot: DrillsSnapshot) -> None:
         table = self.query_one("#drills-table", DataTable)
-        current = self.selected()
-        table.clear()
+        rows: list[tuple[str, list[Text]]] = []
         for drill in snapshot.drills:
             data = drill.data or {}
             scores: dict[str, Any] = data.get("scores", {})
             if not self.keep(drill.id, data.get("scenario"), data.get("responder")):
                 continue
             contained = scores.get("contained")
-            table.add_row(
-                plain(drill.id, "bold"),
-                plain(data.get("scenario", "unreadable")),
-                plain(data.get("responder", "")),
-                Text(
-                    "yes" if contained else "NO" if drill.data else "?",
-                    style="green" if contained else "bold red",
-                ),
-                number(scores.get("time_to_detect_s"), "{:.1f} s"),
-                number(scores.get("time_to_mitigate_s"), "{:.1f} s"),
-                Text(str(scores.get("attacker_queries_answered", "–"))),
-                number(scores.get("attacker_success"), "{:.2f}"),
-                Text(
-                    str(scores.get("benign_blocked", "–")),
-                    style="bold red" if scores.get("benign_blocked") else "",
-                ),
-                Text(
-                    str(scores.get("false_alerts", "–")),
-                    style="bold red" if scores.get("false_alerts") else "",
-                ),
-                key=drill.id,
+            rows.append(
+                (
+                    drill.id,
+                    [
+                        plain(drill.id, "bold"),
+                        plain(data.get("scenario", "unreadable")),
+                        plain(data.get("responder", "")),
+                        Text(
+                            "yes" if contained else "NO" if drill.data else "?",
+                            style="green" if contained else "bold red",
+                        ),
+                        number(scores.get("time_to_detect_s"), "{:.1f} s"),
+                        number(scores.get("time_to_mitigate_s"), "{:.1f} s"),
+                        Text(str(scores.get("attacker_queries_answered", "–"))),
+                        number(scores.get("attacker_success"), "{:.2f}"),
+                        Text(
+                            str(scores.get("benign_blocked", "–")),
+                            style="bold red" if scores.get("benign_blocked") else "",
+                        ),
+                        Text(
+                            str(scores.get("false_alerts", "–")),
+                            style="bold red" if scores.get("false_alerts") else "",
+                        ),
+                    ],
+                )
             )
-        if current is not None and current.id in table.rows:
-            table.move_cursor(row=table.get_row_index(current.id))
+        sync_rows(table, rows)  # the cursor stays on its row's key
         self._show_detail()
 
     def selected(self) -> PastDrill | None:

@@ -14,7 +14,13 @@ from textual.widgets import DataTable, Static
 from console.tui.messages import OpenRunbook
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, plain, printable
-from console.views.mitigations import MitigationsSnapshot, fetch_mitigations, shadow_line
+from console.tui.widgets.keyed_table import sync_rows
+from console.views.mitigations import (
+    MitigationsSnapshot,
+    RegistryChange,
+    fetch_mitigations,
+    shadow_line,
+)
 
 
 class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
@@ -62,76 +68,100 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
 
     def show_snapshot(self, snapshot: MitigationsSnapshot) -> None:
         now = self.context.now()
-        blocks = self.query_one("#blocks-table", DataTable)
-        blocks.clear()
-        for b in snapshot.blocks:
-            if self.keep(b.client, b.reason, b.operator):
-                left = age(max(0.0, (b.expires_at - now).total_seconds()))
-                blocks.add_row(
-                    plain(b.client, "bold red"),
-                    Text(left),
-                    plain(b.reason),
-                    plain(b.operator),
-                    plain(b.run_id),
-                    key=b.client,
+        self._sync(
+            "#blocks-table",
+            [
+                (
+                    b.client,
+                    [
+                        plain(b.client, "bold red"),
+                        Text(age(max(0.0, (b.expires_at - now).total_seconds()))),
+                        plain(b.reason),
+                        plain(b.operator),
+                        plain(b.run_id),
+                    ],
                 )
-        budgets = self.query_one("#budgets-table", DataTable)
-        budgets.clear()
-        for g in snapshot.enforced_budgets:
-            if self.keep(g.client, g.operator):
-                was = "default" if g.previous_qpm is None else str(g.previous_qpm)
-                set_ago = age(max(0.0, (now - g.set_at).total_seconds())) + " ago"
-                budgets.add_row(
-                    plain(g.client, "bold yellow"),
-                    Text(str(g.qpm)),
-                    Text(was),
-                    plain(g.operator),
-                    Text(set_ago),
-                    plain(g.run_id),
-                    key=g.client,
+                for b in snapshot.blocks
+                if self.keep(b.client, b.reason, b.operator)
+            ],
+        )
+        self._sync(
+            "#budgets-table",
+            [
+                (
+                    g.client,
+                    [
+                        plain(g.client, "bold yellow"),
+                        Text(str(g.qpm)),
+                        Text("default" if g.previous_qpm is None else str(g.previous_qpm)),
+                        plain(g.operator),
+                        Text(age(max(0.0, (now - g.set_at).total_seconds())) + " ago"),
+                        plain(g.run_id),
+                    ],
                 )
-        shadows = self.query_one("#shadow-table", DataTable)
-        shadows.clear()
-        for g in snapshot.shadow_budgets:
-            if self.keep(g.client, g.operator):
-                enforced = "default" if g.enforced_qpm is None else f"{g.enforced_qpm} qpm"
-                shadows.add_row(
-                    plain(g.client, "bold cyan"),
-                    plain(shadow_line(g, snapshot.totals(g))),
-                    Text(enforced),
-                    plain(g.operator),
-                    Text(age(max(0.0, (now - g.set_at).total_seconds())) + " ago"),
-                    plain(g.run_id),
-                    key=g.client,
+                for g in snapshot.enforced_budgets
+                if self.keep(g.client, g.operator)
+            ],
+        )
+        self._sync(
+            "#shadow-table",
+            [
+                (
+                    g.client,
+                    [
+                        plain(g.client, "bold cyan"),
+                        plain(shadow_line(g, snapshot.totals(g))),
+                        Text("default" if g.enforced_qpm is None else f"{g.enforced_qpm} qpm"),
+                        plain(g.operator),
+                        Text(age(max(0.0, (now - g.set_at).total_seconds())) + " ago"),
+                        plain(g.run_id),
+                    ],
                 )
-        hardenings = self.query_one("#hardenings-table", DataTable)
-        hardenings.clear()
-        for h in snapshot.hardenings:
-            if self.keep(h.client, h.operator):
-                hardenings.add_row(
-                    plain(h.client, "bold magenta"),
-                    plain(h.label),
-                    Text(age(max(0.0, (h.expires_at - now).total_seconds()))),
-                    plain(h.operator),
-                    plain(h.run_id),
-                    key=h.client,
+                for g in snapshot.shadow_budgets
+                if self.keep(g.client, g.operator)
+            ],
+        )
+        self._sync(
+            "#hardenings-table",
+            [
+                (
+                    h.client,
+                    [
+                        plain(h.client, "bold magenta"),
+                        plain(h.label),
+                        Text(age(max(0.0, (h.expires_at - now).total_seconds()))),
+                        plain(h.operator),
+                        plain(h.run_id),
+                    ],
                 )
-        changes = self.query_one("#registry-table", DataTable)
-        changes.clear()
-        for index, c in enumerate(snapshot.registry_changes):
-            changes.add_row(
-                Text(f"{c.time:%H:%M:%S}"),
-                plain(c.runbook),
-                plain(c.target),
-                plain(c.before),
-                plain(c.after),
-                plain(c.operator),
-                key=str(index),
-            )
+                for h in snapshot.hardenings
+                if self.keep(h.client, h.operator)
+            ],
+        )
+        self._sync(
+            "#registry-table",
+            [
+                (
+                    key,
+                    [
+                        Text(f"{c.time:%H:%M:%S}"),
+                        plain(c.runbook),
+                        plain(c.target),
+                        plain(c.before),
+                        plain(c.after),
+                        plain(c.operator),
+                    ],
+                )
+                for key, c in change_keys(snapshot.registry_changes).items()
+            ],
+        )
         title = Text("registry changes made by the console (audit log)", style="bold")
         if snapshot.audit_error:
             title.append("  ✖ " + printable(snapshot.audit_error, 160), style="red")
         self.query_one("#registry-changes-title", Static).update(title)
+
+    def _sync(self, table_id: str, rows: list[tuple[str, list[Text]]]) -> None:
+        sync_rows(self.query_one(table_id, DataTable), rows)
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -160,9 +190,24 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
         key = self._selected("#registry-table")
         if key is None or self.snapshot is None:
             return
-        change = self.snapshot.registry_changes[int(key)]
+        change = change_keys(self.snapshot.registry_changes).get(key)
+        if change is None:
+            return
         if not (change.model and change.alias and change.before_version):
             self.notify("this change has no earlier version to go back to", severity="warning")
             return
         params = {"model": change.model, "alias": change.alias, "version": change.before_version}
         self.post_message(OpenRunbook("set-model-alias", params))
+
+
+def change_keys(changes: list[RegistryChange]) -> dict[str, RegistryChange]:
+    """Each registry change by its row key, in order: its audit record's sequence number (with
+    a suffix for a number seen again: the log's tail is shown as read, even if tampered)."""
+    keyed: dict[str, RegistryChange] = {}
+    for change in changes:
+        key, again = str(change.seq), 0
+        while key in keyed:
+            again += 1
+            key = f"{change.seq}.{again}"
+        keyed[key] = change
+    return keyed

@@ -15,6 +15,7 @@ from console.tui.context import ScreenContext
 from console.tui.messages import OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
+from console.tui.widgets.keyed_table import sync_rows
 from console.tui.widgets.plots import sparkline
 from console.tui.widgets.status import PanelState, render_badge
 from console.views import queries as q
@@ -68,13 +69,13 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
 
     def show_snapshot(self, snapshot: ModelsSnapshot) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.clear()
+        rows: list[tuple[str, list[Text]]] = []
         for row in snapshot.rows:
             if not self.keep(row.model):
                 continue
             points = [v for _, v in snapshot.confidence.get(row.model, [])]
             z = row.confidence_z
-            table.add_row(
+            cells = [
                 plain(row.model, "bold"),
                 number(row.requests),
                 number(None if row.p50_s is None else row.p50_s * 1e3, MS),
@@ -84,8 +85,9 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                 number(row.flag_rate, "{:.1%}"),
                 number(z, "{:+.1f}", "bold red" if z is not None and abs(z) > 3 else ""),
                 _trend(points[-40:]),
-                key=row.model,
-            )
+            ]
+            rows.append((row.model, cells))
+        sync_rows(table, rows)
         self._plot_confidence(snapshot)
         registry = self.registry_panel
         if snapshot.registry_error:
@@ -94,17 +96,19 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
             registry.succeeded(not snapshot.versions, (), self.context.monotonic())
             self.last_versions = snapshot.versions
         versions = self.query_one("#versions-table", DataTable)
-        versions.clear()
-        for model, rows in self.last_versions.items():
-            for v in rows:
-                versions.add_row(
+        version_rows: list[tuple[str, list[Text]]] = []
+        for model, model_versions in self.last_versions.items():
+            for v in model_versions:
+                cells = [
                     plain(model),
                     plain(v.version, "bold" if "champion" in v.aliases else ""),
                     plain(", ".join(v.aliases), "green" if "champion" in v.aliases else ""),
                     plain(v.kind),
                     plain(v.status),
                     plain(v.sha256[:16]),
-                )
+                ]
+                version_rows.append((f"{model}\x00{v.version}", cells))
+        sync_rows(versions, version_rows)
         title = Text("registry (MLflow)  ", style="bold")
         title.append_text(render_badge(registry, self.context.monotonic()))
         self.query_one("#registry-title", Static).update(title)

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from console.tui.messages import OpenLoadedRunbook
 from console.tui.screens.base import ViewScreen
 from console.tui.text import plain, printable
+from console.tui.widgets.keyed_table import sync_rows
 from console.views.runbooks import RunbookEntry, RunbooksSnapshot, fetch_runbooks
 
 
@@ -42,35 +43,41 @@ class RunbooksScreen(ViewScreen[RunbooksSnapshot]):
 
     def show_snapshot(self, snapshot: RunbooksSnapshot) -> None:
         table = self.query_one("#runbooks-table", DataTable)
-        current = self.selected()
-        table.clear()
+        rows: list[tuple[str, list[Text]]] = []
         for entry in snapshot.entries:
             rb = entry.loaded.runbook if entry.loaded else None
             if not self.keep(entry.name, rb.title if rb else "", *(rb.parameters if rb else ())):
                 continue
             if rb is None:
-                table.add_row(
-                    plain(entry.name, "bold red"),
-                    plain("INVALID", "bold red"),
-                    Text(""),
-                    Text(""),
-                    Text(""),
-                    plain(entry.path.name, "dim"),
-                    key=str(entry.path),
+                rows.append(
+                    (
+                        str(entry.path),
+                        [
+                            plain(entry.name, "bold red"),
+                            plain("INVALID", "bold red"),
+                            Text(""),
+                            Text(""),
+                            Text(""),
+                            plain(entry.path.name, "dim"),
+                        ],
+                    )
                 )
                 continue
             params = " ".join(f"{n}{'*' if p.required else ''}" for n, p in rb.parameters.items())
-            table.add_row(
-                plain(rb.name, "bold"),
-                plain(rb.title, limit=60),
-                plain(rb.target, "dim", limit=40),
-                plain(params, limit=60),
-                Text(" → ".join(s.action for s in rb.steps), style="cyan"),
-                plain(entry.path.name, "dim"),
-                key=str(entry.path),
+            rows.append(
+                (
+                    str(entry.path),
+                    [
+                        plain(rb.name, "bold"),
+                        plain(rb.title, limit=60),
+                        plain(rb.target, "dim", limit=40),
+                        plain(params, limit=60),
+                        Text(" → ".join(s.action for s in rb.steps), style="cyan"),
+                        plain(entry.path.name, "dim"),
+                    ],
+                )
             )
-        if current is not None and str(current.path) in table.rows:
-            table.move_cursor(row=table.get_row_index(str(current.path)))
+        sync_rows(table, rows)  # the cursor stays on its row's key
         self._show_detail()
 
     def selected(self) -> RunbookEntry | None:

@@ -19,6 +19,7 @@ from console.tui.digits import digit_rows
 from console.tui.messages import OpenReplay, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
+from console.tui.widgets.keyed_table import sync_rows
 from console.views.samples import SamplesSnapshot, fetch_samples, fetch_trace
 
 
@@ -91,26 +92,28 @@ class SamplesScreen(ViewScreen[SamplesSnapshot]):
         )
         self.query_one("#samples-scope", Static).update(scope)
         table = self.query_one("#samples-table", DataTable)
-        current = self.selected()
-        table.clear()
+        rows: list[tuple[str, list[Text]]] = []
         for s in snapshot.records:
             if not self.keep(s.client, s.model, s.version, s.trace_id, s.sample_id):
                 continue
-            table.add_row(
-                Text(f"{s.time:%H:%M:%S}"),
-                plain(s.client, "bold"),
-                plain(s.model),
-                plain(s.version),
-                number(s.detector_score, style="bold red" if s.flagged else ""),
-                number(s.extraction_score),
-                Text(str(s.prediction)),
-                number(s.confidence),
-                Text("yes" if s.flagged else "", style="red"),
-                plain(s.trace_id[:16]),
-                key=s.sample_id,
+            rows.append(
+                (
+                    s.sample_id,
+                    [
+                        Text(f"{s.time:%H:%M:%S}"),
+                        plain(s.client, "bold"),
+                        plain(s.model),
+                        plain(s.version),
+                        number(s.detector_score, style="bold red" if s.flagged else ""),
+                        number(s.extraction_score),
+                        Text(str(s.prediction)),
+                        number(s.confidence),
+                        Text("yes" if s.flagged else "", style="red"),
+                        plain(s.trace_id[:16]),
+                    ],
+                )
             )
-        if current is not None and current.sample_id in table.rows:
-            table.move_cursor(row=table.get_row_index(current.sample_id))
+        sync_rows(table, rows)  # the cursor stays on its row's key
         self._show_selected()
 
     def selected(self) -> SampleRecord | None:
