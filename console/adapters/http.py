@@ -364,7 +364,7 @@ def _error_text(response: httpx.Response) -> str:
     return redact_urls_in(_raw_error_text(response))
 
 
-def _cut(text: str, limit: int = 240) -> str:
+def _cut(text: str, limit: int = 320) -> str:
     """``text`` at most ``limit`` characters long, keeping its end: engines put the cause last
     ("error when executing query=... : the number of matching timeseries exceeds 300000")."""
     if len(text) <= limit:

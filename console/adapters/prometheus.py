@@ -36,7 +36,7 @@ from console.urls import redact_url, redact_urls_in
 
 API = "/api/v1"
 SERIES_LIMIT = re.compile(
-    r"matching timeseries exceeds|maxUniqueTimeseries|maxSamplesPerQuery|maxSeriesPerQuery"
+    r"timeseries exceeds|maxUniqueTimeseries|maxSamplesPerQuery|maxSeriesPerQuery"
     r"|too many samples|maximum number of series|series limit|max-series"
 )
 """How engines say a query hit a series or sample limit: VictoriaMetrics, Prometheus'
@@ -181,12 +181,7 @@ class PrometheusClient:
         async def call() -> Any:
             return await request_json(self._client, self.backend, "GET", API + path, params=params)
 
-        try:
-            body = await with_retries(call, self._retries)
-        except BackendResponseError as exc:
-            if type(exc) is BackendResponseError and SERIES_LIMIT.search(exc.message):
-                raise SeriesLimitError(exc.message, exc.backend, exc.status) from None
-            raise
+        body = await with_retries(call, self._retries)
         if not isinstance(body, dict) or body.get("status") != "success":
             raise self._garbage(f"{path} did not answer a success envelope")
         data = body.get("data")
@@ -303,8 +298,13 @@ def _api_error_hook(backend: str) -> Callable[[httpx.Response], Coroutine[Any, A
         url = redact_url(str(response.request.url.copy_with(query=None)))
         where = f"{backend} {response.request.method} {url}"
         kind = body.get("errorType") or "error"
-        text = redact_urls_in(str(body["error"])[:ERROR_TEXT_CHARS])
-        error = BackendResponseError(
+        full = str(body["error"])
+        if len(full) > ERROR_TEXT_CHARS:  # the cause comes last, after the query's echo
+            keep = ERROR_TEXT_CHARS // 4
+            full = f"{full[:keep]} … {full[-(ERROR_TEXT_CHARS - keep) :]}"
+        text = redact_urls_in(full)
+        over_limit = SERIES_LIMIT.search(str(body["error"])) is not None
+        error = (SeriesLimitError if over_limit else BackendResponseError)(
             f"{where}: HTTP {response.status_code} {kind}: {text}", backend, response.status_code
         )
         if kind in ("timeout", "canceled"):

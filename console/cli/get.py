@@ -40,6 +40,18 @@ def _duration(value: str | None) -> str | None:
     return value
 
 
+def _client_id(value: str | None) -> str | None:
+    from console.adapters.policy_records import check_client_id
+    from console.errors import ParameterError
+
+    if value is not None:
+        try:
+            check_client_id(value)
+        except ParameterError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 OutputOption = typer.Option(
     OutputFormat.table,
     "--output",
@@ -110,7 +122,12 @@ def alerts(
 def clients(
     ctx: typer.Context,
     model: str | None = ModelOption,
-    client: str | None = ClientOption,
+    client: str | None = typer.Option(
+        None,
+        "--client",
+        callback=_client_id,
+        help="Only the rows of this client, read by its exact id wherever it ranks.",
+    ),
     search: str | None = typer.Option(
         None,
         "--search",
@@ -118,15 +135,15 @@ def clients(
         help="Clients whose id contains TEXT (any case), searched across the fleet, as / does.",
     ),
     more: int = typer.Option(
-        0, "--more", min=0, metavar="N", help="N more pages of 20 clients by request rate."
+        0, "--more", min=0, metavar="N", help="N more pages of 20 clients by each column."
     ),
     top: int | None = TopOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """The clients that matter first: alerts, blocks, budgets and hardening, then the top 20
     per model by extraction score, flag rate, refused share and request rate, each with why
-    it is listed; then those the gateway counts as `other`. `--client` finds one client
-    anywhere in the fleet."""
+    it is listed; then those the gateway counts as `other`. `--client` reads one client by its
+    exact id, wherever it ranks."""
     _get(ctx, "clients", output, model, client, None, top, search, more)
 
 

@@ -29,7 +29,7 @@ class Filters:
     search: str | None = None
     """Clients: ids containing it (any case), searched across the whole fleet."""
     more: int = 0
-    """Clients: pages of K more by rate."""
+    """Clients: pages of K more by each criterion."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,11 @@ CLIENT_FIELDS = (
 async def clients(backends: Backends, filters: Filters) -> Listing:
     from console.views.clients import ClientRow, fetch_clients, unlabelled_row
 
-    # --client searches the fleet too: the client is found however far down the list it is.
-    search = filters.search or filters.client or ""
-    snapshot = await fetch_clients(backends, more=filters.more, search=search)
+    # --client reads that id exactly too: found however far down the lists it is.
+    asked = [filters.client] if filters.client else []
+    snapshot = await fetch_clients(
+        backends, more=filters.more, search=filters.search or "", also=asked
+    )
 
     def row(r: ClientRow, labelled: bool, risk: float | None = None) -> Row:
         policy_known = labelled and snapshot.policy_error is None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from console.adapters.backends import Backends
 from console.views.together import all_at_once
 
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 SEVERITY_ORDER = {"critical": 0, "page": 0, "warning": 1, "ticket": 2, "info": 3}
 
 
@@ -74,7 +75,8 @@ async def fetch_alerts(backends: Backends) -> AlertsSnapshot:
         for a in alerts
     ]
     groups: dict[tuple[str, str], AlertGroup] = {}
-    for row in sorted(rows, key=lambda r: (r.starts_at is None, r.starts_at), reverse=False):
+    # Newest first within a group: alerts a flood started earlier do not push a new one down.
+    for row in sorted(rows, key=lambda r: r.starts_at or _EPOCH, reverse=True):
         key = (row.alertname, row.severity)
         groups.setdefault(key, AlertGroup(row.alertname, row.severity)).alerts.append(row)
     ordered = sorted(

@@ -12,7 +12,7 @@ The top lists are read from the shipped rules' bounded recordings (group
 ``aml-clients-bounded``: every listed client's four values, at most 4K series per model, and the
 active count), so a refresh reads the same few series at 100 or 100,000 clients. Without them
 (an engine loading older rules) the view computes the same top lists over every client series
-(``top_queries``), and says so. ``more`` widens the rate list by K per step (the "more" row
+(``top_queries``), and says so. ``more`` widens every list by K per step (the "more" row
 pages through the rest), and the ``/`` search reads the whole fleet: both on demand only.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from console.adapters.policy import CLIENT_ID
+from console.adapters.policy_records import CLIENT_ID
 
 TOP_PER_CRITERION = 20
 """K: clients each criterion lists per model."""
@@ -43,6 +43,9 @@ LISTED: dict[str, str] = {
 }
 """The bounded recordings of the listed clients' values, by criterion (K above is their K)."""
 ACTIVE_RECORDED = "aml:clients_active:count"
+OVER_THRESHOLD_RECORDED = "aml:clients_extraction_over:count"
+"""Clients over the extraction alert's threshold, per model: when more than the view lists,
+it says so (a top list filled by decoys cannot hide the rest silently)."""
 ACTIVE_COMPUTED = f"count by (model) ({RATE} > 0)"
 """The active count without the bounded recordings (one pass over every client series)."""
 HEATMAP_ROWS = 10
@@ -82,16 +85,15 @@ def listed_queries() -> dict[str, str]:
 
 
 def top_queries(more: int = 0, k: int = TOP_PER_CRITERION) -> dict[str, str]:
-    """Each criterion's own top-K per model (the rate list ``k * (1 + more)`` long): one topk
-    over the fleet per criterion, each answer bounded. The listed clients' other values are then
-    read by an exact id regex (``listed_values_queries``), not by joining every series again."""
+    """Each criterion's own top ``k * (1 + more)`` per model over every client series (the
+    "more" page, or all of it without the bounded recordings), each answer bounded. The listed
+    clients' other values are then read by exact ids (``by_id_queries``)."""
     queries = {}
     for criterion in CRITERIA:
-        size = k * (1 + more) if criterion.name == "rate" else k
         expr = _of(criterion)
         if criterion.name in ("flagged", "refused"):
             expr = f"({expr}) > 0"  # a zero is no reason to list a client
-        queries[criterion.name] = f"topk by (model) ({size}, {expr})"
+        queries[criterion.name] = f"topk by (model) ({k * (1 + more)}, {expr})"
     return queries
 
 
@@ -105,6 +107,29 @@ def client_regex(clients: Iterable[str]) -> tuple[str, list[str]]:
         (kept if CLIENT_ID.fullmatch(client) else malformed).append(client)
     # In a PromQL string a backslash is written twice: "a\\.b" is the regex a\.b.
     return "|".join(c.replace(".", "\\\\.") for c in kept), malformed
+
+
+REGEX_BUDGET = 3000
+"""Characters of one id regex: four queries of it stay under an 8 KB URL (proxies) and far
+under VictoriaMetrics' 16 KB query limit, whatever the ids' length."""
+
+
+def client_regexes(
+    clients: Iterable[str], budget: int = REGEX_BUDGET
+) -> tuple[list[str], list[str]]:
+    """``client_regex`` in pieces of at most ``budget`` characters (each matches exactly its
+    ids), and the ids left out as malformed."""
+    whole, malformed = client_regex(clients)
+    pieces: list[str] = []
+    current = ""
+    for escaped in whole.split("|") if whole else []:
+        if current and len(current) + 1 + len(escaped) > budget:
+            pieces.append(current)
+            current = ""
+        current = f"{current}|{escaped}" if current else escaped
+    if current:
+        pieces.append(current)
+    return pieces, malformed
 
 
 def by_id_queries(regex: str) -> dict[str, str]:
@@ -122,11 +147,24 @@ def search_regex(text: str) -> str | None:
     return "(?i).*" + text.replace(".", "\\\\.") + ".*"
 
 
-def search_queries(regex: str, limit: int = TOP_PER_CRITERION * 5) -> dict[str, str]:
-    """Each criterion's value for the busiest ``limit`` clients matching ``regex``."""
+SEARCH_LIMIT = TOP_PER_CRITERION * 5
+
+
+def search_queries(regex: str, limit: int = SEARCH_LIMIT) -> dict[str, str]:
+    """Each criterion's value for the ``limit`` clients matching ``regex`` that rank highest by
+    any criterion (the union of each criterion's top ``limit`` among the matches)."""
     selector = f'{{client=~"{regex}"}}'
-    found = f"topk({limit}, {RATE}{selector})"
+    found = " or ".join(f"topk({limit}, {_of(c, selector)})" for c in CRITERIA)
     return {c.name: f"({_of(c, selector)}) and on (model, client) ({found})" for c in CRITERIA}
+
+
+def search_count(regex: str) -> str:
+    """How many (model, client) series match ``regex``: more than the search read is said."""
+    return f'count({RATE}{{client=~"{regex}"}})'
+
+
+def over_threshold_computed() -> str:
+    return f"count by (model) ({_of(CRITERIA[1])} > {EXTRACTION_ALERT})"
 
 
 def top_reasons(
@@ -136,7 +174,7 @@ def top_reasons(
     engine's topk chose (ties aside)."""
     reasons: dict[tuple[str, str], list[str]] = {}
     for criterion in CRITERIA:
-        size = k * (1 + more) if criterion.name == "rate" else k
+        size = k * (1 + more)
         by_model: dict[str, list[tuple[float, str]]] = {}
         for (model, client), value in values.get(criterion.name, {}).items():
             if criterion.name in ("flagged", "refused") and not value > 0:
@@ -145,9 +183,7 @@ def top_reasons(
         for model, ranked in by_model.items():
             ranked.sort(key=lambda vc: (-vc[0], vc[1]))
             for rank, (_, client) in enumerate(ranked[:size], start=1):
-                label = f"top {criterion.name}"
-                if criterion.name == "rate" and rank > k:
-                    label = f"rate #{rank}"
+                label = f"top {criterion.name}" if rank <= k else f"{criterion.name} #{rank}"
                 reasons.setdefault((model, client), []).append(label)
     return reasons
 

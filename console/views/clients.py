@@ -8,15 +8,25 @@ each; the count of active clients; and, from the gateway's own state, the client
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from console.adapters.backends import Backends
 from console.adapters.gateway_state import GatewayClients, UnlabelledClient
-from console.adapters.policy import Block, Budget, Hardening
-from console.adapters.prometheus import PrometheusClient, QueryResult, RangeResult, Sample
-from console.errors import ConsoleError, SeriesLimitError
+from console.adapters.policy_records import Block, Budget, Hardening
+from console.adapters.prometheus import PrometheusClient, QueryResult, RangeResult
+from console.errors import ConsoleError
 from console.views import client_selection as sel
 from console.views import queries as q
+from console.views.client_reads import (
+    Read,
+    Values,
+    limited,
+    per_model,
+    range_limited,
+    read_all,
+    read_by_ids,
+)
 from console.views.client_watch import WatchList, watch_list
 from console.views.together import all_at_once, settled
 
@@ -90,100 +100,56 @@ def unlabelled_row(found: UnlabelledClient) -> ClientRow:
     )
 
 
-def _by_key(samples: list[Sample]) -> dict[tuple[str, str], float]:
-    return {(s.metric.get("model", ""), s.metric.get("client", "")): s.value for s in samples}
-
-
-Values = dict[str, dict[tuple[str, str], float]]
-"""criterion -> (model, client) -> value."""
-
-
-@dataclass
-class _Read:
-    values: Values
-    warnings: list[str] = field(default_factory=list)
-    truncated: list[str] = field(default_factory=list)
-
-    def add(self, other: _Read) -> None:
-        for name, by_key in other.values.items():
-            self.values.setdefault(name, {}).update(by_key)
-        self.warnings += other.warnings
-        self.truncated += other.truncated
-
-
-async def _limited(prom: PrometheusClient, expr: str, end: float) -> QueryResult | SeriesLimitError:
-    """A query, or the engine's refusal over its series limit (then the view lists what the
-    other reads gave, and says what is missing); any other failure fails the view."""
-    try:
-        return await prom.query(expr, end)
-    except SeriesLimitError as exc:
-        return exc
-
-
-async def _read_all(
-    prom: PrometheusClient, queries: dict[str, str], end: float, what: str
-) -> _Read:
-    async with all_at_once() as group:
-        tasks = {n: group.create_task(_limited(prom, e, end)) for n, e in queries.items()}
-    read = _Read({})
-    refused = []
-    for name, task in tasks.items():
-        result = task.result()
-        if isinstance(result, SeriesLimitError):
-            refused.append(name)
-            continue
-        read.values[name] = _by_key(result.samples)
-        read.warnings += result.warnings
-    if refused:
-        read.truncated.append(f"{what} ({', '.join(refused)}): over the engine's series limit")
-    return read
-
-
-async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> ClientsSnapshot:
-    """One refresh. ``more``: pages of K more clients by rate; ``search``: also the clients
-    of the whole fleet whose id contains it (the ``/`` filter)."""
+async def fetch_clients(
+    backends: Backends, more: int = 0, search: str = "", also: Iterable[str] = ()
+) -> ClientsSnapshot:
+    """One refresh. ``more``: pages of K more clients by each criterion; ``search``: also the
+    clients of the whole fleet whose id contains it (the ``/`` filter); ``also``: these exact
+    ids too, wherever they rank (``get clients --client``)."""
     prom = backends.prometheus
     end = time.time()
     start = end - q.HEATMAP_WINDOW_S
     search_regex = sel.search_regex(search)
+    asked = sorted(set(also))
     async with all_at_once() as group:
         # One evaluation time for all reads, so they describe the same clients.
         listed_task = group.create_task(_listed(prom, more, end))
-        active_task = group.create_task(_limited(prom, q.CLIENTS_ACTIVE.promql, end))
+        active_task = group.create_task(limited(prom, q.CLIENTS_ACTIVE.promql, end))
+        over_task = group.create_task(
+            limited(prom, sel.OVER_THRESHOLD_RECORDED, end, secondary=True)
+        )
         heat_task = group.create_task(
-            prom.query_range(q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
+            range_limited(prom, q.CLIENT_HEATMAP.promql, start, end, q.HEATMAP_STEP_S)
         )
         watch_task = group.create_task(watch_list(backends))
-        search_task = (
-            group.create_task(_read_all(prom, sel.search_queries(search_regex), end, "search"))
-            if search_regex
-            else None
-        )
+        search_task = group.create_task(_search(prom, search_regex, end))
         unlabelled_task = group.create_task(
             settled(lambda: backends.gateway_state.unlabelled(UNLABELLED_LISTED))
         )
     values, reasons = listed_task.result()
     watch = watch_task.result()
+    shown_watched, watch_note = _watched_shown(watch)
+    values.truncated += watch_note
     listed_clients = {client for _, client in reasons}
-    values.add(await _watched_values(prom, watch.clients - listed_clients, end))
-    found = search_task.result() if search_task else _Read({})
+    unread = [c for c in dict.fromkeys([*asked, *shown_watched]) if c not in listed_clients]
+    values.add(await read_by_ids(prom, unread, end, "watched clients"))
+    found = search_task.result()
     values.add(found)
-    active_result = active_task.result()
-    heat = heat_task.result()
-    recorded = isinstance(active_result, SeriesLimitError) or active_result.samples
+    active_result, over_result = active_task.result(), over_task.result()
+    heat, heat_note = heat_task.result()
+    values.truncated += heat_note
+    recorded = isinstance(active_result, ConsoleError) or active_result.samples
     if reasons and not recorded:  # clients, but no bounded recordings: older rules
         values.warnings.append(sel.NOT_RECORDED)
-        active_result, heat = await _computed_counts(prom, start, end)
-    rows = _rows(values.values, reasons, watch, set(_keys(found.values)))
+        active_result, over_result, heat = await _computed_counts(prom, start, end)
+    rows = _rows(values.values, reasons, watch, _keys(found.values), set(shown_watched), asked)
     active = None
-    if isinstance(active_result, SeriesLimitError):
+    if isinstance(active_result, ConsoleError):
         values.truncated.append("active clients: over the engine's series limit")
     else:
-        active = round(sum(s.value for s in active_result.samples))
+        active = round(sum(per_model(active_result).values()))
         values.warnings += active_result.warnings
-    by_rate = sum(
-        1 for r in rows if any(w == "top rate" or w.startswith("rate #") for w in r.reasons)
-    )
+    values.truncated += _over_threshold_cut(per_model(over_result), rows)
     unlabelled = unlabelled_task.result()
     return ClientsSnapshot(
         rows,
@@ -193,25 +159,73 @@ async def fetch_clients(backends: Backends, more: int = 0, search: str = "") -> 
         None if isinstance(unlabelled, ConsoleError) else unlabelled,
         str(unlabelled) if isinstance(unlabelled, ConsoleError) else None,
         active=active,
-        more_available=active is None or active > by_rate,
+        more_available=active is None or active > len(reasons),
         truncated=values.truncated,
         alert_error=watch.alert_error,
     )
 
 
+async def _search(prom: PrometheusClient, regex: str | None, end: float) -> Read:
+    """The clients matching ``regex`` that rank highest by any criterion, and how many match:
+    when more than were read, the snapshot says so."""
+    if regex is None:
+        return Read({})
+    async with all_at_once() as group:
+        found_task = group.create_task(
+            read_all(prom, sel.search_queries(regex), end, "search", secondary=True)
+        )
+        count_task = group.create_task(limited(prom, sel.search_count(regex), end, secondary=True))
+    found = found_task.result()
+    matches = round(sum(per_model(count_task.result()).values()))
+    read = len(_keys(found.values))
+    if matches > read:
+        found.truncated.append(f"search: {matches} matches, {read} read (narrow it)")
+    return found
+
+
+def _watched_shown(watch: WatchList) -> tuple[list[str], list[str]]:
+    """The watched clients the view lists, at most ``WATCHED_LIMIT``: the policy store's
+    first (an operator's decision), then those alerts name; and a note of the rest."""
+    ordered = list(
+        dict.fromkeys(
+            [*sorted(watch.blocks), *sorted(watch.budgets), *sorted(watch.hardenings)]
+            + sorted(watch.alerts)
+        )
+    )
+    if len(ordered) <= sel.WATCHED_LIMIT:
+        return ordered, []
+    left = len(ordered) - sel.WATCHED_LIMIT
+    note = f"{left} watched clients beyond {sel.WATCHED_LIMIT} not listed (Alerts lists them)"
+    return ordered[: sel.WATCHED_LIMIT], [note]
+
+
+def _over_threshold_cut(counts: dict[str, float], rows: list[ClientRow]) -> list[str]:
+    notes = []
+    for model, count in sorted(counts.items()):
+        listed = sum(
+            1 for r in rows if r.model == model and (r.extraction or 0) > sel.EXTRACTION_ALERT
+        )
+        if round(count) > listed:
+            notes.append(
+                f"{model}: {round(count)} clients over the extraction threshold, {listed} "
+                "listed (more: the next by score)"
+            )
+    return notes
+
+
 async def _listed(
     prom: PrometheusClient, more: int, end: float
-) -> tuple[_Read, dict[tuple[str, str], list[str]]]:
+) -> tuple[Read, dict[tuple[str, str], list[str]]]:
     """The listed clients' values and why each is listed, from the bounded recordings; a page
     beyond them ("more"), or all of it without them, from every client series."""
-    recorded = await _read_all(prom, sel.listed_queries(), end, "listed clients")
+    recorded = await read_all(prom, sel.listed_queries(), end, "listed clients")
     if not (recorded.values.get("rate") or recorded.truncated):
-        return await _from_every_series(prom, more, end, [c.name for c in sel.CRITERIA])
+        return await _from_every_series(prom, more, end)
     reasons = sel.top_reasons(recorded.values)
     for key in recorded.values.get("rate", {}):  # a topk tie the engine broke its way
         reasons.setdefault(key, ["listed"])
     if more:
-        page, paged = await _from_every_series(prom, more, end, ["rate"])
+        page, paged = await _from_every_series(prom, more, end, secondary=True)
         for key, why in paged.items():
             reasons[key] = list(dict.fromkeys([*reasons.get(key, []), *why]))
         page.add(recorded)  # the recorded values win where both have one
@@ -220,54 +234,34 @@ async def _listed(
 
 
 async def _from_every_series(
-    prom: PrometheusClient, more: int, end: float, criteria: list[str]
-) -> tuple[_Read, dict[tuple[str, str], list[str]]]:
+    prom: PrometheusClient, more: int, end: float, *, secondary: bool = False
+) -> tuple[Read, dict[tuple[str, str], list[str]]]:
     """Each criterion's top list over every client series, then the listed clients' other
     values by their ids."""
-    queries = {n: e for n, e in sel.top_queries(more).items() if n in criteria}
-    tops = await _read_all(prom, queries, end, "top lists")
+    tops = await read_all(prom, sel.top_queries(more), end, "top lists", secondary=secondary)
     reasons = sel.top_reasons(tops.values, more)
-    regex, _ = sel.client_regex(client for _, client in reasons)
-    if regex:
-        others = await _read_all(prom, sel.by_id_queries(regex), end, "listed clients")
-        # The regex names clients, not (model, client): keep the pairs a top list holds.
-        for name, by_key in others.values.items():
-            kept = {k: v for k, v in by_key.items() if k in reasons}
-            tops.values.setdefault(name, {}).update(kept)
-        tops.warnings += others.warnings
-        tops.truncated += others.truncated
+    others = await read_by_ids(prom, (c for _, c in reasons), end, "listed clients")
+    # The regexes name clients, not (model, client): keep the pairs a top list holds.
+    for name, by_key in others.values.items():
+        kept = {k: v for k, v in by_key.items() if k in reasons}
+        tops.values.setdefault(name, {}).update(kept)
+    tops.warnings += others.warnings
+    tops.truncated += others.truncated
     return tops, reasons
-
-
-async def _watched_values(prom: PrometheusClient, clients: set[str], end: float) -> _Read:
-    """The values of watched clients no top list holds, by an exact regex of their ids, so
-    only their series are read (at most ``WATCHED_LIMIT``; the rest is said to be left out)."""
-    wanted = sorted(clients)
-    truncated: list[str] = []
-    if len(wanted) > sel.WATCHED_LIMIT:
-        truncated.append(
-            f"{len(wanted) - sel.WATCHED_LIMIT} watched clients beyond {sel.WATCHED_LIMIT} "
-            "not read from the engine"
-        )
-        wanted = wanted[: sel.WATCHED_LIMIT]
-    regex, malformed = sel.client_regex(wanted)
-    if malformed:
-        truncated.append(f"{len(malformed)} watched client ids are not valid ids, not read")
-    read = _Read({}, truncated=truncated)
-    if regex:
-        read.add(await _read_all(prom, sel.by_id_queries(regex), end, "watched clients"))
-    return read
 
 
 async def _computed_counts(
     prom: PrometheusClient, start: float, end: float
-) -> tuple[QueryResult | SeriesLimitError, RangeResult]:
+) -> tuple[QueryResult | ConsoleError, QueryResult | ConsoleError, RangeResult]:
     async with all_at_once() as group:
-        active_task = group.create_task(_limited(prom, sel.ACTIVE_COMPUTED, end))
-        heat_task = group.create_task(
-            prom.query_range(sel.HEATMAP_COMPUTED, start, end, q.HEATMAP_STEP_S)
+        active_task = group.create_task(limited(prom, sel.ACTIVE_COMPUTED, end))
+        over_task = group.create_task(
+            limited(prom, sel.over_threshold_computed(), end, secondary=True)
         )
-    return active_task.result(), heat_task.result()
+        heat_task = group.create_task(
+            range_limited(prom, sel.HEATMAP_COMPUTED, start, end, q.HEATMAP_STEP_S)
+        )
+    return active_task.result(), over_task.result(), heat_task.result()[0]
 
 
 def _keys(values: Values) -> set[tuple[str, str]]:
@@ -279,11 +273,14 @@ def _rows(
     reasons: dict[tuple[str, str], list[str]],
     watched: WatchList,
     found_keys: set[tuple[str, str]],
+    shown_watched: set[str],
+    asked: list[str],
 ) -> list[ClientRow]:
+    wanted = shown_watched | set(asked)
     keys: set[tuple[str, str]] = set(reasons) | found_keys
-    keys.update(k for k in _keys(values) if k[1] in watched.clients)
+    keys.update(k for k in _keys(values) if k[1] in wanted)
     seen_clients = {client for _, client in keys}
-    for client in watched.clients - seen_clients:  # watched, but no series in the engine
+    for client in wanted - seen_clients:  # watched or asked, but no series in the engine
         models = {m for _, m in watched.alerts.get(client, []) if m} or {""}
         keys.update((m, client) for m in models)
     rows = []
@@ -300,6 +297,8 @@ def _rows(
         why += reasons.get(key, [])
         if key in found_keys and not why:
             why.append("search")
+        if client in asked and not why:
+            why.append("asked")
         rows.append(
             ClientRow(
                 model=model,

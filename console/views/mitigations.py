@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from console.adapters.backends import Backends
-from console.adapters.policy import Block, Budget, Hardening, ShadowTotals
+from console.adapters.policy_records import Block, Budget, Hardening, ShadowTotals
 from console.audit.log import AuditLog
 from console.config import Settings
 from console.views.together import all_at_once

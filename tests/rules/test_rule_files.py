@@ -36,6 +36,7 @@ BOUNDED_RECORDS = {
     "aml:client_listed:flagged_rate1m",
     "aml:client_listed:refused_ratio_rate1m",
     "aml:clients_active:count",
+    "aml:clients_extraction_over:count",
 }
 """What the console's views read at any number of clients (names they query)."""
 TOP_K = 20
@@ -164,3 +165,16 @@ def test_every_bounded_recording_is_unit_tested() -> None:
         for check in case.get("promql_expr_test", [])
     )
     assert set(RECORDED_NAME.findall(exprs)) >= BOUNDED_RECORDS
+
+
+def test_the_over_threshold_count_uses_the_alerts_threshold() -> None:
+    """The console's "N over the threshold, M listed" and the alert must mean the same score."""
+    from console.views.client_selection import EXTRACTION_ALERT, OVER_THRESHOLD_RECORDED
+
+    rules = {r.get("record"): r for g in _groups() for r in g["rules"]}
+    counted = re.findall(r"> ([0-9.]+)", rules[OVER_THRESHOLD_RECORDED]["expr"])
+    alerted = re.findall(
+        r"aml_client_extraction_score\) > ([0-9.]+)", alerts()["AMLExtractionSuspected"]["expr"]
+    )
+    assert [float(v) for v in counted] == [EXTRACTION_ALERT]
+    assert [float(v) for v in alerted] == [EXTRACTION_ALERT]

@@ -105,6 +105,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             kept.sort(key=SORTS[self.sort_by][1], reverse=self.sort_reversed)  # stable
         shown = kept[: self.pages * ALERTS_PAGE]
         rows: list[tuple[str, list[Text]]] = []
+        seen: set[str] = set()
         for alert in shown:
             started = age((now - alert.starts_at).total_seconds()) if alert.starts_at else "?"
             cells = [
@@ -116,7 +117,11 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
                 Text(started),
                 plain(alert.annotations.get("summary", ""), limit=120),
             ]
-            rows.append((alert.fingerprint, cells))
+            key = alert.fingerprint
+            if not key or key in seen:  # an answer without fingerprints: rows stay distinct
+                key = f"{key}#{len(rows)}"
+            seen.add(key)
+            rows.append((key, cells))
         if len(kept) > len(shown):
             label = f"… more: the next {min(ALERTS_PAGE, len(kept) - len(shown))} (enter)"
             rows.append((MORE_KEY, [Text(""), Text(label, style="dim italic")] + [Text("")] * 5))
@@ -143,12 +148,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
             self.sort_reversed = not self.sort_reversed
         else:
             self.sort_by, self.sort_reversed = name, False
-        self._show_again()
-
-    def _show_again(self) -> None:
-        if self.snapshot is not None:
-            with self.app.batch_update():
-                self.show_snapshot(self.snapshot)
+        self.show_again()
 
     def selected(self) -> AlertRow | None:
         key = self.cursor_key("#alerts-table")
@@ -166,7 +166,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value == MORE_KEY:
             self.pages += 1
-            self._show_again()
+            self.show_again()
             return
         self.action_samples()  # enter on a row
 

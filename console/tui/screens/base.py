@@ -101,11 +101,12 @@ class ViewScreen(Screen[None], Generic[S]):
             panel.failed(f"{type(exc).__name__}: {exc}")
         else:
             self.snapshot = snapshot
-            with self.app.batch_update():
-                self.show_snapshot(snapshot)
-            panel.succeeded(
-                self.has_no_data(snapshot), tuple(self.warnings(snapshot)), self.context.monotonic()
-            )
+            if self._show(snapshot):
+                panel.succeeded(
+                    self.has_no_data(snapshot),
+                    tuple(self.warnings(snapshot)),
+                    self.context.monotonic(),
+                )
         finally:
             self.refreshes += 1
             self.badge.show()
@@ -123,11 +124,27 @@ class ViewScreen(Screen[None], Generic[S]):
     def warnings(self, snapshot: S) -> list[str]:
         return []
 
+    def _show(self, snapshot: S) -> bool:
+        """Draw ``snapshot``; a drawing bug is the panel's error badge, never the console's
+        exit (a message handler's exception would end the app)."""
+        try:
+            with self.app.batch_update():
+                self.show_snapshot(snapshot)
+        except Exception as exc:
+            log.exception("drawing %s failed", self.VIEW)
+            self.badge.panel.failed(f"{type(exc).__name__}: {exc}")
+            self.badge.show()
+            return False
+        return True
+
+    def show_again(self) -> None:
+        """Draw the last snapshot again (a sort, a filter, a page)."""
+        if self.snapshot is not None:
+            self._show(self.snapshot)
+
     def apply_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
-        if self.snapshot is not None:
-            with self.app.batch_update():
-                self.show_snapshot(self.snapshot)
+        self.show_again()
 
     def apply_filter_or_none(self, text: str | None) -> None:
         if text is not None:

@@ -1,15 +1,15 @@
 """Clients: the clients that matter first (console/views/client_selection.py), each with why it
 is listed, its request rate with its last ten minutes as a heat strip, extraction score, flagged
 inputs, refused share, and block, budget or hardening; the count of active and listed clients
-and a badge for anything left out; a "more" row paging through the rest by rate; sort keys
+and a badge for anything left out; a "more" row paging through the rest by each column; sort keys
 (shift+letter, as k9s); ``/`` also searches the whole fleet by client id. Below, from the
 gateway's own state, the clients counted as ``other`` (no label slot), riskiest first, which the
 same keys act on when that table has the focus."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -18,11 +18,12 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from console.adapters.gateway_state import GatewayClients
-from console.adapters.policy import Block, Budget
+from console.adapters.policy_records import Block, Budget
 from console.tui.context import ScreenContext
 from console.tui.messages import OpenReplay, OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import age, number, plain
+from console.tui.widgets.client_cells import extraction_cell, policy_cell, why_cell
 from console.tui.widgets.keyed_table import sync_rows
 from console.tui.widgets.plots import heat_strip
 from console.tui.widgets.status import PanelState, render_badge
@@ -30,8 +31,8 @@ from console.views import queries as q
 from console.views.client_selection import EXTRACTION_ALERT, TOP_PER_CRITERION
 from console.views.clients import ClientRow, ClientsSnapshot, fetch_clients, unlabelled_row
 
-MORE_KEY = "\x00more"
-"""The row key of the "more" row (no client id holds a NUL)."""
+MORE_KEY = "more"
+"""The row key of the "more" row: a client row's key is a JSON list, so none is equal to it."""
 SORTS: dict[str, tuple[str, Callable[[ClientRow], Any]]] = {
     "suspicion": ("why", lambda r: 0),  # the view's own order (alerts, then extraction)
     "client": ("client", lambda r: r.client),
@@ -77,7 +78,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         """The gateway's own per-client state: who has no label slot (``other``)."""
         self.last_unlabelled: GatewayClients | None = None
         self.more = 0
-        """Pages of more clients by rate the "more" row has asked for."""
+        """Pages of K more clients per column the "more" row has asked for."""
         self.sort_by = "suspicion"
         self.sort_reversed = False
 
@@ -120,8 +121,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         else:
             self.sort_by, self.sort_reversed = name, False
         if self.snapshot is not None:
-            with self.app.batch_update():
-                self.show_snapshot(self.snapshot)
+            self.show_again()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value == MORE_KEY:
@@ -156,21 +156,21 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         rows: list[tuple[str, list[Text]]] = []
         for row in shown:
             strip = strips.get((row.model, row.client))
-            extraction_style = "bold red" if (row.extraction or 0) > EXTRACTION_ALERT else ""
+            hardening = row.hardening.mode if row.hardening else None
             cells = [
                 plain(row.model),
                 plain(row.client, "bold"),
-                plain(row.why, "yellow" if row.alerts else "", limit=60),
+                why_cell(row),
                 number(row.rate),
                 heat_strip(strip, top) if strip else Text("", style="dim"),
-                number(row.extraction, style=extraction_style),
+                extraction_cell(row.extraction),
                 number(row.flagged_rate),
                 number(row.refused_ratio, "{:.0%}"),
-                _policy(*self._policy_of(row), now, row.hardening.mode if row.hardening else None),
+                policy_cell(*self._policy_of(row), now, hardening),
             ]
-            rows.append((f"{row.model}\x00{row.client}", cells))
+            rows.append((json.dumps([row.model, row.client]), cells))
         if snapshot.more_available:
-            label = f"… more: the next {TOP_PER_CRITERION} by rate (enter)"
+            label = f"… more: the next {TOP_PER_CRITERION} by each column (enter)"
             more = [Text(""), Text(label, style="dim italic")] + [Text("")] * 7
             rows.append((MORE_KEY, more))
         sync_rows(table, rows)
@@ -184,7 +184,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         if self.filter_text:
             text.append(f"  · /{self.filter_text} (whole fleet searched)")
         if self.more:
-            text.append(f"  · +{self.more * TOP_PER_CRITERION} by rate")
+            text.append(f"  · +{self.more * TOP_PER_CRITERION} per column")
         for left_out in snapshot.truncated:
             text.append("  ")
             text.append(f" TRUNCATED: {left_out} ", style="bold white on red")
@@ -240,7 +240,7 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         key = self.cursor_key("#clients-table") or ""
         if key == MORE_KEY:
             return None
-        model, _, client = key.partition("\x00")
+        model, client = json.loads(key) if key.startswith("[") else ("", "")
         return next(
             (r for r in self.snapshot.rows if r.model == model and r.client == client), None
         )
@@ -285,17 +285,3 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
     def action_unblock(self) -> None:
         if row := self._client():
             self.post_message(OpenRunbook("unblock-client", {"client": row.client}))
-
-
-def _policy(
-    block: Block | None, budget: Budget | None, now: datetime, hardening: str | None = None
-) -> Text:
-    text = Text()
-    if block is not None:
-        left = age(max(0.0, (block.expires_at - now).total_seconds()))
-        text.append(f"BLOCKED {left} left", style="bold red")
-    if budget is not None:
-        text.append(("  " if text else "") + budget.label, style="yellow")
-    if hardening is not None:
-        text.append(("  " if text else "") + f"hardened {hardening}", style="cyan")
-    return text

@@ -1,24 +1,30 @@
 """Models: latency P50/P95/P99, error and flag rates, confidence shift (z-score and the mean
-confidence over the last 30 minutes), and the registry's versions and aliases."""
+confidence over the last 30 minutes), the registry's versions and aliases, and the selected
+model's clients, suspicious first (the Clients view's selection for that model: the same rows,
+order and reasons), read by a worker when the selection changes and on every refresh."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from console.errors import ConsoleError
 from console.tui.context import ScreenContext
 from console.tui.messages import OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
 from console.tui.text import number, plain, printable
+from console.tui.widgets.client_cells import summary_cells
 from console.tui.widgets.keyed_table import sync_rows
 from console.tui.widgets.plots import sparkline
 from console.tui.widgets.status import PanelState, render_badge
 from console.views import queries as q
+from console.views.model_clients import ModelClients, fetch_model_clients
 from console.views.models import ModelsSnapshot, VersionRow, fetch_models
 
 MS = "{:.1f} ms"
@@ -37,6 +43,8 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         self.registry_panel = PanelState()
         """The registry's own state: it can be down while Prometheus answers."""
         self.last_versions: dict[str, list[VersionRow]] = {}
+        self.clients_of: ModelClients | None = None
+        """The selected model's clients as last read."""
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(id="models-table", cursor_type="row")
@@ -57,6 +65,12 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         versions: DataTable[Text] = DataTable(id="versions-table", cursor_type="row")
         versions.add_columns("model", "version", "aliases", "kind", "status", "onnx sha256")
         yield versions
+        yield Static("", id="model-clients-title")
+        clients: DataTable[Text] = DataTable(id="model-clients-table", cursor_type="row")
+        clients.add_columns(
+            "client", "why", "req/s", "extraction", "flagged/s", "refused", "policy"
+        )
+        yield clients
 
     async def fetch(self) -> ModelsSnapshot:
         return await fetch_models(self.context.backends)
@@ -88,6 +102,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
             ]
             rows.append((row.model, cells))
         sync_rows(table, rows)
+        self._load_clients()  # the selected model's, read again with every refresh
         self._plot_confidence(snapshot)
         registry = self.registry_panel
         if snapshot.registry_error:
@@ -143,13 +158,53 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "models-table" and event.row_key.value:
             self.post_message(RememberSelection(model=event.row_key.value))
+            if self.clients_of is None or self.clients_of.model != event.row_key.value:
+                self._load_clients()
+        elif event.data_table.id == "model-clients-table" and self.clients_of is not None:
+            client = event.row_key.value
+            self.post_message(RememberSelection(client=client, model=self.clients_of.model))
 
-    def action_rollback(self) -> None:
+    def selected_model(self) -> str | None:
         table = self.query_one("#models-table", DataTable)
         if table.row_count == 0:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    @work(exclusive=True, group="model-clients", exit_on_error=False)
+    async def _load_clients(self) -> None:
+        model = self.selected_model()
+        title = self.query_one("#model-clients-title", Static)
+        if model is None:
+            title.update(Text("clients: no model selected", style="dim"))
+            return
+        try:
+            found = await fetch_model_clients(self.context.backends, model)
+        except ConsoleError as exc:
+            heading = Text(f"clients of {printable(model, 40)}  ", style="bold")
+            heading.append("✖ " + printable(str(exc), 120), style="red")
+            title.update(heading)  # the last rows stay, under the reason
+            return
+        self.clients_of = found
+        self._show_clients(found)
+
+    def _show_clients(self, found: ModelClients) -> None:
+        heading = Text(f"clients of {printable(found.model, 40)}, suspicious first", style="bold")
+        heading.append(f"  {len(found.rows)} of {found.listed} listed")
+        if found.listed > len(found.rows):
+            heading.append(" (2 Clients: all of them)", style="dim")
+        for left_out in found.truncated:
+            heading.append("  ")
+            heading.append(f" TRUNCATED: {left_out} ", style="bold white on red")
+        self.query_one("#model-clients-title", Static).update(heading)
+        now = self.context.now()
+        rows = [(row.client, summary_cells(row, now)) for row in found.rows]
+        sync_rows(self.query_one("#model-clients-table", DataTable), rows)
+
+    def action_rollback(self) -> None:
+        model = self.selected_model()
+        if model is None:
             self.notify("no model selected", severity="warning")
             return
-        model = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         self.post_message(OpenRunbook("rollback-model", {"model": model}))
 
 
