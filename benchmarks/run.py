@@ -5,7 +5,9 @@ onnxruntime on the same rows, one request's round trip, ``aml-console --help``, 
 pass``, a view's slowest query alone), so the ratios are comparable across noisy machines; the
 absolute times are not.
 The gateway and TUI benchmarks use the lab of ``configs/lab.toml`` (started if it is not);
-``bench_tui.py`` also starts a Prometheus of its own for its 100,000-client stage (minutes).
+``bench_tui.py`` also starts a Prometheus and a VictoriaMetrics (with vmalert) of its own for
+its 100 to 100,000-client stages (half an hour to an hour), and leaves the lab up for
+``bench_startup.py``.
 ``bench_detection.py`` runs on its own: it takes ten minutes of benign traffic;
 ``bench_sybil.py`` too: the same attack alone and behind 200 and 2,000 throwaway ids (minutes).
 """
@@ -41,7 +43,7 @@ def main() -> None:
         "enforcement_lag": bench_enforcement.run(LAB_CONFIG),
         "nginx_auth_request_vs_plain": bench_policy_endpoint.run(LAB_CONFIG),
         "gateway_vs_mlserver": bench_gateway_vs_mlserver.run(LAB_CONFIG),
-        "tui_vs_baselines": bench_tui.run(LAB_CONFIG),
+        "tui_vs_baselines": bench_tui.run(LAB_CONFIG, keep_lab=True),  # startup_vs_python needs it
         "replay_vs_onnxruntime": bench_replay.run(LAB_CONFIG),
         "startup_vs_python": bench_startup.run(LAB_CONFIG),
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from console.adapters.backends import Backends
-from console.adapters.policy import Block, Budget, Hardening
+from console.adapters.policy_records import Block, Budget, Hardening
 from console.errors import ConsoleError
 from console.views.together import all_at_once, settled
 
