@@ -1,21 +1,24 @@
 """The extraction statistic's state at fleet scale (issue 14): the options measured against the
 earlier float64 design (``window`` float64 rows per client, LRU at 4,096 clients) in one run.
 
-    python3 benchmarks/bench_fleet_detection.py [--fleet 100000] [--quick]
+    python3 benchmarks/bench_fleet_detection.py [--fleet 100000] [--quick] [--only PART]
 
-No lab needed (a redis-server of its own on a free port for the shared-state option). Traffic
-is the lab's: benign clients send held-out digits with the lab traffic's pixel noise
-(``console.lab.traffic``), the attacker is the lab's extraction walk (``console.lab.attacks.
-extraction``'s Jacobian walker, its surrogate refitted on labels from a stand-in of the served
-model: the seed's scaled logistic regression). Parts:
+No lab needed (the Redis shared-state option: ``bench_fleet_detection_redis.py``). Traffic is
+the lab's: benign clients send held-out digits with
+the lab traffic's pixel noise (``console.lab.traffic``), the attacker is the lab's extraction
+walk (``console.lab.attacks.extraction``'s Jacobian walker, its surrogate refitted on labels
+from a stand-in of the served model: the seed's scaled logistic regression). Parts:
 
   memory     bytes per client (tracemalloc) for a one-query client and for a full window;
   statistic  per option, with nothing evicted: 500 benign clients x 200 queries (share whose
              score ever passes the 0.4 alert threshold) and 10 extraction walks (queries to a
              score > 0.4), throughput in queries/s;
-  redis      the shared-state option: per query a GET and SET of the client's state in a real
-             redis-server, and redis' memory per client;
   sybil      an attacker sends 30 queries, then 300,000 one-query ids: is its state kept?
+  requests   evidence by requests (the chosen defaults against the same monitor counting rows:
+             every row of a request measured, scored once 20 distances exist): the walk sent
+             in requests of 1-30 rows (requests to a score > 0.4), one request of 21 identical
+             rows, and how many such requests evict an established attacker at ``max_clients``
+             (131,072; 4,096 with --quick) and how long a 1024-row request takes.
   fleet      ``--fleet`` clients (1% send 300 queries, the rest a geometric number, mean 3) at
              10,000 queries/s with the attacker's walk at 1 query/s interleaved (one attacker
              query in every 10,000; ~9,000 distinct clients between two of them, so an LRU
@@ -29,11 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections import OrderedDict
@@ -108,12 +107,9 @@ class LegacyMonitor:
                 state.pending[state.waiting] = rows[0]
                 state.waiting += 1
                 return state.score
-        for row in rows:
-            state.pending[state.waiting] = row
-            state.waiting += 1
-            if state.waiting == self.score_every or state.count < self.min_samples + 1:
-                self._flush(state)
-        if state.waiting and rows.shape[0] > 1:
+        state.pending[state.waiting] = rows[0]  # one row per request, all this benchmark sends
+        state.waiting += 1
+        if state.waiting == self.score_every or state.count < self.min_samples + 1:
             self._flush(state)
         return state.score
 
@@ -243,10 +239,11 @@ def bytes_per_client(make: Callable[[], Any], queries: int, clients: int) -> flo
 
 
 def detection_queries(
-    observe: Observe, client: str, walk: Iterator[NDArray[np.float32]], limit: int = 300
+    observe: Observe, client: str, walk: Iterator[NDArray[np.float32]], batch: int = 1
 ) -> int | None:
-    for sent in range(1, limit + 1):
-        if observe(client, next(walk)[None, :]) > THRESHOLD:
+    """Requests of ``batch`` successive queries of the walk until a score > 0.4 (<= 300)."""
+    for sent in range(1, 301):
+        if observe(client, np.stack([next(walk) for _ in range(batch)])) > THRESHOLD:
             return sent
     return None
 
@@ -286,75 +283,61 @@ def statistic(make: Callable[[], Any], quick: bool) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_option(quick: bool) -> dict[str, Any]:
-    """Per query: GET the client's state from redis, measure in process, SET it back."""
-    import redis
-
-    port, workdir = free_port(), tempfile.mkdtemp(prefix="bench-fleet-redis-")
-    options = f"--port {port} --bind 127.0.0.1 --appendonly no --dir {workdir}".split()
-    server = subprocess.Popen(["redis-server", *options, "--save", ""], stdout=subprocess.DEVNULL)
-    try:
-        db = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                db.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        monitor = ExtractionMonitor(max_clients=10**9)
-        clients, per = (50, 200) if quick else (200, 200)
-        rows = benign_rows(np.random.default_rng(3), clients * per)
-        base = db.info("memory")["used_memory"]
-        spent = local = 0.0
-        for i, row in enumerate(rows):
-            name = f"client-{i % clients}"
-            t = time.perf_counter()
-            db.get(name)  # the replica loads the shared state ...
-            t2 = time.perf_counter()
-            monitor.observe(name, row[None, :])
-            t3 = time.perf_counter()
-            state = monitor._clients[name]  # ... and writes it back
-            db.set(name, state.rows.tobytes() + state.distances.tobytes())
-            spent += time.perf_counter() - t
-            local += t3 - t2
-        full = (db.info("memory")["used_memory"] - base) / clients
-        one = ExtractionMonitor()
-        one.observe("x", rows[:1])
-        db.flushall()
-        base = db.info("memory")["used_memory"]
-        blob = one._clients["x"].rows.tobytes()
-        for c in range(10_000):
-            db.set(f"one-{c:05d}", blob)
-        single = (db.info("memory")["used_memory"] - base) / 10_000
-        return {
-            "queries_per_s": len(rows) / spent,
-            "in_process_share_of_time": local / spent,
-            "redis_bytes_per_full_client": full,
-            "redis_bytes_per_one_query_client": single,
-        }
-    finally:
-        server.terminate()
-        server.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def sybil(make: Callable[[], Any], ids: int) -> dict[str, Any]:
-    monitor = make()
-    walk = attack_walk(11)
+def sybil(make: Callable[..., Any], ids: int, rows: int = 1, **kw: int) -> dict[str, Any]:
+    """An attacker sends 30 queries, then ``ids`` throwaway ids one request of ``rows``
+    identical rows each (with ``rows`` > 1: as many as each needs to be established, until the
+    attacker is evicted)."""
+    monitor, walk = make(**kw), attack_walk(11)
     for _ in range(30):
         monitor.observe("mallory", next(walk)[None, :])
-    flood = benign_rows(np.random.default_rng(5), 1)
-    for i in range(ids):
+    flood = np.repeat(benign_rows(np.random.default_rng(5), 1), rows, axis=0)
+    requests = i = 0
+    while i < ids and (rows == 1 or "mallory" in monitor._clients):
+        i, requests = i + 1, requests + 1
         monitor.observe(f"sybil-{i}", flood)
+        while rows > 1 and monitor._clients[f"sybil-{i}"].tier < monitor._top:
+            requests += 1
+            monitor.observe(f"sybil-{i}", flood)
     kept = "mallory" in monitor._clients
+    if rows > 1:  # ids and requests until the attacker was evicted (None: it was not)
+        return {"attacker_evicted_after_ids": None if kept else i, "requests": requests, **kw}
     more = detection_queries(monitor.observe, "mallory", walk)
     return {"attacker_state_kept": kept, "attacker_queries_to_detection": more and 30 + more}
+
+
+def rows_counted(**kw: int) -> ExtractionMonitor:
+    """The earlier evidence: every row of a request measured, scored and established by rows."""
+    return ExtractionMonitor(rows_per_request=1024, min_requests=1, **kw)
+
+
+def requests_part(quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    flood = np.repeat(benign_rows(np.random.default_rng(5), 1), 21, axis=0)
+    big = benign_rows(np.random.default_rng(6), 1024)
+    for name, make in (("rows_counted_earlier", rows_counted), ("chosen", ExtractionMonitor)):
+        one = make()
+        figures: dict[str, Any] = {
+            "one_request_of_21_identical_rows_score": one.observe("s", flood)
+        }
+        figures["established_by_it"] = one._clients["s"].tier == one._top
+        for batch in (1, 4, 10, 30):
+            found = [
+                detection_queries(make().observe, "m", attack_walk(s), batch) for s in range(3)
+            ]
+            caught = [f for f in found if f is not None]
+            figures[f"walk_batch_{batch}_requests_to_detection"] = max(caught) if caught else None
+            figures[f"walk_batch_{batch}_missed"] = len(found) - len(caught)
+        rng, benign = np.random.default_rng(7), make()
+        worst = max(benign.observe(f"b{i % 100}", benign_rows(rng, 4)) for i in range(5000))
+        figures["benign_100_clients_of_4_row_requests_max_score"] = worst
+        cap = 4096 if quick else 131_072
+        figures["evict_established_attacker"] = sybil(make, 2 * cap, 21, max_clients=cap)
+        monitor, t = make(), time.perf_counter()
+        for i in range(200):
+            monitor.observe(f"batch-{i % 20}", big)
+        figures["ms_per_1024_row_request"] = (time.perf_counter() - t) / 200 * 1e3
+        out[name] = figures
+    return out
 
 
 class Fleet:
@@ -420,42 +403,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fleet", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="smaller samples, for a smoke run")
+    parser.add_argument("--only", choices=["requests", "fleet"], help="run this part alone")
     args = parser.parse_args()
     began = time.perf_counter()
     out: dict[str, Any] = {"fleet_rate_qps": FLEET_RATE, "attack_rate_qps": ATTACK_RATE}
+    if args.only != "fleet":
+        out["requests"] = requests_part(args.quick)
+    if args.only is None:
+        run_options(args.quick, out)
+    if args.only != "requests":
+        out["fleet"] = fleet_part(args.fleet // 10 if args.quick else args.fleet)
+    out["seconds"] = time.perf_counter() - began
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
+
+
+def run_options(quick: bool, out: dict[str, Any]) -> None:
     options: dict[str, dict[str, Any]] = {}
     for name, make in OPTIONS.items():
         options[name] = {
             "bytes_per_one_query_client": bytes_per_client(make, 1, 2000),
-            "bytes_per_full_client": bytes_per_client(make, 150, 100 if args.quick else 300),
-            **statistic(make, args.quick),
+            "bytes_per_full_client": bytes_per_client(make, 150, 100 if quick else 300),
+            **statistic(make, quick),
         }
     for figures in options.values():
         figures["ratio_vs_current"] = _ratios(figures, options[BASELINE])
     out["options"] = options
-    redis_figures = redis_option(args.quick)
-    redis_figures["ratio_queries_per_s_vs_chosen_in_process"] = (
-        redis_figures["queries_per_s"] / options["float32_ring32_chosen"]["queries_per_s"]
-    )
-    out["redis_shared_state"] = redis_figures
-    ids = 30_000 if args.quick else 300_000
+    ids = 30_000 if quick else 300_000
     out["sybil_flood"] = {
         "ids": ids,
         "float64_lru4096_current": sybil(LegacyMonitor, ids),
         "chosen_defaults": sybil(ExtractionMonitor, ids),
     }
-    spec = Fleet(args.fleet // 10 if args.quick else args.fleet)
+
+
+def fleet_part(clients: int) -> dict[str, Any]:
+    spec = Fleet(clients)
     current = fleet(LegacyMonitor, spec, traced=False)
     chosen = fleet(ExtractionMonitor, spec, traced=False)
     chosen["traced"] = fleet(ExtractionMonitor, spec, traced=True)
     chosen["ratio_vs_current"] = _ratios(chosen, current)
-    out["fleet"] = {
-        "clients": spec.clients,
-        "float64_lru4096_current": current,
-        "chosen_defaults": chosen,
-    }
-    out["seconds"] = time.perf_counter() - began
-    sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    return {"clients": spec.clients, "float64_lru4096_current": current, "chosen_defaults": chosen}
 
 
 if __name__ == "__main__":

@@ -12,15 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
+from extraction_support import THRESHOLD
+from extraction_support import benign as _benign
+from extraction_support import served as served  # noqa: F401 - the fixture
+from extraction_support import walk as _walk
 
 from console.detectors.extraction import ExtractionMonitor
-from console.lab.attacks.common import clip_pixels, digits_split
-from console.lab.attacks.extraction import _fit, _Walker
-from console.lab.traffic import NOISE_SIGMA
 
-THRESHOLD = 0.4
-"""configs/prometheus/aml-alerts.yml, AMLExtractionSuspected."""
 FLEET_CLIENTS = 100_000
 FLEET_RATE = 10_000.0
 """Fleet queries per second (100,000 clients at 0.1/s each); the attacker sends 1 per second,
@@ -29,40 +27,6 @@ them, which is what dropped it from the earlier LRU of 4,096 clients."""
 ONE_QUERY_BUDGET = 1_000
 FULL_BUDGET = 14_500
 """Bytes per client (tracemalloc), the budget in console/detectors/extraction.py's docstring."""
-
-
-def _benign(rng: np.random.Generator, n: int) -> NDArray[np.float32]:
-    pool = digits_split().x_test
-    rows = pool[rng.integers(len(pool), size=n)]
-    return clip_pixels(rows + rng.normal(0.0, NOISE_SIGMA, rows.shape))
-
-
-@pytest.fixture(scope="module")
-def served() -> Any:
-    """A stand-in for the served model (the seed's scaled logistic regression)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    split = digits_split()
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
-        split.x_train, split.y_train
-    )
-
-
-def _walk(seed: int, served: Any) -> Iterator[NDArray[np.float32]]:
-    """The lab's extraction queries one at a time, the surrogate refitted as the attack does."""
-    walker = _Walker("jacobian", np.random.default_rng(seed), 30, 2.0, 10)
-    xs: list[NDArray[np.float32]] = []
-    fitted_on = 0
-    while True:
-        walk = walker.next_walk()
-        yield from walk
-        xs.append(walk)
-        if (answered := sum(len(x) for x in xs)) >= max(20, int(1.5 * fitted_on)):
-            x = np.concatenate(xs)
-            walker.surrogate = _fit(x, served.predict(x), "logreg")
-            fitted_on = answered
 
 
 def _queries_to_detection(monitor: ExtractionMonitor, client: str, walk: Iterator[Any]) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from gateway_limits import MAX_PENDING_BODIES, SLOW_BODY_TIMEOUT_S
 from gateway_support import GatewayEnv, make_gateway_env
 from support import unavailable
 
@@ -18,9 +19,6 @@ from console.errors import ConsoleError
 from console.lab import services
 from console.lab.gateway.app import create_app
 from console.lab.seed import SeededModel, seed_model
-
-SLOW_BODY_TIMEOUT_S = 2
-MAX_PENDING_BODIES = 4
 
 
 @pytest.fixture(scope="module")

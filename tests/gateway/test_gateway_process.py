@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from conftest import MAX_PENDING_BODIES, SLOW_BODY_TIMEOUT_S
+from gateway_limits import MAX_PENDING_BODIES, SLOW_BODY_TIMEOUT_S
 from gateway_support import (
     GatewayEnv,
     digits,
