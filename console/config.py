@@ -28,7 +28,7 @@ from console import shipped
 from console.config_fields import HttpUrl, RedisUrl, Section
 from console.config_files import choose_context, find_config, read_config
 from console.config_lab import GatewaySection, LabSection, TrafficSection
-from console.config_policy import PolicyEndpointSection
+from console.config_policy import AclSection, PolicyEndpointSection
 from console.endpoints import (
     HttpClientOptions,
     HttpCredentials,
@@ -288,6 +288,7 @@ class Settings(BaseSettings):
     client_state: ClientStateSection = Field(default_factory=ClientStateSection)
     tui: TuiSection = Field(default_factory=TuiSection)
     policy_endpoint: PolicyEndpointSection = Field(default_factory=PolicyEndpointSection)
+    acl: AclSection = Field(default_factory=AclSection)
     # The lab's own sections: what `lab up` starts. A production file leaves them out.
     victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)

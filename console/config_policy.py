@@ -1,5 +1,6 @@
 """``[policy_endpoint]``: the policy decision service (``aml-console policy serve``) that NGINX
-``auth_request``, Envoy ``ext_authz`` and Traefik ``forwardAuth`` ask before they proxy."""
+``auth_request``, Envoy ``ext_authz`` and Traefik ``forwardAuth`` ask before they proxy; and
+``[acl]``: who may run which runbooks in this context (``console/runbooks/acl.py``)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,10 @@ class PolicyEndpointSection(Section):
         if not HEADER_NAME.fullmatch(value):
             raise ValueError("must be an HTTP header name: letters, digits and -, 1-64 long")
         return value
+
+
+class AclSection(Section):
+    path: Path | None = None
+    """The context's ACL policy file (YAML: groups and rules, see ``console/runbooks/acl.py``).
+    None: every operator may run every runbook (the lab). Once set, what no rule allows is
+    denied, and a missing or invalid file refuses every run."""

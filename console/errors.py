@@ -18,6 +18,7 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     │   ├── LockHeldError           someone else holds the target
     │   ├── StalePlanError          the target changed between plan and apply
     │   ├── PreconditionFailed      a precondition of the runbook does not hold
+    │   ├── AccessDenied            the context's ACL policy refused the operator
     │   └── RunNotFound / RunStateError
     ├── AuditError
     │   └── AuditWriteError         a record could not be written: the action does not run
@@ -94,6 +95,11 @@ class RunbookValidationError(RunbookError):
 
 class ParameterError(RunbookError):
     pass
+
+
+class AccessDenied(RunbookError):
+    """The context's ACL policy (``[acl] path``) refused: the message names the rule that
+    denied, or says that no rule allows it."""
 
 
 class ConfirmationRequired(RunbookError):

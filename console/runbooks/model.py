@@ -98,6 +98,8 @@ class Runbook(Strict):
     name: str = Field(pattern=IDENT)
     title: str = ""
     description: str = ""
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    """Free labels (``containment``, ``registry``) an ACL rule can name as ``tag:NAME``."""
     target: str
     """The resources the run may change, e.g. ``client:{{ params.client }}``; several are
     separated by commas (or given as a YAML list, kept here joined by ``, ``)."""

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from console.errors import ConsoleError, ParameterError, PreconditionFailed
+from console.runbooks import acl
 from console.runbooks.actions import ACTIONS, CHECKS, ActionContext, StepPlan
 from console.runbooks.arg_checks import arg_context, messages
 from console.runbooks.leasing import run_leases
@@ -146,6 +147,7 @@ async def make_plan(
     runbook = loaded.runbook
     variables = scope(values, ctx, {})
     targets, leases = run_leases(runbook, variables, redactor)
+    acl.check(ctx.settings.acl.path, ctx.operator, "run", runbook.name, runbook.tags, targets)
     for pre in runbook.preconditions:
         check = CHECKS[pre.check]
         where = f"precondition {pre.check}"

@@ -17,6 +17,7 @@ from console.errors import (
     RunStateError,
     StalePlanError,
 )
+from console.runbooks import acl
 from console.runbooks.actions import ACTIONS, Action, ActionContext, StepPlan
 from console.runbooks.active_run import ActiveRun
 from console.runbooks.compensation import compensate_all
@@ -27,6 +28,7 @@ from console.runbooks.lease import LeaseKeeper
 from console.runbooks.model import StepSpec
 from console.runbooks.params import jsonable
 from console.runbooks.planning import RunPlan, public_arguments, redact_plan
+from console.runbooks.resources import split_target
 from console.runbooks.state import RunState, StepState
 from console.runbooks.template import TemplateError, render
 
@@ -37,6 +39,16 @@ async def run_plan(
     """Apply a plan. Refuses in read-only mode, without confirmation, on a held lock,
     on a stale plan, and when the audit log or the run state cannot be written."""
     services.refuse_read_only(plan.loaded.runbook.name)
+    runbook = plan.loaded.runbook
+    # Again at apply: the policy may have changed since the plan was shown.
+    acl.check(
+        services.settings.acl.path,
+        plan.operator,
+        "run",
+        runbook.name,
+        runbook.tags,
+        split_target(plan.target),
+    )
     if not confirmed:
         raise ConfirmationRequired(
             "not confirmed: run interactively to answer the prompt, or pass --yes"
