@@ -1,6 +1,6 @@
 """``[policy_endpoint]``: the policy decision service (``aml-console policy serve``) that NGINX
 ``auth_request``, Envoy ``ext_authz`` and Traefik ``forwardAuth`` ask before they proxy; and
-``[acl]``: who may run which runbooks in this context (``console/runbooks/acl.py``)."""
+``[acl]``: who may run which runbooks in this context (``console/acl.py``)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,6 @@ class PolicyEndpointSection(Section):
 
 class AclSection(Section):
     path: Path | None = None
-    """The context's ACL policy file (YAML: groups and rules, see ``console/runbooks/acl.py``).
+    """The context's ACL policy file (YAML: groups and rules, see ``console/acl.py``).
     None: every operator may run every runbook (the lab). Once set, what no rule allows is
     denied, and a missing or invalid file refuses every run."""

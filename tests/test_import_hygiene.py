@@ -23,6 +23,7 @@ FOUNDATION = {
     "config_files",
     "config_lab",
     "config_policy",
+    "acl",
     "locations",
     "shipped",
     "durations",

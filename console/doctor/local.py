@@ -1,4 +1,5 @@
-"""Redis (the policy store and locks), the audit log, and the trace and sample stores."""
+"""Redis (the policy store and locks), the audit log, the trace and sample stores, and the
+context's ACL policy."""
 
 from __future__ import annotations
 
@@ -177,3 +178,29 @@ def _readable(location: str, section: str) -> Check:
     except OSError as exc:
         return Check("readable", False, f"{path}: {exc.strerror or exc}", hint)
     return Check("readable", False, f"{path} does not exist", hint)
+
+
+async def check_acl(settings: Settings, findings: Findings) -> EndpointReport:
+    findings.checks.append(await asyncio.to_thread(_acl_check, settings))
+    return findings.report()
+
+
+def _acl_check(settings: Settings) -> Check:
+    from console.acl import load_policy, rules_for
+
+    path = settings.acl.path
+    if path is None:
+        return Check("policy", True, "none: every operator may run every runbook")
+    try:
+        policy = load_policy(path)
+    except ConsoleError as exc:
+        return Check(
+            "policy", False, describe(exc), "fix the file: until then every run is refused"
+        )
+    mine = [rule.name for rule in rules_for(policy, settings.operator)]
+    return Check(
+        "policy",
+        True,
+        f"{len(policy.rules)} rules, {len(policy.groups)} groups; "
+        f"{len(mine)} apply to {settings.operator!r}" + (f" ({', '.join(mine)})" if mine else ""),
+    )

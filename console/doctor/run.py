@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from console.adapters.backends import Backends
 from console.config import Settings
-from console.doctor.local import check_audit, check_redis, check_store
+from console.doctor.local import check_acl, check_audit, check_redis, check_store
 from console.doctor.metrics import check_prometheus
 from console.doctor.model import Endpoint, EndpointReport, Findings, describe
 from console.doctor.registry import check_alertmanager, check_registry
@@ -45,6 +45,10 @@ async def run_doctor(settings: Settings, deadline_s: float = DEADLINE_S) -> list
         (
             Endpoint("samples", "samples", settings.samples.path),
             lambda f: check_store(settings.samples.path, "samples", f),
+        ),
+        (
+            Endpoint("acl", "acl", str(settings.acl.path or "-")),
+            lambda f: check_acl(settings, f),
         ),
     ]
     try:

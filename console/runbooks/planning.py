@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from console import acl
 from console.errors import ConsoleError, ParameterError, PreconditionFailed
-from console.runbooks import acl
 from console.runbooks.actions import ACTIONS, CHECKS, ActionContext, StepPlan
 from console.runbooks.arg_checks import arg_context, messages
 from console.runbooks.leasing import run_leases

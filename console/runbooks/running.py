@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from console import acl
 from console.adapters.retry import with_retries
 from console.durations import parse_duration
 from console.errors import (
@@ -17,7 +18,6 @@ from console.errors import (
     RunStateError,
     StalePlanError,
 )
-from console.runbooks import acl
 from console.runbooks.actions import ACTIONS, Action, ActionContext, StepPlan
 from console.runbooks.active_run import ActiveRun
 from console.runbooks.compensation import compensate_all

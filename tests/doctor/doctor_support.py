@@ -10,7 +10,7 @@ from typing import Any
 
 from support import SESSION_SERVICES, TEST_PORTS, cli_env, lab_config, run_cli, write_config
 
-ENDPOINTS = ["prometheus", "alertmanager", "mlflow", "redis", "audit", "traces", "samples"]
+ENDPOINTS = ["prometheus", "alertmanager", "mlflow", "redis", "audit", "traces", "samples", "acl"]
 REPORT_KEYS = {"name", "url", "ok", "error", "latency_ms", "version", "checks"}
 CHECK_KEYS = {"name", "ok", "detail", "hint"}
 

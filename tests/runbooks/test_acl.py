@@ -13,8 +13,8 @@ from click.testing import Result
 from runbook_support import Console
 from typer.testing import CliRunner
 
+from console.acl import AclPolicy, decide
 from console.cli.main import app
-from console.runbooks.acl import AclPolicy, decide
 
 POLICY = """\
 groups:

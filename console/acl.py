@@ -96,6 +96,11 @@ def _operator_matches(patterns: Iterable[str], operator: str, groups: dict[str, 
     return False
 
 
+def rules_for(policy: AclPolicy, operator: str) -> list[AclRule]:
+    """The rules that name ``operator`` (by id, group or ``*``)."""
+    return [r for r in policy.rules if _operator_matches(r.operators, operator, policy.groups)]
+
+
 def _runbook_matches(patterns: Iterable[str], runbook: str, tags: Sequence[str]) -> bool:
     for pattern in patterns:
         if pattern.startswith("tag:"):
