@@ -13,9 +13,9 @@ exporter at the same time, so both see the same load and noise. At each N, once 
 per-client series exists and its 1 m window is full, ``evaluationTime`` of every group is read
 from /api/v1/rules at ``--samples`` successive evaluations (and each rule's of the bounded
 group, ``aml-clients-bounded/<rule>``); medians, and new / old ratios.
-The exporter: N clients of model digits at 0.2-5.2 requests/s each (distinct), an extraction
-score (0-0.14), a flagged counter for every tenth client, blocked requests for every 50th, and
-one slow attacker (0.1 requests/s, score 0.9) that the listed clients must include.
+The exporter is ``bench_tui_exporter.SyntheticExporter``: N clients of model digits at
+0.2-5.2 requests/s, a score gauge, flagged and throttled counters for some, and one slow
+attacker (0.1 requests/s, score 0.9) that the listed clients must include.
 Everything listens on 127.0.0.1 and is stopped on exit, also on error or Ctrl-C.
 """
 
@@ -23,23 +23,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import gzip
 import json
 import shutil
 import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from bench_tui_exporter import ATTACKER, SyntheticExporter
 
 from console.config import Settings, load_settings
 from console.lab import scrape, services
@@ -47,82 +44,9 @@ from console.lab import scrape, services
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "configs" / "prometheus"
 RECORDING = "aml-recording.yml"
-ATTACKER = "slow-attacker"
 LISTED = "aml:client_listed:rate1m"
 EVERY_CLIENT = "aml:client_requests:rate1m"
 BOUNDED = "aml-clients-bounded"
-
-
-class Exporter:
-    """``/metrics`` of ``clients`` clients of model digits (see the module's docstring), every
-    counter linear in time; gzip when asked (Prometheus asks)."""
-
-    def __init__(self) -> None:
-        self.clients = 0
-        self.started = time.monotonic()
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                body = exporter.body()
-                zipped = "gzip" in self.headers.get("Accept-Encoding", "")
-                if zipped:
-                    body = gzip.compress(body, compresslevel=1)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                if zipped:
-                    self.send_header("Content-Encoding", "gzip")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def body(self) -> bytes:
-        t = time.monotonic() - self.started
-        requests, flagged, gauges = _families(self.clients)
-        lines = ["# TYPE aml_requests_total counter"]
-        lines += [f"{series} {rate * t:.2f}" for series, rate in requests]
-        lines.append("# TYPE aml_flagged_total counter")
-        lines += [f"{series} {rate * t:.2f}" for series, rate in flagged]
-        return ("\n".join(lines) + "\n" + gauges).encode()
-
-    def __enter__(self) -> Exporter:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@functools.lru_cache(maxsize=2)
-def _families(n: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]], str]:
-    """Each counter series with its rate (requests, flagged rows), and the (constant) score
-    gauges as one block."""
-    ids = [f"c{i:06d}" for i in range(n - 1)] + [ATTACKER]
-    rates = [0.2 + i / n * 5 for i in range(n - 1)] + [0.1]
-    scores = [(i * 104729 % 1000) * 0.00014 for i in range(n - 1)] + [0.9]
-    requests: list[tuple[str, float]] = []
-    flagged: list[tuple[str, float]] = []
-    for i, (client, rate) in enumerate(zip(ids, rates, strict=True)):
-        labels = f'model="digits",version="2",client="{client}"'
-        requests.append((f'aml_requests_total{{{labels},outcome="ok"}}', rate))
-        if i % 50 == 7:
-            requests.append((f'aml_requests_total{{{labels},outcome="blocked"}}', rate * 0.3))
-        if i % 10 == 3:
-            flagged.append((f'aml_flagged_total{{{labels},reason="squeeze"}}', rate * 0.02))
-    gauges = ["# TYPE aml_client_extraction_score gauge"] + [
-        f'aml_client_extraction_score{{model="digits",client="{c}"}} {s:.5f}'
-        for c, s in zip(ids, scores, strict=True)
-    ]
-    return requests, flagged, "\n".join(gauges) + "\n"
 
 
 def _free_port() -> int:
@@ -274,7 +198,7 @@ def run(config: Path, sizes: list[int], samples: int, settle_s: float) -> dict[s
     out: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rules-")))
-        exporter = stack.enter_context(Exporter())
+        exporter = stack.enter_context(SyntheticExporter())
         urls = {}
         for name, rules_dir in _rules_dirs(tmp).items():
             settings = stack.enter_context(own_prometheus(lab, rules_dir, tmp, name))

@@ -47,6 +47,7 @@ SORTS: dict[str, tuple[str, Callable[[AlertRow], Any]]] = {
 
 class AlertsScreen(ViewScreen[AlertsSnapshot]):
     VIEW = "alerts"
+    DEFAULT_SORT = "severity"
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         *ViewScreen.BINDINGS,
         Binding("b", "block", "Block client"),
@@ -78,8 +79,6 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         self.correlated: Correlated | None = None
         self.pages = 1
         """Pages of ``ALERTS_PAGE`` rows shown (the "more" row adds one)."""
-        self.sort_by = "severity"
-        self.sort_reversed = False
 
     async def fetch(self) -> AlertsSnapshot:
         return await fetch_alerts(self.context.backends)
@@ -141,14 +140,6 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         if self.filter_text:
             text.append(f"  · /{self.filter_text}: {kept} match")
         self.query_one("#alerts-count", Static).update(text)
-
-    def action_sort(self, name: str) -> None:
-        """Sort by ``name``; the same key again reverses the order."""
-        if name == self.sort_by:
-            self.sort_reversed = not self.sort_reversed
-        else:
-            self.sort_by, self.sort_reversed = name, False
-        self.show_again()
 
     def selected(self) -> AlertRow | None:
         key = self.cursor_key("#alerts-table")

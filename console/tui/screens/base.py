@@ -46,6 +46,8 @@ class ViewScreen(Screen[None], Generic[S]):
     """A view whose data comes from ``fetch`` every ``refresh_s`` seconds."""
 
     VIEW: ClassVar[str] = ""
+    DEFAULT_SORT: ClassVar[str] = ""
+    """A sortable view's own order (its rows as the snapshot orders them)."""
     QUERIES: ClassVar[tuple[PanelQuery, ...]] = ()
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("r", "refresh_now", "Refresh"),
@@ -56,6 +58,9 @@ class ViewScreen(Screen[None], Generic[S]):
         super().__init__(name=self.VIEW)
         self.context = context
         self.snapshot: S | None = None
+        self.sort_by = self.DEFAULT_SORT
+        """The column the rows are sorted by (sortable views: their sort keys set it)."""
+        self.sort_reversed = False
         self.filter_text = ""
         self.refreshes = 0
         """Completed refreshes (successful or not): tests wait on it."""
@@ -136,6 +141,14 @@ class ViewScreen(Screen[None], Generic[S]):
             self.badge.show()
             return False
         return True
+
+    def action_sort(self, name: str) -> None:
+        """Sort by ``name``; the same key again reverses the order (as k9s)."""
+        if name == self.sort_by:
+            self.sort_reversed = not self.sort_reversed
+        else:
+            self.sort_by, self.sort_reversed = name, False
+        self.show_again()
 
     def show_again(self) -> None:
         """Draw the last snapshot again (a sort, a filter, a page)."""

@@ -47,6 +47,7 @@ SORTS: dict[str, tuple[str, Callable[[ClientRow], Any]]] = {
 
 class ClientsScreen(ViewScreen[ClientsSnapshot]):
     VIEW = "clients"
+    DEFAULT_SORT = "suspicion"
     QUERIES = (
         q.CLIENT_RATE,
         q.CLIENT_HEATMAP,
@@ -79,8 +80,6 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
         self.last_unlabelled: GatewayClients | None = None
         self.more = 0
         """Pages of K more clients per column the "more" row has asked for."""
-        self.sort_by = "suspicion"
-        self.sort_reversed = False
 
     def compose_body(self) -> ComposeResult:
         table: DataTable[Text] = DataTable(
@@ -113,15 +112,6 @@ class ClientsScreen(ViewScreen[ClientsSnapshot]):
     def apply_filter(self, text: str) -> None:
         super().apply_filter(text)
         self.action_refresh_now()  # `/` searches the whole fleet, not only the listed rows
-
-    def action_sort(self, name: str) -> None:
-        """Sort by ``name``; the same key again reverses the order."""
-        if name == self.sort_by:
-            self.sort_reversed = not self.sort_reversed
-        else:
-            self.sort_by, self.sort_reversed = name, False
-        if self.snapshot is not None:
-            self.show_again()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value == MORE_KEY:
