@@ -2,8 +2,8 @@
 
 Each benchmark measures its own baseline in the same run (a raw Redis SET, ``sha256sum``,
 onnxruntime on the same rows, one request's round trip, ``aml-console --help``, ``python3 -c
-pass``, a view's slowest query alone), so the ratios are comparable across noisy machines; the
-absolute times are not.
+pass``, a view's slowest query alone, a plain run of the runbook an approval gates), so the
+ratios are comparable across noisy machines; the absolute times are not.
 The gateway and TUI benchmarks use the lab of ``configs/lab.toml`` (started if it is not);
 ``bench_tui.py`` also starts a Prometheus and a VictoriaMetrics (with vmalert) of its own for
 its 100 to 100,000-client stages (half an hour to an hour), and leaves the lab up for
@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_approval  # noqa: E402
 import bench_audit_verify  # noqa: E402
 import bench_audit_witness  # noqa: E402
 import bench_block_client  # noqa: E402
@@ -37,6 +38,7 @@ LAB_CONFIG = Path("configs/lab.toml")
 def main() -> None:
     results = {
         "block_client_vs_raw_set": bench_block_client.run(),
+        "approval_round_trip_vs_plain_run": bench_approval.run(30, poll_only=False),
         "audit_verify_vs_sha256sum": bench_audit_verify.run(),
         "audit_append_with_vs_without_witness": bench_audit_witness.run(),
         "gateway_vs_onnxruntime": bench_gateway.run(LAB_CONFIG),

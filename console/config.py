@@ -8,7 +8,6 @@ paths are relative to the working directory; unset ones default to the context's
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,6 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -28,7 +26,12 @@ from console import shipped
 from console.config_fields import HttpUrl, RedisUrl, Section
 from console.config_files import choose_context, find_config, read_config
 from console.config_lab import GatewaySection, LabSection, TrafficSection
-from console.config_policy import AclSection, PolicyEndpointSection
+from console.config_policy import (
+    AclSection,
+    ApprovalsSection,
+    IdentitySection,
+    PolicyEndpointSection,
+)
 from console.endpoints import (
     HttpClientOptions,
     HttpCredentials,
@@ -39,6 +42,7 @@ from console.endpoints import (
 )
 from console.errors import ConfigError
 from console.locations import context_state_dir, user_drills_dir, user_runbooks_dir
+from console.operator_identity import resolve_operator
 
 
 class RedisSection(Section):
@@ -260,8 +264,9 @@ class Settings(BaseSettings):
 
     environment: str = "lab"
     """Label shown on every screen and in every audit record (e.g. prod, staging, lab)."""
-    operator: str = Field(default_factory=lambda: _default_operator())
-    """Who acts; written into every audit record."""
+    operator: str = ""
+    """Who acts; written into every audit record. Unset: by ``[identity] source`` (the OS
+    user by default); ``operator_source`` says where the name came from."""
     read_only: bool = False
     """Refuse every action; plans and dry runs still work."""
     run_dir: Path = Field(default_factory=lambda: context_state_dir("lab"))
@@ -289,6 +294,8 @@ class Settings(BaseSettings):
     tui: TuiSection = Field(default_factory=TuiSection)
     policy_endpoint: PolicyEndpointSection = Field(default_factory=PolicyEndpointSection)
     acl: AclSection = Field(default_factory=AclSection)
+    identity: IdentitySection = Field(default_factory=IdentitySection)
+    approvals: ApprovalsSection = Field(default_factory=ApprovalsSection)
     # The lab's own sections: what `lab up` starts. A production file leaves them out.
     victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
@@ -320,6 +327,7 @@ class Settings(BaseSettings):
         return {**data, "gateway": gateway}
 
     _context: str = PrivateAttr(default="lab")
+    _operator_source: str = PrivateAttr(default="OS user")
     _config_path: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -353,12 +361,17 @@ class Settings(BaseSettings):
     def drill_search_path(self) -> list[Path]:
         return [shipped.drills_dir(), user_drills_dir(), *self.drill_dirs]
 
-    @field_validator("operator")
-    @classmethod
-    def _operator_is_plain(cls, value: str) -> str:
-        if not value or len(value) > 128 or not value.isprintable():
-            raise ValueError("operator must be 1-128 printable characters")
-        return value
+    @model_validator(mode="after")
+    def _operator_by_identity(self) -> Settings:
+        given = self.operator if "operator" in self.model_fields_set else None
+        resolved = resolve_operator(self.identity, given)
+        self.operator, self._operator_source = resolved.name, resolved.source
+        return self
+
+    @property
+    def operator_source(self) -> str:
+        """Where ``operator`` came from: ``OS user``, ``$CONSOLE_OPERATOR``, ``SSO <header>``."""
+        return self._operator_source
 
     @classmethod
     def settings_customise_sources(
@@ -416,13 +429,6 @@ def _json_list(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text  # left for the field's own validation to name
-
-
-def _default_operator() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def load_settings(

@@ -18,7 +18,12 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     │   ├── LockHeldError           someone else holds the target
     │   ├── StalePlanError          the target changed between plan and apply
     │   ├── PreconditionFailed      a precondition of the runbook does not hold
-    │   ├── AccessDenied            the context's ACL policy refused the operator
+    │   ├── AccessDenied            the context's ACL policy refused the operator (or the
+    │   │                           two-person rule: nobody approves their own run)
+    │   ├── ApprovalError           a run's approval request cannot be used as asked
+    │   │   ├── ApprovalPending     it still waits for a decision
+    │   │   ├── ApprovalDenied      another operator denied it
+    │   │   └── ApprovalExpired     its ttl passed before it was approved and run
     │   └── RunNotFound / RunStateError
     ├── AuditError
     │   └── AuditWriteError         a record could not be written: the action does not run
@@ -100,6 +105,22 @@ class ParameterError(RunbookError):
 class AccessDenied(RunbookError):
     """The context's ACL policy (``[acl] path``) refused: the message names the rule that
     denied, or says that no rule allows it."""
+
+
+class ApprovalError(RunbookError):
+    pass
+
+
+class ApprovalPending(ApprovalError):
+    pass
+
+
+class ApprovalDenied(ApprovalError):
+    pass
+
+
+class ApprovalExpired(ApprovalError):
+    pass
 
 
 class ConfirmationRequired(RunbookError):

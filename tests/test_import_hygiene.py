@@ -32,6 +32,7 @@ FOUNDATION = {
     "urls",
     "private_files",
     "identity",
+    "operator_identity",
     "endpoints",
     "detectors",
 }

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from console.adapters.alertmanager import AlertmanagerClient
+    from console.adapters.approval_store import ApprovalStore
     from console.adapters.gateway_state import GatewayStateClient
     from console.adapters.locks import LockService
     from console.adapters.mlflow import MlflowRegistry
@@ -135,6 +136,12 @@ class Backends:
         from console.adapters.locks import LockService
 
         return LockService(self.redis, self.settings.redis.key_prefix)
+
+    @property
+    def approvals(self) -> ApprovalStore:
+        from console.adapters.approval_store import ApprovalStore
+
+        return ApprovalStore(self.redis, self.settings.redis.key_prefix)
 
     @property
     def http(self) -> httpx.AsyncClient:

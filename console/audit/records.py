@@ -29,9 +29,19 @@ RecordKind = Literal[
     "compensate-intent",
     "compensate-outcome",
     "witness-reset",
+    "approval-request",
+    "approval-approve",
+    "approval-deny",
+    "approval-expire",
+    "incident-open",
+    "incident-note",
+    "incident-close",
 ]
 """``witness-reset`` is written by ``audit reset-witness``: an operator moved the log's witness
-to the log's own head (see :mod:`console.audit.witness`)."""
+to the log's own head (see :mod:`console.audit.witness`). The ``approval-*`` records follow a
+run's approval request (``run_id`` is the run's); the ``incident-*`` records an incident's
+opening, notes and closing (``run_id`` is the incident's id, ``runbook`` is ``incident``). They
+are events, not intents: nothing waits for an outcome of them."""
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record."""

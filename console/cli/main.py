@@ -78,6 +78,11 @@ def _register() -> None:
     app.add_typer(get.app, name="get")
     app.add_typer(rules.app, name="rules")
     app.add_typer(policy.app, name="policy")
+    from console.cli import approvals
+
+    app.command("approvals")(approvals.list_approvals)
+    app.command("approve")(approvals.approve)
+    app.command("deny")(approvals.deny)
 
 
 _register()

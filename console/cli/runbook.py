@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -28,7 +28,11 @@ from console.cli.runbook_render import (
     status_style,
     write_json,
 )
-from console.errors import ConfirmationRequired, RunbookValidationError
+from console.errors import ConfirmationRequired, RunbookValidationError, RunNotFound
+
+if TYPE_CHECKING:
+    from console.adapters.approval_store import ApprovalRecord
+    from console.runbooks.engine import RunbookEngine
 
 # The engine, its adapters and their clients (redis, httpx) load inside the commands that
 # use them, so `--help` and shell completion stay fast.
@@ -185,9 +189,18 @@ def run(
     param: list[str] = ParamOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and stop."),
     yes: bool = YesOption,
+    wait: bool = typer.Option(
+        True,
+        "--wait/--no-wait",
+        help="When the run needs approval: wait for it (default), or leave it pending and "
+        "exit (`runbook resume RUN_ID` runs it once approved).",
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Plan a runbook from the real state, confirm, then apply it step by step."""
+    """Plan a runbook from the real state, confirm, then apply it step by step. A run that
+    needs approval waits, after its plan, for another operator to approve or deny it."""
+    from console.cli.approvals import request_and_wait
+    from console.runbooks.approvals import not_usable
     from console.runbooks.engine import RunbookEngine
     from console.runbooks.loader import find_runbook
     from console.runbooks.params import parse_assignments
@@ -197,13 +210,29 @@ def run(
         loaded = find_runbook(name, settings.runbook_search_path, settings)
         engine = RunbookEngine(settings)
         plan = asyncio.run(engine.plan(loaded, parse_assignments(param)))
+        need = engine.approval_for(plan)
         if output is OutputFormat.table:
-            print_plan(plan, settings.read_only)
+            print_plan(plan, settings.read_only, settings.operator_source)
+            if need is not None:
+                out.print(f"[yellow]approval required[/]: {need.why}")
         if dry_run:
             if output is OutputFormat.json:
-                write_json({"dry_run": True, "plan": plan.to_dict()})
+                approval = need.why if need else None
+                write_json({"dry_run": True, "approval_required": approval, "plan": plan.to_dict()})
             return
         confirmed = yes or _ask(f"Apply {plan.loaded.runbook.name} to {plan.target}?", output)
+        if need is not None:
+            engine.refuse_read_only(plan.loaded.runbook.name)
+            if not confirmed:
+                raise ConfirmationRequired("not confirmed: nothing was requested")
+            record = request_and_wait(engine, plan, need, output, wait)
+            if record.status == "pending":
+                emit({"run_id": plan.run_id, "status": "pending"}, output, lambda: None)
+                return
+            if record.status != "approved":
+                raise not_usable(record)
+            if output is OutputFormat.table:
+                out.print(f"[green]approved[/] by {safe(record.decided_by or '')}")
         state = asyncio.run(engine.run(plan, confirmed=confirmed, on_event=progress(output)))
         report(state, output, plan)
 
@@ -292,7 +321,13 @@ def _finish(
     with errors_as_exit():
         engine = RunbookEngine(context(ctx).settings)
         given = parse_assignments(param)
-        state = engine.store.load(run_id)
+        try:
+            state = engine.store.load(run_id)
+        except RunNotFound:
+            if verb != "resume":
+                raise
+            _run_approved(engine, run_id, given, yes, output)
+            return
         if output is OutputFormat.table:
             print_run(state)
         question = "Resume" if verb == "resume" else "Undo"
@@ -303,6 +338,32 @@ def _finish(
         call = engine.resume if verb == "resume" else engine.abort
         result = asyncio.run(call(run_id, given, on_event=progress(output)))
         report(result, output, expected="succeeded" if verb == "resume" else "aborted")
+
+
+def _run_approved(
+    engine: RunbookEngine, run_id: str, given: dict[str, Any], yes: bool, output: OutputFormat
+) -> None:
+    """`resume` of a run that never started: an approved request nobody waits for."""
+    from console.cli.approvals import print_request
+    from console.runbooks.approvals import not_usable
+
+    async def read() -> ApprovalRecord:
+        async with engine.approvals() as approvals:
+            return await approvals.get(run_id)
+
+    try:
+        record = asyncio.run(read())
+    except RunNotFound:
+        raise RunNotFound(f"no run or approved request {run_id!r} (see `runbook status`)") from None
+    if output is OutputFormat.table:
+        print_request(record)
+    if record.status != "approved":
+        raise not_usable(record)
+    question = f"Run {record.runbook} on {record.target}, approved by {record.decided_by}?"
+    if not (yes or _ask(question, output)):
+        raise ConfirmationRequired("not confirmed: pass --yes to run it")
+    state = asyncio.run(engine.run_approved(run_id, given, on_event=progress(output)))
+    report(state, output)
 
 
 def _ask(question: str, output: OutputFormat) -> bool:

@@ -63,13 +63,14 @@ def emit(data: Any, output: OutputFormat, render: Callable[[], None]) -> None:
         render()
 
 
-def print_plan(plan: RunPlan, read_only: bool) -> None:
+def print_plan(plan: RunPlan, read_only: bool, operator_source: str = "") -> None:
     # Lines, not a table: the exact requests must never be cut to fit a terminal.
     rb = plan.loaded.runbook
     params = " ".join(f"{k}={v}" for k, v in plan.shown_params.items() if v is not None)
     out.print(
         f"[bold]plan[/] {safe(rb.name)} on {safe(plan.target)}  run {plan.run_id}  "
-        f"operator {safe(plan.operator)}  env {safe(plan.environment)}"
+        f"operator {safe(plan.operator)}{f' ({safe(operator_source)})' if operator_source else ''}"
+        f"  env {safe(plan.environment)}"
     )
     out.print(f"params: {safe(params)}")
     if plan.leases != [plan.target]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from console.adapters.backends import Backends
 from console.audit.log import AuditLog
@@ -11,6 +12,9 @@ from console.config import Settings
 from console.errors import ReadOnlyError
 from console.runbooks.actions import ActionContext
 from console.runbooks.state import RunStore
+
+if TYPE_CHECKING:
+    from console.runbooks.approvals import Approvals
 
 
 class EngineServices:
@@ -38,6 +42,17 @@ class EngineServices:
                 operator=self.settings.operator,
                 run_dir=self.store.folder(run_id),
             )
+        finally:
+            await backends.aclose()
+
+    @contextlib.asynccontextmanager
+    async def approvals(self) -> AsyncIterator[Approvals]:
+        """The context's approval requests, decided as ``settings.operator``."""
+        from console.runbooks.approvals import Approvals
+
+        backends = Backends(self.settings)
+        try:
+            yield Approvals(self.settings, self.audit, backends.approvals)
         finally:
             await backends.aclose()
 

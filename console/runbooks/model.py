@@ -94,6 +94,25 @@ class PreconditionSpec(Strict):
     message: str = ""
 
 
+class ApprovalSpec(Strict):
+    """``approval:``: the run waits, after its plan, for another operator to approve it."""
+
+    required: bool = True
+    ttl: str = "15m"
+    """How long the request stays valid, pending or approved, from when it was made."""
+    approvers: list[str] = Field(default_factory=list, max_length=50)
+    """Ids or ``group:NAME`` (the ACL policy's groups); empty: any other operator the ACL
+    allows to approve."""
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_bounded(cls, value: str) -> str:
+        seconds = parse_duration(value).total_seconds()
+        if not 1 <= seconds <= 7 * 86400:
+            raise ValueError("ttl must be between 1s and 7d")
+        return value
+
+
 class Runbook(Strict):
     name: str = Field(pattern=IDENT)
     title: str = ""
@@ -104,6 +123,7 @@ class Runbook(Strict):
     """The resources the run may change, e.g. ``client:{{ params.client }}``; several are
     separated by commas (or given as a YAML list, kept here joined by ``, ``)."""
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    approval: ApprovalSpec | None = None
     preconditions: list[PreconditionSpec] = Field(default_factory=list)
     steps: list[StepSpec] = Field(min_length=1, max_length=50)
     outputs: dict[str, str] = Field(default_factory=dict)

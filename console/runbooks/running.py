@@ -20,6 +20,7 @@ from console.errors import (
 )
 from console.runbooks.actions import ACTIONS, Action, ActionContext, StepPlan
 from console.runbooks.active_run import ActiveRun
+from console.runbooks.approvals import ApprovalRequirement, Approvals
 from console.runbooks.compensation import compensate_all
 from console.runbooks.engine_services import EngineServices
 from console.runbooks.events import EventSink, RunEvent
@@ -34,10 +35,16 @@ from console.runbooks.template import TemplateError, render
 
 
 async def run_plan(
-    services: EngineServices, plan: RunPlan, *, confirmed: bool, on_event: EventSink
+    services: EngineServices,
+    plan: RunPlan,
+    *,
+    confirmed: bool,
+    on_event: EventSink,
+    approval: ApprovalRequirement | None = None,
 ) -> RunState:
-    """Apply a plan. Refuses in read-only mode, without confirmation, on a held lock,
-    on a stale plan, and when the audit log or the run state cannot be written."""
+    """Apply a plan. Refuses in read-only mode, without confirmation, on a held lock, on a
+    stale plan, when the audit log or the run state cannot be written, and, when ``approval``
+    is required, without an approved request for exactly this plan (used up here, once)."""
     services.refuse_read_only(plan.loaded.runbook.name)
     runbook = plan.loaded.runbook
     # Again at apply: the policy may have changed since the plan was shown.
@@ -67,6 +74,10 @@ async def run_plan(
         )
         try:
             await _recheck(run)
+            if approval is not None:
+                approvals = Approvals(services.settings, services.audit, ctx.backends.approvals)
+                used = await approvals.claim_plan(plan, approval)
+                state.requested_by, state.approved_by = used.requester, used.decided_by
             # No intent (and so no change) without a saved state: a run that cannot be
             # saved could not be seen in `runbook status`, resumed or aborted.
             run.save()

@@ -78,6 +78,9 @@ class RunState(BaseModel):
     leases: list[str] = Field(default_factory=list)
     """What the run leases: its target and every resource it changes (empty in the state of
     a run from before leases covered resources: it leased its target)."""
+    requested_by: str | None = None
+    """For a run that was approved: who asked for it (``operator`` is who applies it)."""
+    approved_by: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     steps: list[StepState] = Field(default_factory=list)
