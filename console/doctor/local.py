@@ -12,6 +12,7 @@ from console.adapters import redis_probe
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.doctor.model import Check, EndpointReport, Findings, describe
+from console.durations import format_duration
 from console.errors import ConsoleError
 from console.urls import redact_url
 
@@ -182,7 +183,23 @@ def _readable(location: str, section: str) -> Check:
 
 async def check_acl(settings: Settings, findings: Findings) -> EndpointReport:
     findings.checks.append(await asyncio.to_thread(_acl_check, settings))
+    findings.checks += _who_checks(settings)
     return findings.report()
+
+
+def _who_checks(settings: Settings) -> list[Check]:
+    """Who acts here, from where, and which runs wait for a second operator."""
+    rule = settings.approvals
+    claimed = settings.identity.source == "auto"
+    caveat = "; a self-claimed name ([identity] source = auto)" if claimed else ""
+    operator = Check("operator", True, f"{settings.operator} ({settings.operator_source}){caveat}")
+    if rule.required == "never":
+        detail = "only runbooks with approval: wait for a second operator"
+    else:
+        what = "every run" if rule.required == "always" else "every run that changes something"
+        who = ", ".join(rule.approvers) or "any other operator the ACL allows"
+        detail = f"{what} waits for approval by {who} (ttl {format_duration(rule.ttl)})"
+    return [operator, Check("approvals", True, detail)]
 
 
 def _acl_check(settings: Settings) -> Check:

@@ -55,3 +55,20 @@ def test_doctor_reports_the_policy(lab: LabHandle, tmp_path: Path) -> None:
     acl = by_name(reports)["acl"]
     assert not acl["ok"] and result.returncode != 0
     assert "broken.yaml:2" in acl["checks"][0]["detail"]
+
+
+def test_doctor_says_who_acts_and_which_runs_wait_for_approval(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    config = doctor_config(tmp_path / "who")
+    text = config.read_text()
+    config.write_text(
+        'operator = "doctor-op"\n' + text + '\n[approvals]\nrequired = "changes"\n'
+        'ttl = "10m"\napprovers = ["group:leads"]\n'
+    )
+    _, reports = run_doctor(config)
+    checks = {c["name"]: c["detail"] for c in by_name(reports)["acl"]["checks"]}
+    assert checks["operator"].startswith("doctor-op (set); a self-claimed name")
+    assert checks["approvals"] == (
+        "every run that changes something waits for approval by group:leads (ttl 10m)"
+    )
