@@ -120,7 +120,11 @@ def report(
     if output is OutputFormat.json:
         write_json(data)
     else:
-        out.print(f"run {state.run_id}: {status_style(state.status)}")
+        approval = ""
+        if state.approved_by:
+            approval = f" (requested by {safe(state.requested_by)}, approved by "
+            approval += f"{safe(state.approved_by)}, applied by {safe(state.operator)})"
+        out.print(f"run {state.run_id}: {status_style(state.status)}{approval}")
         for key, value in state.outputs.items():
             out.print(f"  {safe(key)} = {safe(value)}")
     if state.status != expected:

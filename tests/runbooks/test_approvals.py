@@ -164,6 +164,7 @@ def test_resume_runs_an_approved_request_nobody_waits_for_and_only_once(
     assert _cli(console, "bob", "approve", run_id, "--yes", **CHANGES).exit_code == 0
     resumed = _cli(console, "carol", "runbook", "resume", run_id, "--yes", **CHANGES)
     assert resumed.exit_code == 0, resumed.output
+    assert "requested by alice, approved by bob, applied by carol" in resumed.stdout
     assert _blocked(console, "ap-c4")
     state = json.loads((console.run_dir / "runs" / run_id / "state.json").read_text())
     assert (state["operator"], state["requested_by"], state["approved_by"]) == (
