@@ -32,6 +32,8 @@ Every failure that reaches the CLI or the TUI is a ``ConsoleError``; anything el
     ├── ReplayError                 a replay cannot run as asked (no samples, unknown version)
     ├── DrillError                  a drill scenario is invalid, or a drill cannot run
     │   └── DrillScenarioError      a scenario file is not valid (carries every problem)
+    ├── IncidentError               an incident cannot be opened, noted or closed as asked
+    │   └── IncidentNotFound        no incident has that id (or it is not an incident id)
     └── LabError                    the lab launcher could not start or stop a service
 """
 
@@ -190,6 +192,14 @@ class DrillScenarioError(DrillError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems) if problems else "invalid drill scenario")
+
+
+class IncidentError(ConsoleError):
+    pass
+
+
+class IncidentNotFound(IncidentError):
+    pass
 
 
 class LabError(ConsoleError):

@@ -45,10 +45,11 @@ ALLOWED: dict[str, set[str]] = {
     "replay": FOUNDATION | {"adapters"},
     "doctor": FOUNDATION | {"adapters", "audit"},
     "policy_endpoint": FOUNDATION | {"adapters"},
-    "drills": FOUNDATION | {"adapters", "audit", "runbooks", "lab"},
-    "views": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills"},
+    "incidents": FOUNDATION | {"adapters", "audit"},
+    "drills": FOUNDATION | {"adapters", "audit", "runbooks", "lab", "incidents"},
+    "views": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "incidents"},
     "lab": FOUNDATION | {"adapters"},
-    "tui": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "views"},
+    "tui": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "views", "incidents"},
     "cli": FOUNDATION
     | {
         "adapters",
@@ -56,6 +57,7 @@ ALLOWED: dict[str, set[str]] = {
         "runbooks",
         "replay",
         "drills",
+        "incidents",
         "views",
         "doctor",
         "policy_endpoint",

@@ -78,6 +78,9 @@ def _register() -> None:
     app.add_typer(get.app, name="get")
     app.add_typer(rules.app, name="rules")
     app.add_typer(policy.app, name="policy")
+    from console.cli import incident
+
+    app.add_typer(incident.app, name="incident")
     from console.cli import approvals
 
     app.command("approvals")(approvals.list_approvals)

@@ -23,6 +23,7 @@ from console.adapters.alertmanager import Alert
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.drills.attacks import run_attack
+from console.drills.incident import drill_incident
 from console.drills.observe import Counts, Observation, Observer, audit_since
 from console.drills.report_data import DrillReport, DrillScores, TimelineEvent
 from console.drills.scenario import LoadedScenario, ResponseSpec, Scenario
@@ -148,7 +149,7 @@ class DrillRunner:
             if attack.done() and not attack.cancelled() and attack.exception() is not None:
                 state.errors.append(f"attack failed: {attack.exception()}")
             self._event(state, "drill-end", "")
-            return self._report(state, backends, reports)
+            return drill_incident(self, self._report(state, backends, reports))
         finally:
             await observer.aclose()
             await backends.aclose()
@@ -247,7 +248,7 @@ class DrillRunner:
         counts = obs.gateway.get(self.attacker)
         if state.first_request_s is None and counts is not None and counts.total > 0:
             state.first_request_s = obs.at
-            self._event(state, "first-request", f"{counts.total:g} requests at the gateway")
+            self._event(state, "first-request", f"{counts.total:g} requests at the gateway", obs.at)
         benign = set(obs.traffic) - {self.attacker}
         for client in sorted(obs.blocked_clients & benign):
             if client not in state.benign_blocked:
@@ -268,7 +269,7 @@ class DrillRunner:
                 fired[name] = alert
                 if state.detected_s is None:
                     state.detected_s = obs.at
-                    self._event(state, "alert-firing", f"{name} {_labels(alert)}")
+                    self._event(state, "alert-firing", f"{name} {_labels(alert)}", obs.at)
             elif name in {r.alert for r in self.scenario.respond} and about_attacker and new:
                 fired.setdefault(name, alert)
             if new and not about_attacker and alert.fingerprint not in state.false_alerts:
@@ -377,7 +378,7 @@ class DrillRunner:
         counts = obs.gateway.get(self.attacker)
         state.answered_at_containment = counts.ok if counts else 0.0
         share = self.scenario.contained.refused_share
-        self._event(state, "refused" if share is not None else "contained", why)
+        self._event(state, "refused" if share is not None else "contained", why, obs.at)
 
     # ---------------------------------------------------------------------------------------
     def _event(self, state: _State, kind: str, detail: str, at: float | None = None) -> None:

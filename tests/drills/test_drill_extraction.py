@@ -234,7 +234,9 @@ async def test_a_human_responds_from_the_tui_and_the_drill_keeps_the_clock(
     summary = json.loads(out)
     assert summary["responder"] == "human"
     assert summary["contained"] is True
-    assert summary["time_to_detect_s"] <= summary["time_to_mitigate_s"]
+    # The drill sees the alert by polling Alertmanager once a second; the person at the TUI
+    # may see it (and block) within that second, before the drill's next look.
+    assert summary["time_to_detect_s"] <= summary["time_to_mitigate_s"] + POLL_S
     assert summary["benign_blocked"] == 0 and summary["false_alerts"] == 0
     folder = Path(summary["report_dir"])
     report = json.loads(
