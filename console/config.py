@@ -29,6 +29,7 @@ from console.config_lab import GatewaySection, LabSection, TrafficSection
 from console.config_policy import (
     AclSection,
     ApprovalsSection,
+    EnvWithinFile,
     IdentitySection,
     PolicyEndpointSection,
 )
@@ -382,8 +383,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file arrives as init kwargs; the environment overrides it.
-        return (env_settings, init_settings)
+        # The file arrives as init kwargs; the environment overrides it, within its pins.
+        return (EnvWithinFile(settings_cls, env_settings, init_settings), init_settings)
 
     # Derived paths -------------------------------------------------------------------------
     @property

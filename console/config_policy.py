@@ -8,12 +8,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from console.config_fields import Section
-from console.durations import Duration
+from console.durations import Duration, parse_duration
+from console.errors import ConfigError
 
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 
@@ -102,3 +105,64 @@ class ApprovalsSection(Section):
         if not timedelta(seconds=1) <= value <= timedelta(days=7):
             raise ValueError("ttl must be between 1s and 7d")
         return value
+
+
+_STRICTNESS = {"never": 0, "changes": 1, "always": 2}
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def env_within_file(env: dict[str, Any], file: dict[str, Any]) -> dict[str, Any]:
+    """The environment's settings, refused where they would loosen what the context's file
+    pins: ``[identity]`` once the file sets a source other than ``auto``, and ``[approvals]``,
+    which the environment may only tighten (a stricter ``required``, a shorter ``ttl``). A
+    shell profile must not undo a production context's two-person rule."""
+    pinned, wanted = _section(file, "identity"), _section(env, "identity")
+    source = pinned.get("source", "auto")
+    for name, value in wanted.items():
+        if source != "auto" and pinned.get(name, value if name == "source" else None) != value:
+            raise ConfigError(
+                f"CONSOLE_IDENTITY__{name.upper()} cannot change [identity] {name}: the "
+                f"context pins source = {source!r}"
+            )
+    rule, asked = _section(file, "approvals"), _section(env, "approvals")
+    level = _STRICTNESS.get(str(rule.get("required", "never")), 0)
+    if "required" in asked and _STRICTNESS.get(str(asked["required"]), 0) < level:
+        raise ConfigError(
+            f"CONSOLE_APPROVALS__REQUIRED={asked['required']} would loosen the context's "
+            f"[approvals] required = {rule['required']!r}; the environment may only tighten it"
+        )
+    if (
+        "ttl" in asked
+        and "ttl" in rule
+        and parse_duration(str(asked["ttl"])) > parse_duration(str(rule["ttl"]))
+    ):
+        raise ConfigError(
+            f"CONSOLE_APPROVALS__TTL={asked['ttl']} is longer than the context's "
+            f"[approvals] ttl = {rule['ttl']!r}; the environment may only shorten it"
+        )
+    if "approvers" in asked and "approvers" in rule and asked["approvers"] != rule["approvers"]:
+        raise ConfigError("CONSOLE_APPROVALS__APPROVERS cannot change the context's approvers")
+    return env
+
+
+class EnvWithinFile(PydanticBaseSettingsSource):
+    """The environment source, checked by ``env_within_file`` against the file's values."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        env: PydanticBaseSettingsSource,
+        file: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._env, self._file = env, file
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ gives every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        return env_within_file(self._env(), self._file())

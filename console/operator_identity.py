@@ -39,6 +39,8 @@ def header_env(header: str) -> str:
 def check_name(name: str) -> str:
     if not name or not name.strip() or len(name) > 128 or not name.isprintable():
         raise ValueError("operator must be 1-128 printable characters")
+    if name != name.strip():
+        raise ValueError(f"operator {name!r} starts or ends with a space")
     return name
 
 

@@ -27,7 +27,17 @@ ApprovalStatus = Literal["pending", "approved", "denied", "expired", "used"]
 KEEP_AFTER_EXPIRY = timedelta(days=7)
 LIST_LIMIT = 500
 """At most this many requests are read for a list, newest first."""
+VALUE_LIMIT = 256 * 1024
+"""A request is a few KiB; a bigger value is not one (and is not read into memory)."""
+INDEX_KEEP = timedelta(days=14)
+"""Index entries older than this are dropped (a week past the longest ttl)."""
 
+# The value, unless it is too big to be a request (then a marker, and nothing is sent).
+_READ_BOUNDED = """
+if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return '\0too-big' end
+return redis.call('GET', KEYS[1])
+"""
+_TOO_BIG = "\0too-big"
 # Replace the value only if it is still the one the caller read.
 _COMPARE_AND_SET = """
 local raw = redis.call('GET', KEYS[1])
@@ -49,6 +59,8 @@ class ApprovalRecord(BaseModel):
     targets: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     """Public parameters (secrets redacted): what `runbook resume` plans again with."""
+    secrets_mac: str = ""
+    """HMAC of the secret parameters' values (never the values)."""
     plan: dict[str, Any] = Field(default_factory=dict)
     """The plan as shown to the requester (``RunPlan.to_dict``)."""
     fingerprints: dict[str, Any] = Field(default_factory=dict)
@@ -85,6 +97,8 @@ class ApprovalStore:
         self._redis = redis
         self._prefix = prefix
         self._endpoint = endpoint_of(redis)
+        self.skipped = 0
+        self.total = 0
 
     def key(self, run_id: str) -> str:
         if not RUN_ID.fullmatch(run_id):
@@ -125,9 +139,14 @@ class ApprovalStore:
 
     async def read(self, run_id: str) -> tuple[ApprovalRecord, str]:
         """The request and the raw value it was read from (for ``replace``)."""
+        key = self.key(run_id)
         raw = await redis_call(
-            lambda: self._redis.get(self.key(run_id)), "read approval request", self._endpoint
+            lambda: self._redis.eval(_READ_BOUNDED, 1, key, VALUE_LIMIT),
+            "read approval request",
+            self._endpoint,
         )
+        if raw == _TOO_BIG:
+            raise BackendResponseError(f"redis: {key} is over {VALUE_LIMIT} bytes", "redis")
         if raw is None:
             raise RunNotFound(
                 f"no approval request {run_id!r} (see `aml-console approvals`); a decided one "
@@ -159,28 +178,41 @@ class ApprovalStore:
         )
 
     async def newest(self, limit: int = LIST_LIMIT) -> list[ApprovalRecord]:
-        """The requests still kept, newest first; ids whose value Redis dropped leave the index."""
+        """The requests still kept, newest first. Ids whose value Redis dropped leave the
+        index; values that are not requests (garbage, too big, another run's) are skipped and
+        counted in ``skipped``; ``total`` is how many the index holds."""
+        self.skipped = 0
+        cutoff = (datetime.now(UTC) - INDEX_KEEP).timestamp()
+        await redis_call(
+            lambda: self._redis.zremrangebyscore(self.index_key, "-inf", cutoff),
+            "prune approval index",
+            self._endpoint,
+        )
+        self.total = int(
+            await redis_call(
+                lambda: self._redis.zcard(self.index_key), "count approvals", self._endpoint
+            )
+        )
         ids = await redis_call(
             lambda: self._redis.zrevrange(self.index_key, 0, limit - 1),
             "list approval requests",
             self._endpoint,
         )
-        if not ids:
-            return []
-        keys = [self.key(str(run_id)) for run_id in ids]
-        values = await redis_call(
-            lambda: self._redis.mget(keys), "read approval requests", self._endpoint
-        )
-        gone = [str(run_id) for run_id, raw in zip(ids, values, strict=True) if raw is None]
+        found: list[ApprovalRecord] = []
+        gone: list[str] = []
+        for member in ids:
+            run_id = member.decode() if isinstance(member, bytes) else str(member)
+            try:
+                found.append((await self.read(run_id))[0])
+            except RunNotFound:
+                gone.append(run_id)
+            except BackendResponseError:
+                self.skipped += 1
         if gone:
             await redis_call(
                 lambda: self._redis.zrem(self.index_key, *gone), "unindex approvals", self._endpoint
             )
-        return [
-            self._parse(str(run_id), _text(raw))
-            for run_id, raw in zip(ids, values, strict=True)
-            if raw is not None
-        ]
+        return found
 
     @contextlib.asynccontextmanager
     async def changes(self) -> AsyncIterator[Callable[[float], Awaitable[None]]]:
@@ -210,11 +242,18 @@ class ApprovalStore:
 
     def _parse(self, run_id: str, raw: str) -> ApprovalRecord:
         try:
-            return ApprovalRecord.model_validate_json(raw)
+            record = ApprovalRecord.model_validate_json(raw)
         except ValidationError:
             raise BackendResponseError(
                 f"redis: approval request {self.key(run_id)} holds garbage", "redis"
             ) from None
+        if record.run_id != run_id:
+            raise BackendResponseError(
+                f"redis: {self.key(run_id)} holds run {record.run_id[:40]!r}'s request, not "
+                "its own: refused",
+                "redis",
+            )
+        return record
 
 
 def _text(raw: str | bytes) -> str:

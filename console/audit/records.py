@@ -33,6 +33,7 @@ RecordKind = Literal[
     "approval-approve",
     "approval-deny",
     "approval-expire",
+    "approval-use",
     "incident-open",
     "incident-note",
     "incident-close",

@@ -21,7 +21,7 @@ from console.cli.common import (
 )
 from console.cli.exits import INTERRUPTED
 from console.cli.runbook_render import emit, out
-from console.errors import ConfirmationRequired
+from console.errors import ConfirmationRequired, ConsoleError
 
 if TYPE_CHECKING:
     from console.adapters.approval_store import ApprovalRecord
@@ -49,15 +49,20 @@ def print_request(record: ApprovalRecord) -> None:
         f"[{_status_style(record.status)}]{record.status}[/]"
     )
     out.print(f"why: {safe(record.why)}")
+    params = " ".join(f"{k}={v}" for k, v in record.params.items() if v is not None)
+    out.print(f"params: {safe(params)}")
     if record.approvers:
         out.print(f"approvers: {safe(', '.join(record.approvers))}")
     for i, step in enumerate(record.plan.get("steps", []), 1):
         out.print(f"  {i}. {safe(step.get('id', ''))}: {safe(step.get('summary', ''))}")
-    if record.status == "pending":
-        out.print(f"expires in {_left(record)} ({record.expires_at:%H:%M:%S}Z)")
-    elif record.decided_by:
+    if record.decided_by:
+        verb = "approved" if record.status in ("approved", "used") else record.status
         reason = f": {safe(record.reason)}" if record.reason else ""
-        out.print(f"{record.status} by {safe(record.decided_by)}{reason}")
+        out.print(f"{verb} by {safe(record.decided_by)}{reason}")
+    if record.used_by:
+        out.print(f"used by {safe(record.used_by)} at {record.used_at:%H:%M:%S}Z")
+    if record.status in ("pending", "approved"):
+        out.print(f"expires in {_left(record)} ({record.expires_at:%H:%M:%S}Z)")
 
 
 def _status_style(status: str) -> str:
@@ -70,14 +75,24 @@ def list_approvals(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Approval requests of this context: pending ones, or every one still kept (--all)."""
+    from console.adapters.approval_store import LIST_LIMIT
     from console.runbooks.engine import RunbookEngine
+
+    notes: list[str] = []
 
     async def read() -> list[ApprovalRecord]:
         async with RunbookEngine(context(ctx).settings).approvals() as approvals:
-            return await (approvals.newest() if all_requests else approvals.pending())
+            found = await (approvals.newest() if all_requests else approvals.pending())
+            store = approvals.store
+            if store.skipped:
+                notes.append(f"{store.skipped} stored values are not readable requests")
+            if store.total > LIST_LIMIT:
+                notes.append(f"the newest {LIST_LIMIT} of {store.total} requests were read")
+            return found
 
     with errors_as_exit():
         records = asyncio.run(read())
+        store_note = "; ".join(notes)
 
         def render() -> None:
             if not records:
@@ -91,10 +106,12 @@ def list_approvals(
                     safe(r.target),
                     safe(r.requester),
                     f"[{_status_style(r.status)}]{r.status}[/]",
-                    _left(r) if r.status == "pending" else "-",
+                    _left(r) if r.status in ("pending", "approved") else "-",
                     safe(r.why),
                 )
             out.print(grid)
+            if store_note:
+                stderr.print(f"[yellow]warning:[/] {store_note}")
 
         emit([record_dict(r) for r in records], output, render)
 
@@ -131,7 +148,7 @@ def _decide(
 
         async def decide() -> ApprovalRecord:
             async with engine.approvals() as approvals:
-                record = await approvals.get(run_id)
+                record = await approvals.verified(run_id)
                 if output is OutputFormat.table:
                     print_request(record)
                 question = f"{verb.capitalize()} run {run_id} as {engine.settings.operator}?"
@@ -164,15 +181,18 @@ def request_and_wait(
 ) -> ApprovalRecord:
     """Ask for approval, then wait for the decision (Ctrl-C leaves the request pending)."""
     record = asyncio.run(engine.request_approval(plan, need))
+    until = f"{record.expires_at:%H:%M:%S}Z"
+    resume = f"`aml-console runbook resume {record.run_id}`"
     if output is OutputFormat.table:
-        who = f" by one of {', '.join(record.approvers)}" if record.approvers else ""
+        who = f" (one of {', '.join(record.approvers)})" if record.approvers else ""
         out.print(
-            f"[yellow]approval required[/]: {safe(need.why)}. Run {record.run_id} waits for "
-            f"another operator{safe(who)} until {record.expires_at:%H:%M:%S}Z: "
+            f"run {record.run_id} waits for another operator{safe(who)} until {until}: "
             f"`aml-console approve {record.run_id}` or `aml-console deny {record.run_id} "
             "--reason ...`"
         )
     if not wait:
+        if output is OutputFormat.table:
+            out.print(f"not waiting: once approved, {resume} runs it")
         return record
     shown = [datetime.now(UTC)]
 
@@ -184,6 +204,10 @@ def request_and_wait(
 
     try:
         return asyncio.run(engine.wait_for_approval(record.run_id, tick))
+    except ConsoleError as exc:
+        exc.message = f"{exc.message}; the request stays pending until {until}: once approved, "
+        exc.message += f"{resume} runs it"
+        raise
     except KeyboardInterrupt:
         stderr.print(
             f"stopped waiting; the request stays pending until {record.expires_at:%H:%M:%S}Z. "

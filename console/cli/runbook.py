@@ -199,7 +199,7 @@ def run(
 ) -> None:
     """Plan a runbook from the real state, confirm, then apply it step by step. A run that
     needs approval waits, after its plan, for another operator to approve or deny it."""
-    from console.cli.approvals import request_and_wait
+    from console.cli.approvals import record_dict, request_and_wait
     from console.runbooks.approvals import not_usable
     from console.runbooks.engine import RunbookEngine
     from console.runbooks.loader import find_runbook
@@ -227,7 +227,8 @@ def run(
                 raise ConfirmationRequired("not confirmed: nothing was requested")
             record = request_and_wait(engine, plan, need, output, wait)
             if record.status == "pending":
-                emit({"run_id": plan.run_id, "status": "pending"}, output, lambda: None)
+                resume = f"aml-console runbook resume {plan.run_id}"
+                emit(record_dict(record) | {"next": resume}, output, lambda: None)
                 return
             if record.status != "approved":
                 raise not_usable(record)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from console.errors import ParameterError, StalePlanError
+from console.errors import ApprovalError, ParameterError, StalePlanError
 from console.runbooks.approval_seal import check_decision
 from console.runbooks.approvals import ApprovalRequirement, approval_required, not_usable
 from console.runbooks.engine_services import EngineServices
@@ -29,6 +29,11 @@ async def run_approved_request(
     if record.status != "approved":
         raise not_usable(record)
     check_decision(services.audit.require_key(), record)  # the path and params it will run
+    if any(r.kind in ("approval-use", "run-intent") for r in services.audit.records(run_id)):
+        raise ApprovalError(
+            f"run {run_id} already ran with this approval (see `audit show {run_id}`); an "
+            "approval runs once, nothing was changed"
+        )
     loaded = load_runbook(Path(record.runbook_path), services.settings)
     if loaded.sha256 != record.runbook_sha256:
         raise StalePlanError(

@@ -1,8 +1,9 @@
 """Approval requests sealed with the context's audit key, so that whoever can write to Redis
 (a gateway's or the policy endpoint's credentials reach the same server) cannot forge one: not
-a request (a plan, a runbook path and parameters that `runbook resume` would run), nor an
-approval of one. The consoles of a context share the audit key already (each verifies the
-others' records); a console with another key refuses the request and says so."""
+a request (a plan, a runbook path and parameters that `runbook resume` would run, and what the
+approver is shown: the plan's steps and why), nor an approval of one. The consoles of a context
+share the audit key already (each verifies the others' records); a console with another key
+refuses the request and says so."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from console.adapters.approval_store import ApprovalRecord
 from console.errors import ApprovalError
+from console.runbooks.model import Runbook
 
 _REQUEST_FIELDS = (
     "run_id",
@@ -23,6 +25,9 @@ _REQUEST_FIELDS = (
     "target",
     "targets",
     "params",
+    "secrets_mac",
+    "plan",
+    "why",
     "fingerprints",
     "requester",
     "environment",
@@ -36,8 +41,18 @@ _DECISION_FIELDS = ("run_id", "request_mac", "status", "decided_by", "decided_at
 
 def _mac(key: bytes, record: ApprovalRecord, fields: tuple[str, ...]) -> str:
     data: dict[str, Any] = record.model_dump(mode="json", include=set(fields))
-    body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    body = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
     return hmac.new(key, b"aml-approval\0" + body, hashlib.sha256).hexdigest()
+
+
+def secrets_digest(key: bytes, runbook: Runbook, values: dict[str, Any]) -> str:
+    """An HMAC of the run's secret parameter values: a request stores no secret, yet a resume
+    given other secrets than the approved ones is refused."""
+    secret = {n: values.get(n) for n, spec in runbook.parameters.items() if spec.secret}
+    body = json.dumps(secret, sort_keys=True, default=str).encode()
+    return hmac.new(key, b"aml-approval-secrets\0" + body, hashlib.sha256).hexdigest()
 
 
 def seal_request(key: bytes, record: ApprovalRecord) -> ApprovalRecord:

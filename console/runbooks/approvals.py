@@ -1,20 +1,26 @@
 """Two-person approval of runbook runs, as Rundeck's approval step and StackStorm's inquiries.
 
-A run that needs approval (its runbook's ``approval:``, or the context's ``[approvals]``) stops
-after its plan with a request in Redis (``console.adapters.approval_store``) and waits. Another
-operator approves or denies it; nobody approves their own run; the ACL's ``approve`` and the
-request's approvers say who else may. A request is valid for its ttl, pending or approved; the
-first console to see it past its ttl marks it expired. An approved request is used once: by the
-run that waits for it, or by ``runbook resume RUN_ID``. Every request, approval, denial and
-expiry is a record in the audit chain, naming the operator. Approval never skips a check: the
-approved run goes through the ACL and the stale-plan check like any other.
+A run that needs approval (its runbook's ``approval:``, or the context's ``[approvals]``; see
+``approval_rules.py``) stops after its plan with a request in Redis
+(``console.adapters.approval_store``) and waits. Another operator approves or denies it; nobody
+approves their own run; the ACL's ``approve`` and the request's approvers say who else may. A
+request is valid for its ttl, pending or approved; the first console to see it past its ttl
+marks it expired. An approved request is used once, by the run that waits for it or by
+``runbook resume RUN_ID``, and only for the plan that was approved: the same runbook file,
+target, parameters (secrets included, by their HMAC), step arguments and step states.
+
+Every request, decision, use and expiry is a record in the audit chain, naming the operator.
+A decision is recorded before it is stored, so no run can use an approval the chain does not
+hold; if storing it then loses a race, a ``superseded`` record follows. Requests and decisions
+are sealed with the audit key (``approval_seal.py``): Redis write access alone cannot forge
+them. Approval never skips a check: the approved run goes through the ACL and the stale-plan
+check like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from console import acl
@@ -22,62 +28,50 @@ from console.adapters.approval_store import ApprovalRecord, ApprovalStatus, Appr
 from console.audit.log import AuditLog
 from console.audit.records import AuditEvent, RecordKind
 from console.config import Settings
-from console.durations import format_duration, parse_duration
 from console.errors import (
     AccessDenied,
-    ApprovalDenied,
     ApprovalError,
-    ApprovalExpired,
     ApprovalPending,
     AuditError,
+    BackendUnavailable,
     ParameterError,
     ReadOnlyError,
     RunNotFound,
     StalePlanError,
+)
+from console.runbooks.approval_rules import (
+    ApprovalRequirement,
+    already,
+    approval_required,
+    named,
+    not_usable,
+    same_person,
+    used_up,
 )
 from console.runbooks.approval_seal import (
     check_decision,
     check_request,
     seal_decision,
     seal_request,
+    secrets_digest,
 )
 from console.runbooks.planning import RunPlan
 from console.runbooks.resources import split_target
 
+__all__ = ["ApprovalRequirement", "Approvals", "approval_required", "not_usable"]
+
 REASON_LIMIT = 500
-
-
-@dataclass(frozen=True)
-class ApprovalRequirement:
-    why: str
-    ttl: timedelta
-    approvers: list[str]
-
-
-def approval_required(plan: RunPlan, settings: Settings) -> ApprovalRequirement | None:
-    """Whether ``plan`` must be approved first: by its runbook's rule, else by the context's
-    (``changes``: a step that is not a no-op; a step planned only when it runs counts)."""
-    runbook = plan.loaded.runbook
-    rule = settings.approvals
-    spec = runbook.approval
-    if spec is not None and spec.required:
-        return ApprovalRequirement(
-            f"runbook {runbook.name} requires approval",
-            parse_duration(spec.ttl),
-            list(spec.approvers or rule.approvers),
-        )
-    changes = any(step.plan is None or not step.plan.noop for step in plan.steps)
-    if rule.required == "always" or (rule.required == "changes" and changes):
-        what = "every run" if rule.required == "always" else "every run that changes something"
-        where = f"context {settings.context} ({settings.environment})"
-        return ApprovalRequirement(
-            f"{where} requires approval for {what}", rule.ttl, list(rule.approvers)
-        )
-    return None
+CAS_TRIES = 5
+"""Compare-and-set attempts before giving up: each loss means another console changed the
+request, so a few are plenty; more is a value that keeps changing (someone writing it)."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _steps(plan_dict: dict[str, Any]) -> list[Any]:
+    return [(step.get("id"), step.get("arguments")) for step in plan_dict.get("steps", [])]
 
 
 class Approvals:
@@ -96,7 +90,9 @@ class Approvals:
     async def request(self, plan: RunPlan, need: ApprovalRequirement) -> ApprovalRecord:
         """Store the request and its audit record (or neither)."""
         self._refuse_read_only(f"requesting approval of {plan.loaded.runbook.name}")
+        self._approvers_known(need.approvers)
         self.audit.check_writable()
+        key = self.audit.require_key()
         runbook = plan.loaded.runbook
         created = _now()
         record = ApprovalRecord(
@@ -108,6 +104,7 @@ class Approvals:
             target=plan.target,
             targets=split_target(plan.target),
             params=plan.public_params,
+            secrets_mac=secrets_digest(key, runbook, plan.values),
             plan=plan.to_dict(),
             fingerprints={step.spec.id: step.fingerprint for step in plan.steps},
             requester=plan.operator,
@@ -118,7 +115,7 @@ class Approvals:
             created_at=created,
             expires_at=created + need.ttl,
         )
-        record = seal_request(self.audit.require_key(), record)
+        record = seal_request(key, record)
         await self.store.create(record)
         try:
             self._record("approval-request", record, result="pending", after=_offer(record))
@@ -131,20 +128,31 @@ class Approvals:
         self, run_id: str, on_tick: Callable[[ApprovalRecord], None] | None = None
     ) -> ApprovalRecord:
         """Until the request is decided or expires; returns it as it then is. Woken by the
-        store's change notices; read again every ``poll_s`` too, in case one is lost."""
-        async with self.store.changes() as next_change:
-            while True:
-                record = await self.get(run_id)
-                if record.status != "pending":
-                    return record
-                if on_tick is not None:
-                    on_tick(record)
-                poll = self.settings.approvals.poll_s
-                await next_change(min(poll, max(record.left_s(), 0.05)))
+        store's change notices; read again every ``poll_s`` too, in case one is lost. Redis
+        going away for a while is waited out (the request stays in Redis) until the expiry."""
+        deadline: datetime | None = None
+        while True:
+            try:
+                async with self.store.changes() as next_change:
+                    while True:
+                        record = await self.get(run_id)
+                        deadline = record.expires_at
+                        if record.status != "pending":
+                            return record
+                        if on_tick is not None:
+                            on_tick(record)
+                        poll = self.settings.approvals.poll_s
+                        await next_change(min(poll, max(record.left_s(), 0.05)))
+            except BackendUnavailable:
+                if deadline is None or _now() >= deadline:
+                    raise
+                import asyncio
+
+                await asyncio.sleep(min(self.settings.approvals.poll_s, 2.0))
 
     async def claim_plan(self, plan: RunPlan, need: ApprovalRequirement) -> ApprovalRecord:
         """Take the approved request of ``plan`` as it is about to apply: used once, and only
-        for the runbook file and the step states that were approved."""
+        for exactly what was approved."""
         try:
             record = await self.get(plan.run_id)
         except RunNotFound:
@@ -152,32 +160,66 @@ class Approvals:
                 f"{need.why}: run {plan.run_id} has no approval request; nothing was changed"
             ) from None
         if record.status == "approved":
-            if record.runbook_sha256 != plan.loaded.sha256:
-                raise StalePlanError(
-                    f"the runbook {record.runbook} changed since run {record.run_id} was "
-                    "approved; nothing was changed, plan and request approval again"
-                )
-            planned = {step.spec.id: step.fingerprint for step in plan.steps}
-            if planned != record.fingerprints:
-                raise StalePlanError(
-                    f"{record.target} changed since run {record.run_id} was approved; "
-                    "nothing was changed, plan and request approval again"
-                )
+            key = self.audit.require_key()
+            check_decision(key, record)
+            self._same_plan(key, record, plan)
         return await self.claim(plan.run_id)
 
+    def _same_plan(self, key: bytes, record: ApprovalRecord, plan: RunPlan) -> None:
+        if record.runbook_sha256 != plan.loaded.sha256 or record.runbook_path != str(
+            plan.loaded.path
+        ):
+            raise StalePlanError(
+                f"the runbook {record.runbook} changed since run {record.run_id} was "
+                "approved; nothing was changed, plan and request approval again"
+            )
+        approved_what = (record.target, record.params, _steps(record.plan), record.secrets_mac)
+        planned_what = (
+            plan.target,
+            plan.public_params,
+            _steps(plan.to_dict()),
+            secrets_digest(key, plan.loaded.runbook, plan.values),
+        )
+        if approved_what != planned_what:
+            raise StalePlanError(
+                f"run {record.run_id} was approved for {record.target} with other parameters "
+                "or arguments than this plan's; nothing was changed"
+            )
+        planned = {step.spec.id: step.fingerprint for step in plan.steps}
+        if planned != record.fingerprints:
+            raise StalePlanError(
+                f"{record.target} changed since run {record.run_id} was approved; "
+                "nothing was changed, plan and request approval again"
+            )
+
     async def claim(self, run_id: str) -> ApprovalRecord:
-        """Take an approved request for the run about to apply it: it is used once."""
-        while True:
+        """Take an approved request for the run about to apply it: used once, recorded."""
+        for _ in range(CAS_TRIES):
             record, raw = await self.store.read(run_id)
             record = await self._expire_if_due(record, raw) or record
             if record.status != "approved":
-                raise _not_usable(record)
+                raise not_usable(record)
             check_decision(self.audit.require_key(), record)
+            if self._used_in_chain(run_id):
+                raise used_up(record.model_copy(update={"used_by": "an earlier run"}))
             used = record.model_copy(
                 update={"status": "used", "used_by": self.operator, "used_at": _now()}
             )
             if await self.store.replace(raw, used):
+                self._record(
+                    "approval-use",
+                    used,
+                    result="used",
+                    arguments=_decision_args(used, None),
+                )
                 return used
+        raise _contended(run_id)
+
+    def _used_in_chain(self, run_id: str) -> bool:
+        """An approval written back into Redis after its use: the chain says it ran."""
+        return any(
+            record.kind in ("approval-use", "run-intent") for record in self.audit.records(run_id)
+        )
 
     # The approver's side -------------------------------------------------------------------
     async def approve(self, run_id: str) -> ApprovalRecord:
@@ -191,19 +233,26 @@ class Approvals:
             raise ParameterError(f"the reason must be 1-{REASON_LIMIT} printable characters")
         return await self._decide(run_id, "denied", reason)
 
+    async def verified(self, run_id: str) -> ApprovalRecord:
+        """The request, refused unless it carries this context's seal: what an approver is
+        shown must be what was asked."""
+        record = await self.get(run_id)
+        check_request(self.audit.require_key(), record)
+        return record
+
     async def _decide(
         self, run_id: str, status: ApprovalStatus, reason: str | None
     ) -> ApprovalRecord:
         verb = "approve" if status == "approved" else "deny"
         self._refuse_read_only(f"{verb} run {run_id}")
-        while True:
+        for _ in range(CAS_TRIES):
             record, raw = await self.store.read(run_id)
             record = await self._expire_if_due(record, raw) or record
             if record.status != "pending":
-                raise _already(record)
+                raise already(record)
             key = self.audit.require_key()
             check_request(key, record)
-            withdrawing = status == "denied" and record.requester == self.operator
+            withdrawing = status == "denied" and same_person(record.requester, self.operator)
             if not withdrawing:
                 self._may_decide(record, verb)
             self.audit.check_writable()
@@ -218,28 +267,30 @@ class Approvals:
                     }
                 ),
             )
-            if not await self.store.replace(raw, decided):
-                continue  # decided or expired meanwhile: read it again
             kind: RecordKind = "approval-approve" if status == "approved" else "approval-deny"
             result = "withdrawn" if withdrawing else status
-            try:
-                self._record(kind, decided, result=result, arguments={"reason": reason or ""})
-            except AuditError:
-                await self.store.replace(decided.model_dump_json(), record)  # undo: still pending
-                raise
-            return decided
+            # Recorded first: once stored, a waiting run may use it within a millisecond.
+            self._record(kind, decided, result=result, arguments=_decision_args(decided, reason))
+            if await self.store.replace(raw, decided):
+                return decided
+            self._record(
+                kind,
+                decided,
+                result="superseded",
+                arguments=_decision_args(decided, reason),
+                error="the request changed before this decision was stored; it was not",
+            )
+        raise _contended(run_id)
 
     def _may_decide(self, record: ApprovalRecord, verb: str) -> None:
         """The two-person rule, the request's approvers, then the ACL's ``approve``."""
         me = self.operator
-        if record.requester == me:
+        if same_person(record.requester, me):
             raise AccessDenied(
                 f"{me} requested run {record.run_id}: another operator must {verb} it "
                 "(two-person rule); nothing was changed"
             )
-        policy = acl.load_policy(self.settings.acl.path) if self.settings.acl.path else None
-        groups = policy.groups if policy else {}
-        if record.approvers and not _named(record.approvers, me, groups):
+        if record.approvers and not named(record.approvers, me, self._groups()):
             raise AccessDenied(
                 f"{me} is not an approver of run {record.run_id} (approvers: "
                 f"{', '.join(record.approvers)}); nothing was changed"
@@ -248,17 +299,35 @@ class Approvals:
             self.settings.acl.path, me, "approve", record.runbook, record.tags, record.targets
         )
 
+    def _groups(self) -> dict[str, list[str]]:
+        path = self.settings.acl.path
+        return acl.load_policy(path).groups if path else {}
+
+    def _approvers_known(self, approvers: list[str]) -> None:
+        groups = self._groups()
+        unknown = [a[6:] for a in approvers if a.startswith("group:") and a[6:] not in groups]
+        if unknown:
+            where = "the ACL policy" if self.settings.acl.path else "no ACL policy ([acl] path)"
+            raise ParameterError(
+                f"approvers name group {', '.join(unknown)}, which {where} does not define: "
+                "nobody could approve; nothing was requested"
+            )
+
     # Everyone ------------------------------------------------------------------------------
     async def get(self, run_id: str) -> ApprovalRecord:
         record, raw = await self.store.read(run_id)
         return await self._expire_if_due(record, raw) or record
 
     async def newest(self) -> list[ApprovalRecord]:
-        """Every request still kept, newest first; a pending one past its ttl is expired here."""
+        """Every request still kept, newest first; a pending one past its ttl is expired here.
+        ``store.skipped`` counts the values that could not be read."""
         found = []
         for record in await self.store.newest():
             if record.status in ("pending", "approved") and record.expired():
-                record = await self.get(record.run_id)
+                try:
+                    record = await self.get(record.run_id)
+                except (AuditError, RunNotFound):
+                    record = record.model_copy(update={"status": "expired"})
             found.append(record)
         return found
 
@@ -267,17 +336,25 @@ class Approvals:
 
     async def _expire_if_due(self, record: ApprovalRecord, raw: str) -> ApprovalRecord | None:
         """Mark a pending or approved request past its ttl expired; the console that wins the
-        compare-and-set writes the audit record (once, whoever notices first)."""
+        compare-and-set writes the audit record (once, whoever notices first). A read-only
+        console only says it is expired, and writes nothing."""
         if record.status not in ("pending", "approved") or not record.expired():
             return None
         expired = record.model_copy(update={"status": "expired"})
+        if self.settings.read_only:
+            return expired
+        self.audit.check_writable()
         if await self.store.replace(raw, expired):
-            self._record(
-                "approval-expire",
-                expired,
-                result="expired",
-                arguments={"requester": record.requester, "was": record.status},
-            )
+            try:
+                self._record(
+                    "approval-expire",
+                    expired,
+                    result="expired",
+                    arguments={"requester": record.requester, "was": record.status},
+                )
+            except AuditError:
+                await self.store.replace(expired.model_dump_json(), record)  # not without it
+                raise
             return expired
         fresh, _ = await self.store.read(record.run_id)
         return fresh
@@ -290,6 +367,7 @@ class Approvals:
         result: str,
         arguments: dict[str, Any] | None = None,
         after: Any = None,
+        error: str | None = None,
     ) -> None:
         self.audit.append(
             AuditEvent(
@@ -302,6 +380,7 @@ class Approvals:
                 arguments=arguments if arguments is not None else record.params,
                 after=after,
                 result=result,
+                error=error,
             )
         )
 
@@ -316,48 +395,22 @@ def _offer(record: ApprovalRecord) -> dict[str, Any]:
         "expires_at": record.expires_at.isoformat(),
         "approvers": record.approvers,
         "steps": [step.get("summary", "") for step in record.plan.get("steps", [])],
+        "request_mac": record.request_mac,
     }
 
 
-def _named(approvers: list[str], operator: str, groups: dict[str, list[str]]) -> bool:
-    return any(
-        name == operator or (name.startswith("group:") and operator in groups.get(name[6:], []))
-        for name in approvers
-    )
+def _decision_args(record: ApprovalRecord, reason: str | None) -> dict[str, Any]:
+    """What a decision record proves without Redis: what was decided, sealed how."""
+    return {
+        "reason": reason or "",
+        "requester": record.requester,
+        "params": record.params,
+        "request_mac": record.request_mac,
+    }
 
 
-def _already(record: ApprovalRecord) -> ApprovalError:
-    if record.status == "expired":
-        return ApprovalExpired(
-            f"the approval request of run {record.run_id} expired at "
-            f"{record.expires_at:%H:%M:%S}Z; nothing was changed, plan the run again"
-        )
-    when = f" at {record.decided_at:%H:%M:%S}Z" if record.decided_at else ""
+def _contended(run_id: str) -> ApprovalError:
     return ApprovalError(
-        f"run {record.run_id} is already {record.status} by {record.decided_by or '?'}{when}; "
-        "nothing was changed"
+        f"the approval request of run {run_id} kept changing while it was read "
+        f"({CAS_TRIES} tries): nothing was changed, try again"
     )
-
-
-def _not_usable(record: ApprovalRecord) -> ApprovalError:
-    if record.status == "pending":
-        left = format_duration(timedelta(seconds=int(record.left_s())))
-        return ApprovalPending(
-            f"run {record.run_id} still waits for approval ({record.why}; expires in {left})"
-        )
-    if record.status == "denied":
-        return ApprovalDenied(
-            f"run {record.run_id} was denied by {record.decided_by}: {record.reason}; "
-            "nothing was changed"
-        )
-    if record.status == "used":
-        return ApprovalError(
-            f"the approval of run {record.run_id} was used by {record.used_by} at "
-            f"{record.used_at:%H:%M:%S}Z; an approval runs once"
-        )
-    return _already(record)
-
-
-def not_usable(record: ApprovalRecord) -> ApprovalError:
-    """Why ``record`` cannot be applied now (pending, denied, expired, used)."""
-    return _not_usable(record)

@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from console import acl
 from console.adapters.processes import start_ticks
-from console.errors import AuditError, ParameterError, RunStateError
+from console.errors import ApprovalPending, AuditError, ParameterError, RunStateError
 from console.runbooks.active_run import ActiveRun
+from console.runbooks.approval_rules import may_need_approval
 from console.runbooks.compensation import compensate_all
 from console.runbooks.engine_services import EngineServices
 from console.runbooks.events import EventSink
 from console.runbooks.lease import LeaseKeeper
 from console.runbooks.loader import LoadedRunbook, load_runbook
 from console.runbooks.params import Redactor, resolve, secret_values
+from console.runbooks.resources import split_target
 from console.runbooks.running import drive, guarded
 from console.runbooks.state import RunState, RunStore
 
@@ -117,6 +120,30 @@ async def _taken_back(
             await keeper.stop(release=not run.keep_lease and state.status != "interrupted")
 
 
+def _may_resume(services: EngineServices, state: RunState, loaded: LoadedRunbook) -> None:
+    """What a fresh run would be checked for, before any more of it is applied: the ACL (for
+    whoever resumes), and approval, which the audit chain must hold (a run state is a file,
+    the chain is signed). Undoing (`abort`) needs neither: it only puts things back."""
+    runbook = loaded.runbook
+    acl.check(
+        services.settings.acl.path,
+        services.settings.operator,
+        "run",
+        runbook.name,
+        runbook.tags,
+        split_target(state.target),
+    )
+    own_rule = runbook.approval is not None and runbook.approval.required
+    if not may_need_approval(own_rule, services.settings):
+        return
+    records = services.audit.records(state.run_id)
+    if not any(r.kind == "approval-approve" and r.result == "approved" for r in records):
+        raise ApprovalPending(
+            f"run {state.run_id} needs approval here and the audit log holds none for it: "
+            f"undo it with `runbook abort {state.run_id}`, or plan it again; nothing was changed"
+        )
+
+
 def _reload(
     services: EngineServices, run_id: str, given: dict[str, Any], verb: str
 ) -> tuple[RunState, LoadedRunbook, dict[str, Any]]:
@@ -145,6 +172,8 @@ def _reload(
             f"runbook {state.runbook_path} changed since run {run_id} started; "
             f"{verb} refuses to run a different runbook"
         )
+    if verb == "resume":
+        _may_resume(services, state, loaded)
     missing = [n for n in state.secret_params if n not in given and state.params.get(n)]
     if missing:
         raise ParameterError(

@@ -26,6 +26,7 @@ from textual.screen import Screen
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.errors import ConsoleError
+from console.tui import approval_watch
 from console.tui.context import Contexts, ScreenContext
 from console.tui.messages import (
     OpenLoadedRunbook,
@@ -42,7 +43,7 @@ from console.views.catalog import VIEW_NAMES, VIEWS
 if TYPE_CHECKING:
     from console.runbooks.loader import LoadedRunbook
 
-COMMANDS = [*VIEW_NAMES, "ctx", "help", "quit", "run "]
+COMMANDS = [*VIEW_NAMES, "ctx", "help", "note ", "quit", "run "]
 
 
 class ConsoleApp(App[None]):
@@ -90,6 +91,7 @@ class ConsoleApp(App[None]):
     def on_mount(self) -> None:
         self._install_views()
         self.push_screen(self.start)
+        self.call_after_refresh(approval_watch.start, self, self.backends)  # toasts
         if self.hint:
             self.notify(self.hint, timeout=15)
 
@@ -149,6 +151,7 @@ class ConsoleApp(App[None]):
         while len(self.screen_stack) > 2:  # dialogs above the view: made for the old context
             self.pop_screen()
         self.settings, self.backends = settings, Backends(settings, metrics=old.metrics)
+        approval_watch.start(self, self.backends)  # the new context's requests
         self.screen_context = ScreenContext(
             settings, self.backends, self.refresh_s, self.selection, self.now, self.monotonic
         )
@@ -213,6 +216,10 @@ class ConsoleApp(App[None]):
     def _run_command(self, line: str | None) -> None:
         from console.tui.screens.runbook import params_from_words
 
+        head_word, _, note = (line or "").strip().lstrip(":").partition(" ")
+        if head_word.lower() == "note":  # free text, not words: "it's" must not fail shlex
+            self.run_worker(self._note(note), group="incident-note", exit_on_error=False)
+            return
         words = shlex.split((line or "").strip().lstrip(":")) if line else []
         if not words:
             return
@@ -247,6 +254,15 @@ class ConsoleApp(App[None]):
             self.open_runbook(rest[0], params)
         else:
             self.notify(f"unknown command {head!r}; try :help", severity="error")
+
+    async def _note(self, text: str) -> None:
+        """`:note TEXT`: a note on the current open incident (the newest open one)."""
+        from console.tui.screens.incidents import note_current
+
+        message, severity = await note_current(self.settings, text)
+        self.notify(message, severity=severity, markup=False)
+        if "incidents" in self.made_views:
+            self.made_views["incidents"].action_refresh_now()
 
     def remember(self, **selected: str | None) -> None:
         self.selection.update({k: v for k, v in selected.items() if v})

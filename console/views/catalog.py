@@ -32,6 +32,8 @@ VIEWS: tuple[ViewDeclaration, ...] = (
     ViewDeclaration("samples", "6", "Samples"),
     ViewDeclaration("runbooks", "7", "Runbooks"),
     ViewDeclaration("drills", "8", "Drills"),
+    ViewDeclaration("pending", "9", "Pending"),
+    ViewDeclaration("incidents", "0", "Incidents"),
 )
 
 VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in VIEWS)

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from runbook_support import REPO, Console, audit_records, policy_key, redis_client
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from console.cli.main import app
 
@@ -101,14 +100,15 @@ def test_another_operator_approves_and_the_waiting_run_proceeds(console: Console
         "succeeded",
     )
     kinds = _kinds(console, run_id)
-    assert kinds[:3] == [
+    assert kinds[:4] == [
         ("approval-request", "alice", "pending"),
         ("approval-approve", "bob", "approved"),
+        ("approval-use", "alice", "used"),
         ("run-intent", "alice", "planned"),
     ]
     assert kinds[-1] == ("run-outcome", "alice", "succeeded")
     again = _cli(console, "carol", "approve", run_id, "--yes", **CHANGES)
-    assert again.exit_code == 1 and "already used" in again.stderr
+    assert again.exit_code == 1 and "(by bob) was already used by alice" in again.stderr
     _verified(console)
 
 
@@ -308,3 +308,106 @@ def test_a_request_or_approval_forged_in_redis_is_refused(console: Console) -> N
     resumed = _cli(console, "carol", "runbook", "resume", run_id, "--yes", **CHANGES)
     assert resumed.exit_code == 1 and "not sealed" in resumed.stderr
     assert not _blocked(console, "vip-partner") and not _blocked(console, "ap-c8")
+
+
+def _no_wait(console: Console, operator: str, client: str, **env: str) -> dict[str, Any]:
+    left = _cli(console, operator, "runbook", "run", *BLOCK, "-p", f"client={client}", "--yes",
+                "--no-wait", "-o", "json", **{**CHANGES, **env})  # fmt: skip
+    assert left.exit_code == 0, left.output
+    request = dict(json.loads(left.stdout))
+    assert request["status"] == "pending" and request["requester"] == operator
+    assert request["next"] == f"aml-console runbook resume {request['run_id']}"
+    return request
+
+
+def test_one_runs_approval_cannot_be_moved_onto_another_run(console: Console) -> None:
+    approved = _no_wait(console, "alice", "mv-approved")["run_id"]
+    other = _no_wait(console, "alice", "mv-never-approved")["run_id"]
+    assert _cli(console, "bob", "approve", approved, "--yes", **CHANGES).exit_code == 0
+    db, prefix = redis_client(console), console.settings.redis.key_prefix
+    db.set(f"{prefix}:approval:{other}", db.get(f"{prefix}:approval:{approved}"), px=600_000)
+    moved = _cli(console, "carol", "runbook", "resume", other, "--yes", **CHANGES)
+    assert moved.exit_code == 1 and "holds run" in moved.stderr and "not its own" in moved.stderr
+    assert not _blocked(console, "mv-never-approved")
+
+
+def test_an_approval_holds_only_for_the_parameters_that_were_approved(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan made under the approved run id with other parameters (the engine's API, which
+    the TUI uses) does not get the approval."""
+    import asyncio
+
+    from console.config import load_settings
+    from console.errors import StalePlanError
+    from console.runbooks.engine import RunbookEngine
+    from console.runbooks.loader import find_runbook
+
+    run_id = _no_wait(console, "alice", "sw-approved")["run_id"]
+    assert _cli(console, "bob", "approve", run_id, "--yes", **CHANGES).exit_code == 0
+    monkeypatch.setenv("CONSOLE_APPROVALS__REQUIRED", "changes")
+    monkeypatch.setenv("CONSOLE_OPERATOR", "alice")
+    settings = load_settings()
+    engine = RunbookEngine(settings)
+    loaded = find_runbook("block-client", settings.runbook_search_path, settings)
+    given = {"client": "sw-victim", "reason": "approval test", "ttl": "30d"}
+    plan = asyncio.run(engine.plan(loaded, given, run_id=run_id))
+    with pytest.raises(StalePlanError, match="other parameters or arguments"):
+        asyncio.run(engine.run(plan, confirmed=True))
+    assert not _blocked(console, "sw-victim") and not _blocked(console, "sw-approved")
+
+
+def test_the_requester_under_another_case_is_still_the_requester(console: Console) -> None:
+    run_id = _no_wait(console, "alice@corp.example", "case-c1")["run_id"]
+    same = _cli(console, "Alice@Corp.Example", "approve", run_id, "--yes", **CHANGES)
+    assert same.exit_code == 1 and "two-person rule" in same.stderr
+    spaced = _cli(console, "alice ", "approve", run_id, "--yes", **CHANGES)
+    assert spaced.exit_code == 1 and "starts or ends with a space" in spaced.stderr
+
+
+def test_the_environment_cannot_loosen_a_contexts_approvals(
+    console: Console, tmp_path: Path
+) -> None:
+    config = tmp_path / "prod.toml"
+    lab_config = Path(console.env["CONSOLE_CONFIG"]).read_text()
+    config.write_text(lab_config + '\n[contexts.test.approvals]\nrequired = "changes"\n')
+    dry = ["runbook", "run", *BLOCK, "-p", "client=env-c1", "--dry-run"]
+    env = {"CONSOLE_CONFIG": str(config)}
+    loosened = _cli(console, "alice", *dry, **env, CONSOLE_APPROVALS__REQUIRED="never")
+    assert loosened.exit_code == 1
+    assert "would loosen the context's [approvals] required = 'changes'" in loosened.stderr
+    tightened = _cli(console, "alice", *dry, **env, CONSOLE_APPROVALS__REQUIRED="always")
+    assert tightened.exit_code == 0, tightened.output
+
+
+def test_an_interrupted_run_resumes_only_with_an_approval_in_the_chain(
+    console: Console,
+) -> None:
+    """A run state is a file anyone can write; the audit chain is signed."""
+    from console.runbooks.state import RunState, RunStore, StepState
+
+    runbook = REPO / "runbooks" / "block-client.yaml"
+    from console.runbooks.loader import load_runbook
+
+    loaded = load_runbook(runbook)
+    run_id = "20261202T000000Z-fab001"
+    RunStore(console.run_dir / "runs").save(
+        RunState(
+            run_id=run_id,
+            runbook="block-client",
+            runbook_path=str(runbook),
+            runbook_sha256=loaded.sha256,
+            params={"client": "fab-victim", "ttl": "30d", "reason": "forged state"},
+            operator="alice",
+            environment="test",
+            target="client:fab-victim",
+            status="interrupted",
+            pid=1,
+            pid_start=1,
+            steps=[StepState(id="block", action="policy.block_client")],
+        )
+    )
+    resumed = _cli(console, "alice", "runbook", "resume", run_id, "--yes", **CHANGES)
+    assert resumed.exit_code == 1
+    assert "needs approval here and the audit log holds none for it" in resumed.stderr
+    assert not _blocked(console, "fab-victim")

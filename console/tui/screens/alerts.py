@@ -49,12 +49,14 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
     VIEW = "alerts"
     DEFAULT_SORT = "severity"
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
-        *ViewScreen.BINDINGS,
+        # i opens an incident here (Alerts has no PromQL to inspect: Alertmanager's API)
+        *(b for b in ViewScreen.BINDINGS if not (isinstance(b, Binding) and b.key == "i")),
         Binding("b", "block", "Block client"),
         Binding("c", "contain", "Contain extraction"),
         Binding("s", "silence", "Silence"),
         Binding("enter", "samples", "Samples"),
         Binding("v", "replay", "Replay"),
+        Binding("i", "incident", "Open incident"),
         Binding("S", "sort('severity')", "Sort: severity", show=False),
         Binding("N", "sort('name')", "Sort: alert", show=False),
         Binding("C", "sort('client')", "Sort: client", show=False),
@@ -203,6 +205,7 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         if alert is None or not alert.client:
             self.notify("select an alert with a client label", severity="warning")
             return
+        self._incident(alert.labels, acting=True)  # a critical alert's responder opens one
         self._run("block-client", client=alert.client, reason=f"{alert.alertname} firing")
 
     def action_contain(self) -> None:
@@ -213,7 +216,22 @@ class AlertsScreen(ViewScreen[AlertsSnapshot]):
         params = {"client": alert.client}
         if alert.model:
             params["model"] = alert.model
+        self._incident(alert.labels, acting=True)
         self._run("contain-extraction", **params)
+
+    def action_incident(self) -> None:
+        """Open an incident from the selected alert (or show the one open on its client)."""
+        alert = self.selected()
+        if alert is None:
+            self.notify("select an alert", severity="warning")
+            return
+        self._incident(alert.labels, acting=False)
+
+    @work(group="alert-incident", exit_on_error=False)
+    async def _incident(self, labels: dict[str, str], acting: bool) -> None:
+        from console.tui.screens.incidents import incident_from_alert
+
+        await incident_from_alert(self, self.context.settings, labels, acting)
 
     def action_samples(self) -> None:
         """The selected alert's client's sampled inputs and their traces."""

@@ -21,6 +21,7 @@ from console.tui.text import printable
 from console.tui.widgets.status import StatusBadge
 
 if TYPE_CHECKING:  # the queries (and the policy store's adapter) load with a view needing them
+    from console.config import Settings
     from console.views.queries import PanelQuery
 
 log = logging.getLogger(__name__)
@@ -28,18 +29,41 @@ S = TypeVar("S")
 
 
 class TopBar(Static):
-    """Environment label (coloured per environment, as k9s colours a context), the view, and
-    the read-only banner."""
+    """Environment label (coloured per environment, as k9s colours a context), who the
+    operator is and where the name came from, the view, and the read-only banner."""
 
-    def __init__(self, view: str, environment: str, read_only: bool, color: str = "auto") -> None:
+    def __init__(
+        self,
+        view: str,
+        environment: str,
+        read_only: bool,
+        color: str = "auto",
+        operator: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(id="topbar")
         text = Text()
         text.append(f" {printable(environment, 40)} ", style=environment_style(environment, color))
+        if operator is not None:
+            name, source = operator
+            text.append("  operator ", style="dim")
+            text.append(printable(name, 40), style="bold")
+            text.append(f" ({printable(source, 40)})", style="dim")
         text.append(f"  aml-console › {view}", style="bold")
         if read_only:
             text.append("   READ-ONLY: actions disabled ", style="bold black on yellow")
         text.append("   ? help  : command  / filter  i PromQL", style="dim")
         self.update(text)
+
+    @classmethod
+    def of(cls, view: str, settings: Settings) -> TopBar:
+        """The bar of ``view`` for ``settings``' context and operator."""
+        return cls(
+            view,
+            settings.environment,
+            settings.read_only,
+            settings.tui.environment_color,
+            (settings.operator, settings.operator_source),
+        )
 
 
 class ViewScreen(Screen[None], Generic[S]):
@@ -66,8 +90,7 @@ class ViewScreen(Screen[None], Generic[S]):
         """Completed refreshes (successful or not): tests wait on it."""
 
     def compose(self) -> ComposeResult:
-        cfg = self.context.settings
-        yield TopBar(self.VIEW, cfg.environment, cfg.read_only, cfg.tui.environment_color)
+        yield TopBar.of(self.VIEW, self.context.settings)
         yield StatusBadge(self.context.monotonic, id="badge")
         with Vertical(id="body"):
             yield from self.compose_body()

@@ -5,6 +5,7 @@ same."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -17,19 +18,24 @@ from textual.widgets import Button, DataTable, Input, Label, RichLog, Static
 
 from console.errors import ConsoleError
 from console.tui.messages import RunFinished
+from console.tui.screens import runbook_approval as approval
 from console.tui.screens.dialogs import ConfirmActionModal
 from console.tui.text import plain, printable
 
 if TYPE_CHECKING:
+    from console.adapters.approval_store import ApprovalRecord
     from console.config import Settings
-    from console.runbooks.engine import RunEvent
+    from console.runbooks.approvals import ApprovalRequirement
+    from console.runbooks.engine import RunbookEngine, RunEvent
     from console.runbooks.loader import LoadedRunbook
     from console.runbooks.planning import RunPlan
     from console.runbooks.state import RunState
 
 
 class RunbookScreen(ModalScreen[str | None]):
-    """Returns the run's final status (None if nothing was applied)."""
+    """Returns the run's final status (None if nothing was applied). A plan that needs
+    approval is applied after another operator approves it: the dialog waits (in its worker)
+    and can be closed meanwhile, leaving the request pending for `runbook resume`."""
 
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("escape", "close", "Close"),
@@ -45,6 +51,10 @@ class RunbookScreen(ModalScreen[str | None]):
         self.plan: RunPlan | None = None
         self.state: RunState | None = None
         self.running = False
+        self.need: ApprovalRequirement | None = None
+        """Why the plan must be approved first (None: it needs no approval)."""
+        self.waiting: ApprovalRecord | None = None
+        """The request the dialog waits on, as last read."""
 
     @property
     def read_only(self) -> bool:
@@ -108,13 +118,16 @@ class RunbookScreen(ModalScreen[str | None]):
 
     @on(Button.Pressed, "#plan")
     def action_plan(self) -> None:
-        if not self.running:
+        if not self.running and self.waiting is None:  # a plan would end the wait
             self._plan()
 
     @on(Button.Pressed, "#apply")
     def action_apply(self) -> None:
         if self.read_only:
             self.notify("read-only mode: actions are disabled", severity="warning")
+            return
+        if self.waiting is not None:
+            self.notify("waiting for approval: esc leaves it pending", severity="warning")
             return
         if self.plan is None or self.running or self.state is not None:
             self.notify("plan first (p), then apply (y)", severity="warning")
@@ -139,7 +152,16 @@ class RunbookScreen(ModalScreen[str | None]):
         if self.running:
             self.notify("the run is in progress; it cannot be left half-done", severity="warning")
             return
+        self._leave_pending()
         self.dismiss(self.state.status if self.state else None)
+
+    def on_unmount(self) -> None:
+        self._leave_pending()  # closed another way (:ctx) while waiting
+
+    def _leave_pending(self) -> None:
+        if self.waiting is not None:
+            record, self.waiting = self.waiting, None
+            self.app.notify(approval.left_pending(record), timeout=20, markup=False)
 
     @work(exclusive=True, group="runbook", exit_on_error=False)
     async def _plan(self) -> None:
@@ -147,14 +169,15 @@ class RunbookScreen(ModalScreen[str | None]):
 
         self.query_one("#apply", Button).disabled = True
         self.log_view.write(Text("planning from the real state…", style="dim"))
+        engine = RunbookEngine(self.settings)
         try:
-            plan = await RunbookEngine(self.settings).plan(self.loaded, self._params())
+            plan = await engine.plan(self.loaded, self._params())
         except ConsoleError as exc:
             self.plan = None
             self.plan_table.clear()
             self.log_view.write(Text("cannot plan: " + printable(exc, 800), style="bold red"))
             return
-        self.plan = plan
+        self.plan, self.need = plan, engine.approval_for(plan)
         self._write_plan(plan)
         self.query_one("#apply", Button).disabled = self.read_only
 
@@ -186,16 +209,13 @@ class RunbookScreen(ModalScreen[str | None]):
                         style="cyan",
                     )
                 )
+        if self.need is not None:
+            log.write(approval.required_line(self.need))
+            self.query_one("#result", Static).update(approval.required_line(self.need))
         if self.read_only:
             log.write(Text("read-only mode: this plan cannot be applied", style="yellow"))
         else:
-            log.write(
-                Text(
-                    "press y to apply (a confirmation follows), esc to leave without "
-                    "changing anything",
-                    style="bold yellow",
-                )
-            )
+            log.write(approval.apply_hint(self.need))
 
     def _set_status(self, step: str | None, status: str) -> None:
         table = self.plan_table
@@ -207,13 +227,15 @@ class RunbookScreen(ModalScreen[str | None]):
     async def _apply(self, plan: RunPlan) -> None:
         from console.runbooks.engine import RunbookEngine
 
-        self.running = True
+        engine = RunbookEngine(self.settings)
         self.query_one("#apply", Button).disabled = True
         self.query_one("#plan", Button).disabled = True
+        if self.need is not None and not await self._approved(engine, plan, self.need):
+            self.query_one("#plan", Button).disabled = False
+            return
+        self.running = True
         try:
-            self.state = await RunbookEngine(self.settings).run(
-                plan, confirmed=True, on_event=self._event
-            )
+            self.state = await engine.run(plan, confirmed=True, on_event=self._event)
         except ConsoleError as exc:
             self.log_view.write(Text("refused: " + printable(exc, 800), style="bold red"))
             return
@@ -233,6 +255,52 @@ class RunbookScreen(ModalScreen[str | None]):
             severity="information" if status == "succeeded" else "error",
         )
         self.post_message(RunFinished(self.loaded.runbook.name, status))
+
+    async def _approved(
+        self, engine: RunbookEngine, plan: RunPlan, need: ApprovalRequirement
+    ) -> bool:
+        """Request approval of ``plan`` and wait for the decision; whether it was approved."""
+        result = self.query_one("#result", Static)
+        try:
+            record = await engine.request_approval(plan, need)
+        except ConsoleError as exc:
+            self.log_view.write(Text("refused: " + printable(exc, 800), style="bold red"))
+            return False
+        self.waiting = record
+        self.log_view.write(approval.requested_line(record))
+
+        def show(current: ApprovalRecord | None = None) -> None:
+            if current is not None and self.waiting is not None:
+                self.waiting = current
+            if self.waiting is not None:
+                result.update(approval.waiting_line(self.waiting, self.app_now()))
+
+        show()
+        ticker = self.set_interval(1.0, show)
+        try:
+            record = await engine.wait_for_approval(record.run_id, show)
+        except ConsoleError as exc:
+            self.log_view.write(Text("stopped waiting: " + printable(exc, 800), style="bold red"))
+            self.log_view.write(Text(approval.left_pending(record), style="yellow"))
+            self.waiting = None
+            return False
+        finally:
+            ticker.stop()
+        self.waiting = None
+        if record.status == "approved":
+            self.log_view.write(approval.approved_line(record))
+            result.update(approval.approved_line(record))
+            return True
+        outcome = approval.outcome_line(record)
+        self.log_view.write(outcome)
+        result.update(outcome)
+        self.notify(outcome.plain, severity="error", markup=False)
+        return False
+
+    def app_now(self) -> datetime:
+        """The app's clock when it has one (the console's; a harness freezes it)."""
+        now = getattr(self.app, "now", None)
+        return now() if callable(now) else datetime.now(UTC)
 
     def _event(self, event: RunEvent) -> None:
         log = self.log_view
