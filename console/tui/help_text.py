@@ -13,11 +13,13 @@ WIDTH = 90
 
 OTHER_KEYS = """\
 Everywhere    :  command line        /  filter rows        ?  this help
-              r  refresh now         i  the PromQL of the view
+              r  refresh now         i  the PromQL of the view (on Alerts: open incident)
+              :note TEXT  a note on the open incident (an audit record)
               ctrl+p  command palette   q  quit (the lab keeps running)
 Contexts      :ctx  list them (enter switches)   :ctx NAME  switch (not during a run)
 Alerts        b  block the alert's client      c  contain-extraction
               s  silence the alert             enter  the client's samples and traces
+              i  open an incident from the alert (b/c on a critical one open it too)
               shift+S N C M T A  sort: severity, alert, client, model, state, age
 Alerts, Clients, Samples   v  replay the inputs through champion and previous
 Alerts, Clients   enter on "… more"  the next page   same sort key again  reversed
@@ -31,8 +33,11 @@ Mitigations   u  unblock the selected client   x  restore its budget
               z  move the selected registry change's alias back (set-model-alias)
 Runbooks      enter  open the selected runbook, prefilled from your last selection
               :run NAME key=value ...
+Pending       a  approve the selected run     d  deny it (with a reason)
+Incidents     n  add a note   x  close   e  export the postmortem (markdown)
 Runbook       p  plan (read from the real systems)   y  apply (asks to confirm: y / n)
-  dialog      esc  close (not while a run is in progress)
+  dialog      esc  close (not while a run is in progress; while it waits for approval,
+              the request stays pending: `runbook resume RUN_ID` runs it once approved)
 Read-only     action keys open the plan only; nothing is applied
 """
 

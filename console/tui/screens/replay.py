@@ -44,7 +44,7 @@ class ReplayScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         cfg = self.context.settings
-        yield TopBar("replay", cfg.environment, cfg.read_only, cfg.tui.environment_color)
+        yield TopBar.of("replay", cfg)
         yield Static(
             Text(f"replay of {printable(self.scope, 120)}", style="bold"), id="replay-scope"
         )
