@@ -16,6 +16,7 @@ from textual.widgets import Button, DataTable, Static
 
 from console.adapters.approval_store import ApprovalRecord
 from console.errors import ConsoleError
+from console.runbooks.approval_rules import same_person
 from console.tui.screens.base import ViewScreen
 from console.tui.screens.dialogs import ConfirmActionModal, PromptScreen
 from console.tui.skin import environment_style
@@ -95,7 +96,7 @@ def request_detail(record: ApprovalRecord, operator: str, left: float | None) ->
     text.append("\n")
     if record.status == "pending":
         text.append(f"expires in {clock(left or 0)} ({record.expires_at:%H:%M:%S}Z)  ")
-        if record.requester == operator:
+        if same_person(record.requester, operator):
             text.append(
                 "your request: another operator must approve it; d withdraws it", style="yellow"
             )
@@ -204,7 +205,7 @@ class PendingScreen(ViewScreen[PendingSnapshot]):
                 markup=False,
             )
             return None
-        if verb == "approve" and record.requester == settings.operator:
+        if verb == "approve" and same_person(record.requester, settings.operator):
             # Asked before the confirmation only to spare a useless question: Approvals
             # refuses it anyway (the rule is enforced there).
             self.notify(
