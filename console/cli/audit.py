@@ -139,16 +139,17 @@ def reset_witness(
 
 def _print_records(records: list[AuditRecord], with_run: bool) -> None:
     table = Table()
-    columns = ["seq", "time"]
+    # A run's records can have several operators now (requester, approver, who applied it).
+    columns = ["seq", "time", "operator"]
     if with_run:
-        columns += ["operator", "run"]
+        columns += ["run"]
     columns += ["kind", "step", "action", "target", "result", "error"]
     for name in columns:
         table.add_column(name, overflow="fold")
     for r in records:
-        cells = [str(r.seq), r.time.strftime("%Y-%m-%d %H:%M:%SZ")]
+        cells = [str(r.seq), r.time.strftime("%Y-%m-%d %H:%M:%SZ"), r.operator]
         if with_run:
-            cells += [r.operator, r.run_id]
+            cells += [r.run_id]
         cells += [r.kind, r.step or "", r.action or "", r.target or "", r.result or ""]
         cells.append(one_line(r.error or ""))
         table.add_row(*(safe(c) for c in cells))

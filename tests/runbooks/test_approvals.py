@@ -107,6 +107,13 @@ def test_another_operator_approves_and_the_waiting_run_proceeds(console: Console
         ("run-intent", "alice", "planned"),
     ]
     assert kinds[-1] == ("run-outcome", "alice", "succeeded")
+    shown = _cli(console, "carol", "audit", "show", run_id)
+    rows = [line for line in shown.stdout.splitlines() if "approval-" in line]
+    assert [("alice" in r, "bob" in r) for r in rows] == [
+        (True, False),
+        (False, True),
+        (True, False),
+    ]
     again = _cli(console, "carol", "approve", run_id, "--yes", **CHANGES)
     assert again.exit_code == 1 and "(by bob) was already used by alice" in again.stderr
     _verified(console)
