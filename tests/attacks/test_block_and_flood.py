@@ -38,7 +38,9 @@ async def test_block_client_runbook_mid_attack_turns_answers_into_403(
             seed=6,
             give_up_after=10,
         ),
-        block_after(0.5),  # the runbook CLI itself takes seconds to start
+        # 1.5 s at 30 queries/s: ~45 answered before the runbook's CLI even starts, so "more
+        # than 20 answered first" does not depend on how fast the CLI starts on a loaded host.
+        block_after(1.5),
     )
     outcomes = report.outcomes
     assert outcomes["ok"] > 20 and outcomes["blocked"] >= 10, outcomes
