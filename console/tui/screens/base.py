@@ -51,7 +51,8 @@ class TopBar(Static):
         text.append(f"  aml-console › {view}", style="bold")
         if read_only:
             text.append("   READ-ONLY: actions disabled ", style="bold black on yellow")
-        text.append("   ? help  : command  / filter  i PromQL", style="dim")
+        i_key = "i incident" if view == "alerts" else "i PromQL"  # Alerts binds i to incidents
+        text.append(f"   ? help  : command  / filter  {i_key}", style="dim")
         self.update(text)
 
     @classmethod
