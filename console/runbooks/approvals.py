@@ -19,6 +19,7 @@ check like any other.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -146,8 +147,6 @@ class Approvals:
             except BackendUnavailable:
                 if deadline is None or _now() >= deadline:
                     raise
-                import asyncio
-
                 await asyncio.sleep(min(self.settings.approvals.poll_s, 2.0))
 
     async def claim_plan(self, plan: RunPlan, need: ApprovalRequirement) -> ApprovalRecord:

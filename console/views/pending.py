@@ -8,6 +8,7 @@ approvers, the ACL's ``approve`` and read-only are checked there, not here."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -50,13 +51,21 @@ class PendingSnapshot:
         return next((r for r in self.records if r.run_id == run_id), None)
 
 
-def approvals_of(backends: Backends) -> Approvals:
-    """The context's requests on ``backends``' Redis client, decided as its operator."""
-    from console.audit.log import AuditLog
-    from console.runbooks.approvals import Approvals
+_APPROVALS: weakref.WeakKeyDictionary[Backends, Approvals] = weakref.WeakKeyDictionary()
 
-    settings = backends.settings
-    return Approvals(settings, AuditLog.from_settings(settings), backends.approvals)
+
+def approvals_of(backends: Backends) -> Approvals:
+    """The context's requests on ``backends``' Redis client, decided as its operator: made
+    once per set of backends (a context), not on every refresh (the audit key is a file)."""
+    made = _APPROVALS.get(backends)
+    if made is None:
+        from console.audit.log import AuditLog
+        from console.runbooks.approvals import Approvals
+
+        settings = backends.settings
+        made = Approvals(settings, AuditLog.from_settings(settings), backends.approvals)
+        _APPROVALS[backends] = made
+    return made
 
 
 def split(records: list[ApprovalRecord], operator: str) -> PendingSnapshot:

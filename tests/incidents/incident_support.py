@@ -58,3 +58,12 @@ def opened_id(result: Result) -> str:
     """The id ``incident open -o json`` printed."""
     assert result.exit_code == 0, result.output
     return str(json.loads(result.stdout)["id"])
+
+
+def stack_cli(stack: Any, *args: str) -> Any:
+    """``aml-console ARGS`` on a lab stack (``stack.env``); it must succeed."""
+    from support import run_cli
+
+    result = run_cli(list(args), stack.env)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result

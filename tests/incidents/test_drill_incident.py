@@ -6,44 +6,29 @@ lab stack of its own, as tests/drills runs it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from lab_stack import LabStack, lab_stack
-from support import LabHandle, run_cli
-
-from console.lab.seed import SeededModel
+from incident_support import stack_cli
+from lab_stack import LabStack
+from support import run_cli
 
 FIGURES = ("time_to_detect_s", "time_to_mitigate_s", "time_to_contain_s")
 
 
-@pytest.fixture
-def drill_lab(lab: LabHandle, seeded_model: SeededModel, tmp_path: Path) -> Iterator[LabStack]:
-    with lab_stack(lab, seeded_model.name, tmp_path / "run", clients=2) as stack:
-        yield stack
-
-
-def _cli(stack: LabStack, *args: str) -> Any:
-    result = run_cli(list(args), stack.env)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result
-
-
 @pytest.mark.timeout(480)
-def test_a_drill_incident_has_the_drill_timeline_and_scores(drill_lab: LabStack) -> None:
+def test_a_drill_incident_has_the_drill_timeline_and_scores(stack: LabStack) -> None:
     ran = run_cli(
         ["drill", "run", "extraction", "--responder", "auto", "--output", "json"],
-        drill_lab.env,
+        stack.env,
         timeout=420,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     summary = json.loads(ran.stdout)
     report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
 
-    listed = json.loads(_cli(drill_lab, "incident", "list", "-o", "json").stdout)
+    listed = json.loads(stack_cli(stack, "incident", "list", "-o", "json").stdout)
     [row] = [r for r in listed if r["drill_id"] == summary["id"]]
     assert row["source"] == "drill" and row["status"] == "closed"
     assert row["client"] == summary["attacker"] and row["model"] == summary["model"]
@@ -51,7 +36,7 @@ def test_a_drill_incident_has_the_drill_timeline_and_scores(drill_lab: LabStack)
     assert datetime.fromisoformat(row["opened_at"]) == datetime.fromisoformat(report["started_at"])
     assert datetime.fromisoformat(row["closed_at"]) == datetime.fromisoformat(report["ended_at"])
 
-    out = _cli(drill_lab, "incident", "export", row["id"], "--format", "json").stdout.strip()
+    out = stack_cli(stack, "incident", "export", row["id"], "--format", "json").stdout.strip()
     data = json.loads(Path(out).read_text())
     for figure in FIGURES:
         assert data[figure] == summary[figure] == report["scores"][figure], figure
@@ -80,7 +65,7 @@ def test_a_drill_incident_has_the_drill_timeline_and_scores(drill_lab: LabStack)
     [evidence] = data["evidence"]  # contain-extraction captures it first
     assert "/evidence (" in evidence["detail"] and evidence["operator"] == "stack-tester"
 
-    md = Path(_cli(drill_lab, "incident", "export", row["id"], "--format", "md").stdout.strip())
+    md = Path(stack_cli(stack, "incident", "export", row["id"], "--format", "md").stdout.strip())
     text = md.read_text()
     for figure in FIGURES:
         value = summary[figure]

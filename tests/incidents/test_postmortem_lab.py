@@ -11,30 +11,16 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_stack import LabStack, lab_stack
+from incident_support import stack_cli
+from lab_stack import LabStack
 from metrics_support import wait_for_result
-from support import LabHandle, run_cli
 
 from console.drills.attacks import run_attack
-from console.lab.seed import SeededModel
-
-
-@pytest.fixture
-def stack(lab: LabHandle, seeded_model: SeededModel, tmp_path: Path) -> Iterator[LabStack]:
-    with lab_stack(lab, seeded_model.name, tmp_path / "run", clients=2) as running:
-        yield running
-
-
-def _cli(stack: LabStack, *args: str) -> Any:
-    result = run_cli(list(args), stack.env)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result
 
 
 def _at(event: dict[str, Any]) -> datetime:
@@ -52,26 +38,26 @@ def test_a_manual_incident_with_a_block_client_run(stack: LabStack) -> None:
         daemon=True,
     )
     attack.start()
-    opened = _cli(
+    opened = stack_cli(
         stack,
         "incident", "open", "-o", "json", "--client", attacker, "--model", model,
         "--kind", "extraction", "--severity", "critical", "--title", "scraping digits",
     )  # fmt: skip
     incident_id = json.loads(opened.stdout)["id"]
     wait_for_result(prometheus, f'aml_requests_total{{client="{attacker}",outcome="ok"}} > 0', 60)
-    run = _cli(
+    run = stack_cli(
         stack,
         "runbook", "run", "block-client", "-p", f"client={attacker}", "-p", "ttl=10m",
         "-p", "reason=incident test", "--yes", "--output", "json",
     )  # fmt: skip
     run_id = json.loads(run.stdout)["run"]["run_id"]
-    _cli(stack, "incident", "note", incident_id, "blocked", attacker)
+    stack_cli(stack, "incident", "note", incident_id, "blocked", attacker)
     blocked = f'aml_requests_total{{client="{attacker}",outcome="blocked"}} > 0'
     wait_for_result(prometheus, blocked, 60)
     time.sleep(12)  # two more scrapes: the answered counter is seen to have stopped
-    _cli(stack, "incident", "close", incident_id, "--reason", "blocked")
+    stack_cli(stack, "incident", "close", incident_id, "--reason", "blocked")
 
-    exported = _cli(stack, "incident", "export", incident_id, "--format", "json")
+    exported = stack_cli(stack, "incident", "export", incident_id, "--format", "json")
     path = Path(exported.stdout.strip())
     data = json.loads(path.read_text())
     timeline = data["timeline"]
@@ -98,11 +84,11 @@ def test_a_manual_incident_with_a_block_client_run(stack: LabStack) -> None:
     )
     assert data["chart"] == "postmortem.png" and (path.parent / "postmortem.png").stat().st_size
 
-    md = _cli(stack, "incident", "export", incident_id, "--format", "md").stdout.strip()
+    md = stack_cli(stack, "incident", "export", incident_id, "--format", "md").stdout.strip()
     text = Path(md).read_text()
     assert "| first mitigation |" in text and f"{data['time_to_mitigate_s']:.3f} s" in text
     assert "stack\\-tester" not in text and "stack-tester" in text
     assert "block\\-client" not in text and f"run {run_id}" in text
     assert "![request rate with the alert and mitigation marked](postmortem.png)" in text
-    html = _cli(stack, "incident", "export", incident_id, "--format", "html").stdout.strip()
+    html = stack_cli(stack, "incident", "export", incident_id, "--format", "html").stdout.strip()
     assert 'src="data:image/png;base64,' in Path(html).read_text()

@@ -4,6 +4,7 @@ a budget or a hardening with one key (through the runbooks, so it is audited).""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -94,9 +95,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
                         plain(g.client, "bold yellow"),
                         Text(str(g.qpm)),
                         Text("default" if g.previous_qpm is None else str(g.previous_qpm)),
-                        plain(g.operator),
-                        Text(age(max(0.0, (now - g.set_at).total_seconds())) + " ago"),
-                        plain(g.run_id),
+                        *_set_by(g.operator, g.set_at, g.run_id, now),
                     ],
                 )
                 for g in snapshot.enforced_budgets
@@ -112,9 +111,7 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
                         plain(g.client, "bold cyan"),
                         plain(shadow_line(g, snapshot.totals(g))),
                         Text("default" if g.enforced_qpm is None else f"{g.enforced_qpm} qpm"),
-                        plain(g.operator),
-                        Text(age(max(0.0, (now - g.set_at).total_seconds())) + " ago"),
-                        plain(g.run_id),
+                        *_set_by(g.operator, g.set_at, g.run_id, now),
                     ],
                 )
                 for g in snapshot.shadow_budgets
@@ -211,3 +208,12 @@ def change_keys(changes: list[RegistryChange]) -> dict[str, RegistryChange]:
             key = f"{change.seq}.{again}"
         keyed[key] = change
     return keyed
+
+
+def _set_by(operator: str, set_at: datetime, run_id: str, now: datetime) -> list[Text]:
+    """A budget's who, how long ago and which run: the last cells of both budget tables."""
+    return [
+        plain(operator),
+        Text(age(max(0.0, (now - set_at).total_seconds())) + " ago"),
+        plain(run_id),
+    ]
