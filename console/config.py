@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from console import shipped
 from console.config_fields import HttpUrl, RedisUrl, Section
 from console.config_files import choose_context, find_config, read_config
+from console.config_robustness import RobustnessSection
 from console.config_lab import GatewaySection, LabSection, TrafficSection
 from console.config_policy import (
     AclSection,
@@ -297,6 +298,7 @@ class Settings(BaseSettings):
     acl: AclSection = Field(default_factory=AclSection)
     identity: IdentitySection = Field(default_factory=IdentitySection)
     approvals: ApprovalsSection = Field(default_factory=ApprovalsSection)
+    robustness: RobustnessSection = Field(default_factory=RobustnessSection)
     # The lab's own sections: what `lab up` starts. A production file leaves them out.
     victoria_metrics: VictoriaMetricsSection = Field(default_factory=VictoriaMetricsSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)

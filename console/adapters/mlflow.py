@@ -258,6 +258,16 @@ class MlflowRegistry:
         )
         return _version(_field(body, "model_version", dict))
 
+    async def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Set each of ``tags`` on the version (one call per tag, as the REST API has it)."""
+        check_model_name(name)
+        for key, value in tags.items():
+            await self._call(
+                "POST",
+                "/model-versions/set-tag",
+                json_body={"name": name, "version": str(version), "key": key, "value": value},
+            )
+
     async def get_experiment_id(self, name: str) -> str | None:
         try:
             body = await self._call(

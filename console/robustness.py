@@ -1,0 +1,251 @@
+"""A model version's recorded robustness: what ``aml-console eval`` measured, as it is stored on
+the version in the registry (tags ``aml.robustness.*``), and the gate it is judged by.
+
+The record names the sha256 of the artifact it measured. A record whose hash is not the
+version's ``onnx_sha256`` tag measured something else (an artifact swapped since, or tags copied
+from another version) and counts as no evaluation.
+
+Tags (strings, as MLflow stores them)::
+
+    aml.robustness.evaluated_at          ISO 8601, UTC
+    aml.robustness.onnx_sha256           the artifact measured
+    aml.robustness.clean_accuracy        M2
+    aml.robustness.detector_fpr          M3, at aml.robustness.detector_threshold
+    aml.robustness.max_adversarial_success
+    aml.robustness.<attack>.adversarial_success_rate     M1 at the gated strength
+    aml.robustness.<attack>.detector_recall              M4
+    aml.robustness.<attack>.queries                      mean model calls per input
+    aml.robustness.extraction.surrogate_agreement        at aml.robustness.extraction.budget
+    aml.robustness.record                the whole record, JSON (what is read back)
+    aml.robustness.run_id                the MLflow run holding metrics and report.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field, ValidationError
+
+from console.config_robustness import RobustnessSection
+
+TAG_PREFIX = "aml.robustness."
+RECORD_TAG = TAG_PREFIX + "record"
+MAX_RECORD_CHARS = 5000
+"""MLflow's limit on a tag value: a record is kept under it."""
+
+
+class AttackFigures(BaseModel):
+    attack: str
+    adversarial_success_rate: float | None = None
+    """Share of correctly classified held-out inputs the attack made misclassified, at the
+    gated strength (M1). None for extraction, which fools nothing."""
+    by_strength: dict[str, float] = Field(default_factory=dict)
+    """Success rate per strength (``"1.0"`` -> rate) for FGSM and PGD."""
+    detector_recall: float | None = None
+    """Share of the attack's successful adversarial inputs the detector flags (M4)."""
+    queries: float | None = None
+    """Mean model calls per attacked input (black-box attacks; the whole budget for extraction)."""
+    surrogate_agreement: float | None = None
+    """Extraction: share of held-out inputs the stolen surrogate labels as the model does."""
+    budget: int | None = None
+    samples: int = 0
+    seconds: float = 0.0
+
+
+class RobustnessRecord(BaseModel):
+    model: str
+    version: str
+    onnx_sha256: str
+    evaluated_at: str
+    clean_accuracy: float
+    detector_fpr: float
+    detector_threshold: float
+    epsilon: float
+    samples: int
+    attacks: dict[str, AttackFigures] = Field(default_factory=dict)
+    run_id: str = ""
+    """The MLflow run holding the metrics and ``report.json``."""
+
+    @property
+    def max_adversarial_success(self) -> float | None:
+        rates = [
+            a.adversarial_success_rate
+            for a in self.attacks.values()
+            if a.adversarial_success_rate is not None
+        ]
+        return max(rates) if rates else None
+
+    @property
+    def surrogate_agreement(self) -> float | None:
+        found = self.attacks.get("extraction")
+        return found.surrogate_agreement if found else None
+
+    def to_tags(self) -> dict[str, str]:
+        tags = {
+            TAG_PREFIX + "evaluated_at": self.evaluated_at,
+            TAG_PREFIX + "onnx_sha256": self.onnx_sha256,
+            TAG_PREFIX + "clean_accuracy": _figure(self.clean_accuracy),
+            TAG_PREFIX + "detector_fpr": _figure(self.detector_fpr),
+            TAG_PREFIX + "detector_threshold": _figure(self.detector_threshold),
+            TAG_PREFIX + "run_id": self.run_id,
+        }
+        if (worst := self.max_adversarial_success) is not None:
+            tags[TAG_PREFIX + "max_adversarial_success"] = _figure(worst)
+        for name, figures in self.attacks.items():
+            for key in ("adversarial_success_rate", "detector_recall", "queries"):
+                value = getattr(figures, key)
+                if value is not None:
+                    tags[f"{TAG_PREFIX}{name}.{key}"] = _figure(value)
+            if figures.surrogate_agreement is not None:
+                tags[f"{TAG_PREFIX}{name}.surrogate_agreement"] = _figure(
+                    figures.surrogate_agreement
+                )
+                tags[f"{TAG_PREFIX}{name}.budget"] = str(figures.budget or 0)
+        record = self.model_dump_json()
+        if len(record) > MAX_RECORD_CHARS:  # by_strength of many strengths: drop the curve
+            slim = self.model_copy(
+                update={
+                    "attacks": {
+                        k: a.model_copy(update={"by_strength": {}}) for k, a in self.attacks.items()
+                    }
+                }
+            )
+            record = slim.model_dump_json()
+        tags[RECORD_TAG] = record
+        return tags
+
+    def figures(self) -> dict[str, float | None]:
+        """The gated figures by name."""
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "max_adversarial_success": self.max_adversarial_success,
+            "detector_fpr": self.detector_fpr,
+        }
+
+
+def _figure(value: float) -> str:
+    return f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class RecordedRobustness:
+    """What the registry says of a version: its record, or why there is none usable."""
+
+    record: RobustnessRecord | None
+    problem: str = ""
+    """``not evaluated``, ``record unreadable: ...``, ``measured another artifact (...)``."""
+
+    @property
+    def usable(self) -> bool:
+        return self.record is not None
+
+
+def recorded_robustness(tags: dict[str, str], onnx_sha256: str) -> RecordedRobustness:
+    """The record in a version's ``tags`` if it measured the artifact ``onnx_sha256`` (the
+    version's own tag); tags are registry data, so a broken record is a problem, not an error."""
+    raw = tags.get(RECORD_TAG, "")
+    if not raw:
+        return RecordedRobustness(None, "not evaluated")
+    try:
+        record = RobustnessRecord.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).splitlines()[0][:80]
+        return RecordedRobustness(None, f"record unreadable: {first}")
+    figures = [record.clean_accuracy, record.detector_fpr, record.max_adversarial_success]
+    if any(f is not None and not (math.isfinite(f) and 0 <= f <= 1) for f in figures):
+        return RecordedRobustness(None, "record unreadable: a figure outside 0..1")
+    wanted = onnx_sha256.strip().lower()
+    if not wanted or record.onnx_sha256.strip().lower() != wanted:
+        return RecordedRobustness(
+            None,
+            f"measured another artifact (sha256 {record.onnx_sha256[:12]}, "
+            f"the version's is {wanted[:12] or 'not tagged'})",
+        )
+    return RecordedRobustness(record)
+
+
+@dataclass(frozen=True)
+class GateMiss:
+    figure: str
+    value: float | None
+    limit: float
+    why: str
+    """One line: ``clean_accuracy 0.812 is below the gate's 0.900``."""
+
+
+def gate_misses(record: RobustnessRecord, gate: RobustnessSection) -> list[GateMiss]:
+    """Every threshold of ``[robustness]`` the record misses (empty: it passes)."""
+    misses: list[GateMiss] = []
+    if record.clean_accuracy < gate.min_clean_accuracy:
+        misses.append(
+            GateMiss(
+                "clean_accuracy",
+                record.clean_accuracy,
+                gate.min_clean_accuracy,
+                f"clean_accuracy {record.clean_accuracy:.3f} is below the gate's "
+                f"{gate.min_clean_accuracy:.3f}",
+            )
+        )
+    worst = record.max_adversarial_success
+    if worst is None:
+        misses.append(
+            GateMiss(
+                "max_adversarial_success",
+                None,
+                gate.max_adversarial_success,
+                "no evasion attack was evaluated",
+            )
+        )
+    elif worst > gate.max_adversarial_success:
+        name = max(
+            (a for a in record.attacks.values() if a.adversarial_success_rate is not None),
+            key=lambda a: a.adversarial_success_rate or 0.0,
+        ).attack
+        misses.append(
+            GateMiss(
+                "max_adversarial_success",
+                worst,
+                gate.max_adversarial_success,
+                f"{name} adversarial_success_rate {worst:.3f} is above the gate's "
+                f"{gate.max_adversarial_success:.3f}",
+            )
+        )
+    if record.detector_fpr > gate.max_detector_fpr:
+        misses.append(
+            GateMiss(
+                "detector_fpr",
+                record.detector_fpr,
+                gate.max_detector_fpr,
+                f"detector_fpr {record.detector_fpr:.3f} is above the gate's "
+                f"{gate.max_detector_fpr:.3f}",
+            )
+        )
+    return misses
+
+
+def regressions(
+    candidate: RobustnessRecord, champion: RobustnessRecord, margin: float
+) -> list[GateMiss]:
+    """Each gated figure on which ``candidate`` is worse than ``champion`` by more than
+    ``margin`` (``[robustness] max_regression``)."""
+    found: list[GateMiss] = []
+    lower_is_better = {"max_adversarial_success", "detector_fpr"}
+    theirs = champion.figures()
+    for name, ours in candidate.figures().items():
+        other = theirs[name]
+        if ours is None or other is None:
+            continue
+        worse_by = ours - other if name in lower_is_better else other - ours
+        if worse_by > margin + 1e-9:
+            found.append(
+                GateMiss(
+                    name,
+                    ours,
+                    other,
+                    f"{name} {ours:.3f} is worse than the champion's {other:.3f} by "
+                    f"{worse_by:.3f} (margin {margin:.3f})",
+                )
+            )
+    return found
