@@ -25,7 +25,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from console import shipped
 from console.config_fields import HttpUrl, RedisUrl, Section
 from console.config_files import choose_context, find_config, read_config
-from console.config_robustness import RobustnessSection
 from console.config_lab import GatewaySection, LabSection, TrafficSection
 from console.config_policy import (
     AclSection,
@@ -34,6 +33,7 @@ from console.config_policy import (
     IdentitySection,
     PolicyEndpointSection,
 )
+from console.config_robustness import RobustnessSection
 from console.endpoints import (
     HttpClientOptions,
     HttpCredentials,
