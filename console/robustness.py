@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, ValidationError
 
 from console.config_robustness import RobustnessSection
+from console.robustness_seal import SIGNATURE_TAG, record_signed_by, sign_record
 
 TAG_PREFIX = "aml.robustness."
 RECORD_TAG = TAG_PREFIX + "record"
@@ -116,6 +118,14 @@ class RobustnessRecord(BaseModel):
         tags[RECORD_TAG] = record
         return tags
 
+    def signed_tags(self, private_key_pem: bytes | None) -> dict[str, str]:
+        """``to_tags()`` plus the record's signature under the artifact signing key (none
+        without a key: then only a context that trusts no key accepts the record)."""
+        tags = self.to_tags()
+        if private_key_pem is not None:
+            tags[SIGNATURE_TAG] = sign_record(tags[RECORD_TAG], private_key_pem)
+        return tags
+
     def figures(self) -> dict[str, float | None]:
         """The gated figures by name."""
         return {
@@ -142,12 +152,19 @@ class RecordedRobustness:
         return self.record is not None
 
 
-def recorded_robustness(tags: dict[str, str], onnx_sha256: str) -> RecordedRobustness:
+def recorded_robustness(
+    tags: dict[str, str], onnx_sha256: str, public_keys: Sequence[bytes] = ()
+) -> RecordedRobustness:
     """The record in a version's ``tags`` if it measured the artifact ``onnx_sha256`` (the
-    version's own tag); tags are registry data, so a broken record is a problem, not an error."""
+    version's own tag) and, when ``public_keys`` are given (the context's artifact signing keys),
+    is signed by one of them. Tags are registry data, so a broken record is a problem, not an
+    error."""
     raw = tags.get(RECORD_TAG, "")
     if not raw:
         return RecordedRobustness(None, "not evaluated")
+    if public_keys and not record_signed_by(raw, tags.get(SIGNATURE_TAG, ""), public_keys):
+        why = "unsigned" if not tags.get(SIGNATURE_TAG) else "its signature does not verify"
+        return RecordedRobustness(None, f"record not trusted: {why}")
     try:
         record = RobustnessRecord.model_validate(json.loads(raw))
     except (ValueError, ValidationError) as exc:

@@ -25,6 +25,7 @@ FOUNDATION = {
     "config_policy",
     "config_robustness",
     "robustness",
+    "robustness_seal",
     "model_signing",
     "acl",
     "locations",

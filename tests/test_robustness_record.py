@@ -1,0 +1,97 @@
+"""The recorded robustness of a version: tags round trip, the gate, regressions, and the
+records a registry writer could forge (another artifact's, unsigned, re-signed figures)."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from console.config_robustness import RobustnessSection
+from console.robustness import (
+    RECORD_TAG,
+    AttackFigures,
+    RobustnessRecord,
+    gate_misses,
+    recorded_robustness,
+    regressions,
+)
+from console.robustness_seal import SIGNATURE_TAG
+
+SHA = "ab" * 32
+
+
+def _pair() -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
+def _record(clean: float = 0.95, fgsm: float = 0.3, fpr: float = 0.02) -> RobustnessRecord:
+    return RobustnessRecord(
+        model="digits",
+        version="3",
+        onnx_sha256=SHA,
+        evaluated_at="2026-12-03T12:00:00Z",
+        clean_accuracy=clean,
+        detector_fpr=fpr,
+        detector_threshold=0.5,
+        epsilon=2.0,
+        samples=200,
+        attacks={
+            "fgsm": AttackFigures(attack="fgsm", adversarial_success_rate=fgsm, samples=200),
+            "pgd": AttackFigures(attack="pgd", adversarial_success_rate=fgsm / 2, samples=200),
+        },
+    )
+
+
+def test_tags_round_trip_and_name_each_figure() -> None:
+    tags = _record().to_tags()
+    assert tags["aml.robustness.clean_accuracy"] == "0.9500"
+    assert tags["aml.robustness.fgsm.adversarial_success_rate"] == "0.3000"
+    assert tags["aml.robustness.max_adversarial_success"] == "0.3000"
+    found = recorded_robustness(tags, SHA.upper())
+    assert found.usable and found.record == _record()
+
+
+def test_a_record_of_another_artifact_or_garbage_is_no_evaluation() -> None:
+    tags = _record().to_tags()
+    assert "another artifact" in recorded_robustness(tags, "cd" * 32).problem
+    assert recorded_robustness({}, SHA).problem == "not evaluated"
+    assert "unreadable" in recorded_robustness({RECORD_TAG: "{not json"}, SHA).problem
+    broken = json.loads(tags[RECORD_TAG]) | {"clean_accuracy": 7.0}
+    assert "outside 0..1" in recorded_robustness({RECORD_TAG: json.dumps(broken)}, SHA).problem
+
+
+def test_with_trusted_keys_only_a_signed_record_counts() -> None:
+    private, public = _pair()
+    _, other_public = _pair()
+    signed = _record().signed_tags(private)
+    assert recorded_robustness(signed, SHA, [other_public, public]).usable
+    assert "unsigned" in recorded_robustness(_record().to_tags(), SHA, [public]).problem
+    # A registry writer raises the figures and keeps the old signature.
+    forged = dict(signed)
+    forged[RECORD_TAG] = _record(fgsm=0.01).to_tags()[RECORD_TAG]
+    assert "does not verify" in recorded_robustness(forged, SHA, [public]).problem
+    assert not recorded_robustness(signed | {SIGNATURE_TAG: "%%%"}, SHA, [public]).usable
+
+
+def test_gate_misses_name_the_figure_and_regressions_use_the_margin() -> None:
+    gate = RobustnessSection(max_adversarial_success=0.5, min_clean_accuracy=0.9)
+    assert gate_misses(_record(), gate) == []
+    whys = [m.why for m in gate_misses(_record(clean=0.8, fgsm=0.7, fpr=0.3), gate)]
+    assert any(w.startswith("clean_accuracy 0.800 is below") for w in whys)
+    assert any(w.startswith("fgsm adversarial_success_rate 0.700") for w in whys)
+    assert any(w.startswith("detector_fpr 0.300") for w in whys)
+    champion = _record(fgsm=0.2)
+    assert regressions(_record(fgsm=0.24), champion, 0.05) == []
+    worse = regressions(_record(fgsm=0.3), champion, 0.05)
+    assert [m.figure for m in worse] == ["max_adversarial_success"]
