@@ -25,10 +25,12 @@ import bench_audit_verify  # noqa: E402
 import bench_audit_witness  # noqa: E402
 import bench_block_client  # noqa: E402
 import bench_enforcement  # noqa: E402
+import bench_eval  # noqa: E402
 import bench_gateway  # noqa: E402
 import bench_gateway_vs_mlserver  # noqa: E402
 import bench_policy_endpoint  # noqa: E402
 import bench_replay  # noqa: E402
+import bench_signing  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_tui  # noqa: E402
 

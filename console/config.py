@@ -34,6 +34,7 @@ from console.config_policy import (
     PolicyEndpointSection,
 )
 from console.config_robustness import RobustnessSection
+from console.config_signing import SigningFields
 from console.endpoints import (
     HttpClientOptions,
     HttpCredentials,
@@ -212,7 +213,7 @@ class HttpActionSection(Section):
 SqueezerName = Literal["bits2", "median2", "median3"]
 
 
-class ModelsSection(Section):
+class ModelsSection(SigningFields):
     """The models under watch."""
 
     served: list[str] = Field(default_factory=lambda: ["digits"], min_length=1)

@@ -16,7 +16,9 @@ ATTACKS: tuple[AttackName, ...] = ("fgsm", "pgd", "hopskipjump", "extraction")
 
 class RobustnessSection(Section):
     max_adversarial_success: float = Field(default=0.6, ge=0, le=1)
-    """Highest adversarial success rate any evasion attack may reach at ``epsilon`` (M1)."""
+    """Highest adversarial success rate any evasion attack may reach at ``epsilon`` (M1).
+    Measured on the seed's versions (all 450 held-out digits, eps 1): PGD fools the MLP
+    (champion) on 0.40 of them, the logistic regression on 0.64."""
     min_clean_accuracy: float = Field(default=0.9, ge=0, le=1)
     """Lowest accuracy on the held-out set (M2)."""
     max_detector_fpr: float = Field(default=0.1, ge=0, le=1)
@@ -25,12 +27,18 @@ class RobustnessSection(Section):
     """How much worse than the champion a candidate may be on each gated figure."""
     attacks: list[AttackName] = Field(default_factory=lambda: list(ATTACKS), min_length=1)
     """What ``eval`` runs without ``--attacks``."""
-    epsilon: float = Field(default=2.0, gt=0, le=16)
-    """The gated strength of FGSM and PGD (L-inf, in pixel units of 0..16)."""
+    epsilon: float = Field(default=1.0, gt=0, le=16)
+    """The gated strength of FGSM and PGD (L-inf, in pixel units of 0..16). At 2 white-box PGD
+    fools 0.97-0.98 of the seed's versions (4: all), which no gate could tell apart."""
     strengths: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0], min_length=1)
     """Every strength ``eval`` measures FGSM and PGD at (``epsilon`` is added when missing)."""
     samples: int = Field(default=200, ge=10, le=5000)
     """Held-out inputs each attack runs on."""
     budget: int = Field(default=2000, ge=10, le=1_000_000)
     """Queries the extraction attack may send (``--budget``); HopSkipJump's per input."""
+    cost_per_request: float = Field(default=0.0, ge=0, le=1_000_000)
+    """What serving one request costs, in ``cost_unit`` (M8): the Fleet view prices the refused
+    and flagged traffic with it. 0: shown in serving seconds only."""
+    cost_unit: str = Field(default="USD", min_length=1, max_length=12)
+    """The currency ``cost_per_request`` is in (a label only)."""
     seed: int = 0

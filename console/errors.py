@@ -173,7 +173,8 @@ class AuditWriteError(AuditError):
 class ArtifactRefused(ConsoleError):
     """``reason`` is a short label (a metric label in the gateway): ``sha256_mismatch``,
     ``missing_sha256``, ``download_failed``, ``too_large``, ``invalid_onnx``,
-    ``contract_mismatch``, ``not_found``."""
+    ``contract_mismatch``, ``not_found``; and the signature's: ``unsigned``, ``bad_signature``,
+    ``no_signing_key`` (``[models] signing_required`` with no key to verify with)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message, title="model artifact")

@@ -43,6 +43,25 @@ class LabHandle:
 def lab_config(run_dir: Path, ports: Mapping[str, int], *, services: Sequence[str]) -> str:
     """TOML of a lab config: everything under ``run_dir``, services on the given ports."""
     services_list = ", ".join(f'"{s}"' for s in services)
+    return _lab_config(run_dir, ports, services_list) + _signing_keys(run_dir)
+
+
+def _signing_keys(run_dir: Path) -> str:
+    """The session lab's model signing keys, named explicitly: gateways, replays and attacks
+    that run with a run dir of their own still verify (and the lab's seeding signs) with the
+    pair its seeding made under ``.aml-test/secrets``. Other labs keep the default (the pair
+    under their own run dir, when their seeding made one)."""
+    if run_dir != TEST_RUN_DIR:
+        return ""
+    secrets = run_dir / "secrets"
+    return f"""
+[models]
+signing_public_keys = ["{secrets / "model-signing.pub"}"]
+signing_key = "{secrets / "model-signing.key"}"
+"""
+
+
+def _lab_config(run_dir: Path, ports: Mapping[str, int], services_list: str) -> str:
     return f"""\
 # Written by the tests' lab fixture.
 environment = "test"

@@ -24,6 +24,7 @@ FOUNDATION = {
     "config_lab",
     "config_policy",
     "config_robustness",
+    "config_signing",
     "robustness",
     "robustness_seal",
     "model_signing",

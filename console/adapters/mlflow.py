@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AfterValidator, BaseModel, Field
 
 from console.adapters.http import make_client, request_json
+from console.adapters.mlflow_answers import (
+    API as API,
+)
+from console.adapters.mlflow_answers import (
+    already_exists,
+    field,
+    not_found,
+    proxy_path,
+    tag_list,
+    tags_of,
+)
+from console.adapters.mlflow_tracking import MlflowTracking
 from console.endpoints import HttpClientOptions
 from console.errors import ArtifactRefused, BackendResponseError, ParameterError
 
-API = "/api/2.0/mlflow"
-ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -75,18 +84,7 @@ class RegisteredModel(BaseModel):
     description: str = ""
 
 
-class Run(BaseModel):
-    """A tracking run: its artifacts live under ``artifact_uri``."""
-
-    run_id: str
-    experiment_id: str = ""
-    status: str = ""
-    artifact_uri: str = ""
-    """``mlflow-artifacts:/<experiment>/<run>/artifacts`` when the server proxies artifacts."""
-    tags: dict[str, str] = Field(default_factory=dict)
-
-
-class MlflowRegistry:
+class MlflowRegistry(MlflowTracking):
     backend = "mlflow"
 
     def __init__(self, client: httpx.AsyncClient) -> None:
@@ -121,10 +119,10 @@ class MlflowRegistry:
         try:
             body = await self._call("GET", "/registered-models/get", params={"name": name})
         except BackendResponseError as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise
-        return _registered_model(_field(body, "registered_model", dict), name)
+        return _registered_model(field(body, "registered_model", dict), name)
 
     async def require_model(self, name: str) -> RegisteredModel:
         model = await self.get_model(name)
@@ -139,10 +137,10 @@ class MlflowRegistry:
                 "GET", "/model-versions/get", params={"name": name, "version": str(version)}
             )
         except BackendResponseError as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise
-        return _version(_field(body, "model_version", dict))
+        return _version(field(body, "model_version", dict))
 
     async def list_versions(self, name: str, max_results: int = 200) -> list[ModelVersion]:
         check_model_name(name)
@@ -164,14 +162,16 @@ class MlflowRegistry:
         connection; ``too_large``: over ``max_bytes``, read no further) and AdapterError when
         the registry does not answer. The caller checks the sha256 (``model_artifacts``).
         """
-        check_model_name(name)
-        body = await self._call(
-            "GET",
-            "/model-versions/get-download-uri",
-            params={"name": name, "version": str(version)},
-        )
-        uri = str(body.get("artifact_uri", "")) if isinstance(body, dict) else ""
-        path = _proxy_path(uri)
+        found = await self.download_uri(await self.artifact_uri(name, version), max_bytes)
+        if found is None:
+            raise ArtifactRefused("download_failed", "the artifact is not on the server")
+        return found
+
+    async def download_uri(
+        self, uri: str, max_bytes: int, *, missing_ok: bool = False
+    ) -> bytes | None:
+        """The bytes of the artifact file ``uri``; with ``missing_ok``, None when absent."""
+        path = proxy_path(uri)
         if path is None:
             raise ArtifactRefused(
                 "download_failed",
@@ -179,6 +179,8 @@ class MlflowRegistry:
             )
         try:
             async with self._client.stream("GET", path) as response:
+                if missing_ok and await _missing_file(response):
+                    return None
                 if response.status_code != 200:
                     raise ArtifactRefused(
                         "download_failed", f"artifact {uri}: HTTP {response.status_code}"
@@ -195,6 +197,31 @@ class MlflowRegistry:
             reason = (str(exc) or type(exc).__name__).splitlines()[0][:300]
             raise ArtifactRefused("download_failed", f"artifact {uri}: {reason}") from None
         return b"".join(chunks)
+
+    async def artifact_uri(self, name: str, version: str) -> str:
+        """The URI of a version's artifact (``get-download-uri``)."""
+        check_model_name(name)
+        body = await self._call(
+            "GET",
+            "/model-versions/get-download-uri",
+            params={"name": name, "version": str(version)},
+        )
+        return str(body.get("artifact_uri", "")) if isinstance(body, dict) else ""
+
+    async def download_sibling(
+        self, name: str, version: str, suffix: str, max_bytes: int
+    ) -> bytes | None:
+        """The bytes of the file ``<artifact>{suffix}`` beside a version's artifact (its
+        signature, ``.sig``); None when the server has no such file. Raises ArtifactRefused
+        (``download_failed``, ``too_large``) like ``download_artifact``."""
+        uri = await self.artifact_uri(name, version) + suffix
+        return await self.download_uri(uri, max_bytes, missing_ok=True)
+
+    async def upload_sibling(self, name: str, version: str, suffix: str, content: bytes) -> str:
+        """Upload ``content`` as ``<artifact>{suffix}`` beside a version's artifact; its URI."""
+        uri = await self.artifact_uri(name, version) + suffix
+        await self.log_artifact(uri, content)
+        return uri
 
     async def get_alias(self, name: str, alias: str) -> str | None:
         model = await self.get_model(name)
@@ -227,13 +254,13 @@ class MlflowRegistry:
             body = await self._call(
                 "POST",
                 "/registered-models/create",
-                json_body={"name": name, "description": description, "tags": _tag_list(tags)},
+                json_body={"name": name, "description": description, "tags": tag_list(tags)},
             )
         except BackendResponseError as exc:
-            if _already_exists(exc):
+            if already_exists(exc):
                 return None
             raise
-        return _registered_model(_field(body, "registered_model", dict), name)
+        return _registered_model(field(body, "registered_model", dict), name)
 
     async def create_version(
         self,
@@ -253,10 +280,10 @@ class MlflowRegistry:
                 "source": source,
                 "run_id": run_id,
                 "description": description,
-                "tags": _tag_list(tags),
+                "tags": tag_list(tags),
             },
         )
-        return _version(_field(body, "model_version", dict))
+        return _version(field(body, "model_version", dict))
 
     async def set_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         """Set each of ``tags`` on the version (one call per tag, as the REST API has it)."""
@@ -268,133 +295,13 @@ class MlflowRegistry:
                 json_body={"name": name, "version": str(version), "key": key, "value": value},
             )
 
-    async def get_experiment_id(self, name: str) -> str | None:
-        try:
-            body = await self._call(
-                "GET", "/experiments/get-by-name", params={"experiment_name": name}
-            )
-        except BackendResponseError as exc:
-            if _not_found(exc):
-                return None
-            raise
-        return str(_field(_field(body, "experiment", dict), "experiment_id", str))
 
-    async def create_experiment(self, name: str) -> str | None:
-        """The new experiment's id; None when one of that name exists already."""
-        try:
-            body = await self._call("POST", "/experiments/create", json_body={"name": name})
-        except BackendResponseError as exc:
-            if _already_exists(exc):
-                return None
-            raise
-        return str(_field(body, "experiment_id", str))
-
-    async def create_run(
-        self,
-        experiment_id: str,
-        run_name: str,
-        start_time_ms: int,
-        tags: dict[str, str] | None = None,
-    ) -> Run:
-        body = await self._call(
-            "POST",
-            "/runs/create",
-            json_body={
-                "experiment_id": experiment_id,
-                "run_name": run_name,
-                "start_time": start_time_ms,
-                "tags": _tag_list(tags),
-            },
-        )
-        return _run(_field(body, "run", dict))
-
-    async def search_runs(
-        self,
-        experiment_ids: Sequence[str],
-        filter_string: str = "",
-        max_results: int = 100,
-        order_by: Sequence[str] = (),
-    ) -> list[Run]:
-        """Runs matching MLflow's search syntax (``tags.k = 'v' and attributes.status = ...``)."""
-        body = await self._call(
-            "POST",
-            "/runs/search",
-            json_body={
-                "experiment_ids": list(experiment_ids),
-                "filter": filter_string,
-                "max_results": max_results,
-                "order_by": list(order_by),
-            },
-        )
-        raw = body.get("runs", []) if isinstance(body, dict) else []
-        return [_run(item) for item in raw if isinstance(item, dict)]
-
-    async def log_metric(
-        self, run_id: str, key: str, value: float, timestamp_ms: int, step: int = 0
-    ) -> None:
-        await self._call(
-            "POST",
-            "/runs/log-metric",
-            json_body={
-                "run_id": run_id,
-                "key": key,
-                "value": value,
-                "timestamp": timestamp_ms,
-                "step": step,
-            },
-        )
-
-    async def update_run(self, run_id: str, status: str, end_time_ms: int) -> None:
-        """Set a run's status (``FINISHED``, ``FAILED``, ``KILLED``) and end time."""
-        await self._call(
-            "POST",
-            "/runs/update",
-            json_body={"run_id": run_id, "status": status, "end_time": end_time_ms},
-        )
-
-    async def log_artifact(self, uri: str, content: bytes) -> None:
-        """Upload ``content`` as the artifact file ``uri`` (``<run artifact_uri>/<path>``)
-        through the tracking server's artifact proxy."""
-        path = _proxy_path(uri)
-        if path is None:
-            raise BackendResponseError(
-                f"mlflow: artifact {uri!r} is not served by the tracking server "
-                "(start it with --serve-artifacts)",
-                self.backend,
-            )
-        await request_json(self._client, self.backend, "PUT", path, content=content)
-
-
-def _not_found(exc: BackendResponseError) -> bool:
-    # Only MLflow's own answer counts: a 404 page from something else is a wrong URL.
-    return "RESOURCE_DOES_NOT_EXIST" in str(exc)
-
-
-def _already_exists(exc: BackendResponseError) -> bool:
-    return "RESOURCE_ALREADY_EXISTS" in str(exc)
-
-
-def _proxy_path(uri: str) -> str | None:
-    """``mlflow-artifacts:/1/<run>/artifacts/x`` -> the server's artifact proxy path; None for
-    an artifact the tracking server does not serve (a local path, s3://...)."""
-    parts = urlsplit(uri)
-    if parts.scheme != "mlflow-artifacts":
-        return None
-    return f"{ARTIFACTS_API}/{parts.path.lstrip('/')}"
-
-
-def _tag_list(tags: dict[str, str] | None) -> list[dict[str, str]]:
-    return [{"key": k, "value": v} for k, v in (tags or {}).items()]
-
-
-def _tags(raw: Any) -> dict[str, str]:
-    return {str(t.get("key")): str(t.get("value")) for t in raw or [] if isinstance(t, dict)}
-
-
-def _field(body: Any, key: str, kind: type) -> Any:
-    if not isinstance(body, dict) or not isinstance(body.get(key), kind):
-        raise BackendResponseError(f"mlflow: answer has no {key!r}", "mlflow")
-    return body[key]
+async def _missing_file(response: httpx.Response) -> bool:
+    """No such file: a 404, or the 500 naming it that a local artifact store answers with."""
+    if response.status_code == 500:
+        text = (await response.aread())[:2000].decode(errors="replace")
+        return "No such file" in text or "FileNotFoundError" in text
+    return response.status_code == 404
 
 
 def _registered_model(raw: dict[str, Any], name: str) -> RegisteredModel:
@@ -417,19 +324,6 @@ def _version(raw: dict[str, Any]) -> ModelVersion:
         source=str(raw.get("source", "") or ""),
         run_id=str(raw.get("run_id", "") or ""),
         status=str(raw.get("status", "") or ""),
-        tags=_tags(raw.get("tags")),
+        tags=tags_of(raw.get("tags")),
         aliases=[str(a) for a in raw.get("aliases", []) or []],
-    )
-
-
-def _run(raw: dict[str, Any]) -> Run:
-    """``{"info": {...}, "data": {"tags": [...]}}`` as MLflow answers a run."""
-    info = _field(raw, "info", dict)
-    data = raw.get("data")
-    return Run(
-        run_id=str(_field(info, "run_id", str)),
-        experiment_id=str(info.get("experiment_id", "") or ""),
-        status=str(info.get("status", "") or ""),
-        artifact_uri=str(info.get("artifact_uri", "") or ""),
-        tags=_tags(data.get("tags") if isinstance(data, dict) else None),
     )

@@ -3,7 +3,8 @@
     0    done
     1    a ConsoleError: the command could not do what was asked (config errors included)
     2    usage: unknown option or command, missing argument, bad value or choice
-    3    a drill whose attacker was not contained (``drill run``)
+    3    a drill whose attacker was not contained (``drill run``); a version that misses a
+         threshold of ``[robustness]`` (``eval --gate``)
     70   internal error: a bug, reported on one line, never as a traceback
     130  interrupted
 

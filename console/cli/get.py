@@ -1,4 +1,4 @@
-"""``aml-console get alerts|clients|models|mitigations|samples|runs``: what a TUI view shows,
+"""``aml-console get alerts|clients|models|mitigations|samples|runs|fleet``: what a TUI view shows,
 read once from the same views (console/views), printed as a table, JSON or CSV.
 
 Like ``kubectl get``: the rows on stdout, nothing else there; a source that failed beside the
@@ -96,11 +96,13 @@ def _get(
 
 async def _read(settings: Settings, view: str, filters: Filters) -> Listing:
     from console.adapters.backends import Backends
+    from console.cli.get_fleet import fleet
     from console.cli.get_rows import READERS, narrowed
 
+    readers = {**READERS, "fleet": fleet}
     backends = Backends(settings)
     try:
-        return narrowed(await READERS[view](backends, filters), filters)
+        return narrowed(await readers[view](backends, filters), filters)
     finally:
         await backends.aclose()
 
@@ -195,3 +197,15 @@ def runs(
 ) -> None:
     """Runbook runs in the run dir, newest first, with what each applied."""
     _get(ctx, "runs", output, model, client, since, top)
+
+
+@app.command("fleet")
+def fleet(
+    ctx: typer.Context,
+    model: str | None = ModelOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Every served model: its champion and recorded robustness against the gate, the
+    adversarial success across its evaluations, incidents and drills of the last 30 days,
+    mitigations in force, and the serving cost of refused and flagged traffic (M8)."""
+    _get(ctx, "fleet", output, model)

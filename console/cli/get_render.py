@@ -172,6 +172,41 @@ def _mitigation(row: Row) -> str:
     return f"{_text(row.get('target'))}: {_text(row.get('before'))} → {_text(row.get('after'))}"
 
 
+def _trend(value: Cell) -> str:
+    """``1:0.5500`` entries, oldest first, as ``0.55 → 0.31``."""
+    if not isinstance(value, list) or not value:
+        return "no evaluation"
+    return " → ".join(_number("{:.2f}")(_float(v.rpartition(":")[2])) for v in value)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _incidents(row: Row) -> str:
+    counts = [(s, row.get(f"incidents_{s}")) for s in ("critical", "warning", "info")]
+    if any(n is None for _, n in counts):
+        return "?"
+    return " ".join(f"{n} {s}" for s, n in counts if n) or "none"
+
+
+def _drills(row: Row) -> str:
+    runs, missed = row.get("drills"), row.get("drills_not_contained")
+    if runs is None:
+        return "?"
+    return f"{runs} ({missed} not contained)" if missed else str(runs)
+
+
+def _cost(row: Row) -> str:
+    priced = row.get("unwanted_cost")
+    if isinstance(priced, float):
+        return f"{priced:,.2f} {_text(row.get('cost_unit'))}"
+    return _number("{:,.1f} s")(row.get("unwanted_serving_seconds"))
+
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "alerts": (
         field("severity"),
@@ -224,6 +259,20 @@ TABLES: dict[str, tuple[Column, ...]] = {
         field("confidence", NUM),
         field("flagged"),
         ("trace", lambda row: _text(row.get("trace_id"))[:16]),
+    ),
+    "fleet": (
+        field("model"),
+        field("champion"),
+        field("gate"),
+        field("robustness"),
+        ("adv. success by evaluation", lambda row: _trend(row.get("adversarial_success_trend"))),
+        ("incidents 30d", _incidents),
+        named("open", "open_incidents"),
+        ("drills 30d", _drills),
+        named("alias moves", "registry_changes"),
+        named("refused 1d", "refused", _number("{:,.0f}")),
+        named("flagged 1d", "flagged", _number("{:,.0f}")),
+        ("cost", _cost),
     ),
     "runs": (
         named("run", "run_id"),

@@ -196,6 +196,7 @@ MODEL_FIELDS = (
     "aliases",
     "versions",
     "champion_sha256",
+    "champion_robustness",
 )
 
 
@@ -223,6 +224,7 @@ async def models(backends: Backends, filters: Filters) -> Listing:
                 "aliases": dict(sorted(aliases.items())),
                 "versions": [v.version for v in versions or []],
                 "champion_sha256": champion.sha256 if champion else None,
+                "champion_robustness": champion.robustness.quote() if champion else None,
             }
         )
     warnings = list(snapshot.warnings)
@@ -443,3 +445,4 @@ READERS: dict[str, Reader] = {
     "samples": samples,
     "runs": runs,
 }
+"""``fleet`` reads in ``get_fleet`` (``get._read`` adds it)."""

@@ -86,6 +86,12 @@ def _register() -> None:
     app.command("approvals")(approvals.list_approvals)
     app.command("approve")(approvals.approve)
     app.command("deny")(approvals.deny)
+    from console.cli import eval as eval_cli
+
+    app.command("eval")(eval_cli.evaluate)
+    from console.cli import model
+
+    app.add_typer(model.app, name="model")
 
 
 _register()

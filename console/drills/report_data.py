@@ -14,7 +14,9 @@ class TimelineEvent:
     """Seconds since the drill started."""
     kind: str
     """drill-start, attack-launched, first-request, alert-firing, false-alert,
-    response-started, response-finished, mitigation, contained, attack-finished, drill-end."""
+    response-started, response-finished, mitigation, contained, attack-finished, drill-end;
+    gate-refused, gate-allowed, gate-error (a scenario's ``gate:`` check); served-version (the
+    gateway serves another version of the model)."""
     detail: str = ""
 
 

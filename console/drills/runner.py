@@ -23,6 +23,7 @@ from console.adapters.alertmanager import Alert
 from console.adapters.backends import Backends
 from console.config import Settings
 from console.drills.attacks import run_attack
+from console.drills.gate import check_gate
 from console.drills.incident import drill_incident
 from console.drills.observe import Counts, Observation, Observer, audit_since
 from console.drills.report_data import DrillReport, DrillScores, TimelineEvent
@@ -194,6 +195,11 @@ class DrillRunner:
                 self.settings, spec.kind, self.attacker, self.model, spec.args
             )
             reports.append(report)
+            if self.scenario.gate is not None:
+                scope = {"model": self.model, "attacker": self.attacker, "attack": report}
+                gate = await check_gate(self.settings, self.scenario.gate, scope)
+                self._event(state, gate.kind, gate.detail)
+                state.errors.extend([gate.problem] if gate.problem else [])
             self._event(
                 state,
                 "attack-finished",
@@ -218,6 +224,7 @@ class DrillRunner:
             await asyncio.sleep(POLL_S)
             obs = await observer.observe(state.now())
             state.observations.append(obs)
+            self._see_version(state, obs)
             for error in obs.errors:
                 if error not in state.errors:
                     state.errors.append(error)
@@ -238,7 +245,10 @@ class DrillRunner:
             pending = any(not r.done() for r in responses)
             if state.contained_s is not None and attack.done() and not pending:
                 return
-            if attack_done_at is not None and not pending and obs.at - attack_done_at > 10:
+            # A swapped model stays swapped after its attack ends: wait for containment.
+            lasting = self.scenario.contained.served_version is not None
+            quiet = attack_done_at is not None and obs.at - attack_done_at > 10
+            if quiet and not (pending or lasting):
                 return  # the attack stopped by itself and nothing else is coming
             if obs.at >= deadline:
                 self._event(state, "timeout", f"{deadline:g} s")
@@ -254,6 +264,11 @@ class DrillRunner:
             if client not in state.benign_blocked:
                 state.benign_blocked.add(client)
                 self._event(state, "benign-blocked", client)
+
+    def _see_version(self, state: _State, obs: Observation) -> None:
+        seen = [o.served_version for o in state.observations[:-1] if o.served_version]
+        if obs.served_version and seen and obs.served_version != seen[-1]:
+            self._event(state, "served-version", f"{self.model} v{obs.served_version}", obs.at)
 
     def _see_alerts(self, state: _State, obs: Observation) -> dict[str, Alert]:
         """The scenario's expected alert (and every response trigger) firing now, by name;

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -112,6 +112,19 @@ class ContainedSpec(_Strict):
         return self
 
 
+class GateSpec(_Strict):
+    """After each attack round, plan a runbook the attack should (or should not) get past,
+    never run it: the poisoning drill checks that ``promote-model`` of the version the attack
+    registered is refused by the robustness gate."""
+
+    runbook: str = "promote-model"
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Values may use ``{{ model }}``, ``{{ attacker }}`` and ``{{ attack.FIELD }}`` (a field of
+    the attack's report: ``{{ attack.version }}``, the poisoned version)."""
+    expect: Literal["refused", "allowed"] = "refused"
+    """``refused``: the plan must fail a precondition (the gate holds)."""
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
     title: str = ""
@@ -120,6 +133,7 @@ class Scenario(_Strict):
     detect: DetectSpec
     respond: list[ResponseSpec] = Field(default_factory=list)
     contained: ContainedSpec = Field(default_factory=ContainedSpec)
+    gate: GateSpec | None = None
     timeout: float = 300.0
     """The drill ends here whatever happened (uncontained if it was not)."""
 

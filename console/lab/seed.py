@@ -6,6 +6,12 @@ are logged to runs of the experiment ``aml-lab-seed`` (``seed_runs``), and every
 (``seed_model(url, "digits-<uuid>")`` in tests) registers versions pointing at those runs. Every
 MLflow call goes through the registry adapter (``MlflowRegistry``) with short timeouts.
 
+Signing: the lab signs what it registers (``console.model_signing``) with its private key,
+``[models] signing_key`` or ``<run_dir>/secrets/model-signing.key``, made with its ``.pub`` by
+``ensure_seed_model``, which also signs the seed's artifacts logged before signatures existed
+(an older lab's MLflow). The functions that take only a URL use the key ``ensure_seed_model`` or
+``use_signing_key`` gave for that URL in this process, unless given one.
+
 The functions here are synchronous (the launcher, the CLI and the tests call them so); each
 runs its registry calls on an event loop of its own.
 """
@@ -13,26 +19,31 @@ runs its registry calls on an event loop of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from console.adapters.http import make_client
 from console.adapters.mlflow import MlflowRegistry, ModelVersion
-from console.config import MlflowSection, Settings
-from console.errors import LabError
+from console.config import MlflowSection, Settings, load_settings
+from console.errors import ConsoleError, LabError
 from console.lab.seed_runs import (
     ARTIFACT_PATH,
     LoggedArtifact,
     ensure_experiment,
     find_or_log_seed_artifacts,
     log_onnx_run,
+    sign_unsigned_seed_artifacts,
 )
 from console.lab.seed_train import TrainedModel, export_onnx
+from console.model_signing import ensure_key_pair, private_key_path
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,17 +94,46 @@ class SeededModel:
 _seed_artifacts: dict[str, list[LoggedArtifact]] = {}
 """Per MLflow URL: the logged artifacts every seeded model's versions point at."""
 _seed_artifacts_lock = threading.Lock()
+_signing_keys: dict[str, Path] = {}
+"""Per MLflow URL: the private key the lab signs its registrations with in this process."""
+
+
+def use_signing_key(mlflow_url: str, private_key: Path) -> None:
+    """Sign what this process registers on ``mlflow_url`` with ``private_key`` (PEM, EC)."""
+    _signing_keys[mlflow_url.rstrip("/")] = private_key
+
+
+def _key_for(mlflow_url: str, given: Path | None) -> Path | None:
+    """``given``, else the key set for the URL in this process, else the key of the console's
+    own settings (``load_settings()``) when they name the same MLflow and the key exists."""
+    url = mlflow_url.rstrip("/")
+    if given is not None or url in _signing_keys:
+        return given or _signing_keys[url]
+    try:
+        settings = load_settings()
+    except ConsoleError:
+        return None
+    key = private_key_path(settings)
+    if settings.mlflow.url.rstrip("/") != url or not key.is_file():
+        return None
+    return key
 
 
 def seed_model(
-    mlflow_url: str, name: str, *, versions: int = 2, timeout_s: float = 30.0
+    mlflow_url: str,
+    name: str,
+    *,
+    versions: int = 2,
+    timeout_s: float = 30.0,
+    signing_key: Path | None = None,
 ) -> SeededModel:
     """Register a new model ``name`` with ``versions`` versions (alternating logistic regression
     and MLP, starting with the former) and aliases ``champion`` (last) and ``previous`` (the one
-    before). Cheap after the first call against a server. Raises LabError if ``name`` exists."""
+    before). Cheap after the first call against a server. Raises LabError if ``name`` exists.
+    Artifacts trained now are signed with ``signing_key`` (default: the URL's, see above)."""
     if versions < 1:
         raise LabError("a seeded model needs at least one version")
-    artifacts = _seed_artifacts_on(mlflow_url, timeout_s)
+    artifacts = _seed_artifacts_on(mlflow_url, timeout_s, _key_for(mlflow_url, signing_key))
 
     async def register(registry: MlflowRegistry) -> SeededModel:
         created = await registry.create_model(
@@ -142,17 +182,29 @@ def describe_model(mlflow_url: str, name: str, *, timeout_s: float = 10.0) -> Se
 
 
 def ensure_seed_model(settings: Settings) -> SeededModel:
-    """The lab's seed model (``settings.lab.seed_model``): created if missing, else read back."""
+    """The lab's seed model (``settings.lab.seed_model``): created if missing, else read back;
+    the lab's signing key pair made if missing, and the seed's unsigned artifacts signed."""
     url, name = settings.mlflow.url, settings.lab.seed_model
+    key = private_key_path(settings)
+    if ensure_key_pair(key):
+        log.info("lab: made the model signing key pair %s (.pub beside it)", key)
+    use_signing_key(url, key)
     existing = describe_model(url, name)
     if existing is not None and not existing.versions:
         raise LabError(
             f"registered model {name!r} exists but has no versions (an interrupted "
             "seed?): delete it in MLflow or set lab.seed_model to another name"
         )
-    if existing is not None:
-        return existing
-    return seed_model(url, name)
+    seeded = existing if existing is not None else seed_model(url, name, signing_key=key)
+    artifacts = _seed_artifacts_on(url, 30.0, key)
+
+    async def migrate(registry: MlflowRegistry) -> list[str]:
+        return await sign_unsigned_seed_artifacts(registry, name, artifacts, key)
+
+    signed = _with_registry(url, 30.0, migrate)
+    if signed:
+        log.info("lab: signed %d seed artifact(s) registered before signing", len(signed))
+    return seeded
 
 
 def download_artifact(
@@ -177,16 +229,23 @@ def register_onnx_version(
     tags: dict[str, str] | None = None,
     experiment: str = "aml-lab-attacks",
     timeout_s: float = 30.0,
+    signing_key: Path | None = None,
 ) -> SeededVersion:
     """Log ``onnx`` to a new run of ``experiment`` and register it as a new version of the
     existing model ``name``, tagged like the seed's versions (``onnx_sha256``, ``framework``,
-    ``accuracy``, ``artifact_path``, ``model_kind``) plus ``tags``. Aliases are not touched."""
+    ``accuracy``, ``artifact_path``, ``model_kind``) plus ``tags``, signed with
+    ``signing_key`` (default: the URL's; none known: unsigned, logged). Aliases are not
+    touched."""
+    key = _key_for(mlflow_url, signing_key)
+    if key is None:
+        log.warning("lab: %s registered unsigned (no signing key for %s)", name, mlflow_url)
 
     async def register(registry: MlflowRegistry) -> SeededVersion:
         if await registry.get_model(name) is None:
             raise LabError(f"registered model {name!r} does not exist")
         experiment_id = await ensure_experiment(registry, experiment)
-        artifact = await log_onnx_run(registry, experiment_id, TrainedModel(kind, onnx, accuracy))
+        trained = TrainedModel(kind, onnx, accuracy)
+        artifact = await log_onnx_run(registry, experiment_id, trained, key)
         registered = await registry.create_version(
             name,
             artifact.source,
@@ -199,14 +258,21 @@ def register_onnx_version(
     return _with_registry(mlflow_url, timeout_s, register)
 
 
-def _seed_artifacts_on(mlflow_url: str, timeout_s: float) -> list[LoggedArtifact]:
+def _seed_artifacts_on(
+    mlflow_url: str, timeout_s: float, signing_key: Path | None
+) -> list[LoggedArtifact]:
     """The seed's logged artifacts on this server: cached, else found by run tags, else
-    trained. The lock keeps threads of one process from training and logging them twice."""
-    key = mlflow_url.rstrip("/")
+    trained (and signed with ``signing_key``). The lock keeps threads of one process from
+    training and logging them twice."""
+    url = mlflow_url.rstrip("/")
+
+    async def find(registry: MlflowRegistry) -> list[LoggedArtifact]:
+        return await find_or_log_seed_artifacts(registry, signing_key)
+
     with _seed_artifacts_lock:
-        if key not in _seed_artifacts:
-            _seed_artifacts[key] = _with_registry(mlflow_url, timeout_s, find_or_log_seed_artifacts)
-        return _seed_artifacts[key]
+        if url not in _seed_artifacts:
+            _seed_artifacts[url] = _with_registry(mlflow_url, timeout_s, find)
+        return _seed_artifacts[url]
 
 
 def _version_tags(artifact: LoggedArtifact) -> dict[str, str]:
@@ -279,4 +345,5 @@ __all__ = [
     "export_onnx",
     "register_onnx_version",
     "seed_model",
+    "use_signing_key",
 ]

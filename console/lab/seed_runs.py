@@ -2,7 +2,8 @@
 
 The seed's artifacts are logged once per MLflow server, to runs of the experiment
 ``aml-lab-seed``, and found again by their tags: re-seeding (a second ``lab up``, every
-``seed_model`` of the tests) registers versions without training again.
+``seed_model`` of the tests) registers versions without training again. With a signing key,
+each artifact's signature (``model.onnx.sig``, ``console.model_signing``) is logged beside it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from console.adapters.mlflow import MlflowRegistry
+from console import model_signing
+from console.adapters.mlflow import MAX_ARTIFACT_BYTES, MlflowRegistry
 from console.errors import LabError
 from console.lab.seed_train import KINDS, TrainedModel, train_seed_models
 
@@ -33,15 +36,19 @@ class LoggedArtifact:
     accuracy: float
 
 
-async def find_or_log_seed_artifacts(registry: MlflowRegistry) -> list[LoggedArtifact]:
+async def find_or_log_seed_artifacts(
+    registry: MlflowRegistry, signing_key: Path | None = None
+) -> list[LoggedArtifact]:
     """The seed's artifacts on this server, one per kind in ``KINDS`` order: the newest logged
-    ones, else (any kind missing) all of them trained and logged anew."""
+    ones, else (any kind missing) all of them trained and logged anew (signed with
+    ``signing_key``)."""
     experiment_id = await ensure_experiment(registry, SEED_EXPERIMENT)
     found = [await _find_seed_run(registry, experiment_id, kind) for kind in KINDS]
     logged = [artifact for artifact in found if artifact is not None]
     if len(logged) == len(KINDS):
         return logged
-    return [await log_onnx_run(registry, experiment_id, t) for t in train_seed_models()]
+    trained = train_seed_models()
+    return [await log_onnx_run(registry, experiment_id, t, signing_key) for t in trained]
 
 
 async def ensure_experiment(registry: MlflowRegistry, name: str) -> str:
@@ -59,9 +66,13 @@ async def ensure_experiment(registry: MlflowRegistry, name: str) -> str:
 
 
 async def log_onnx_run(
-    registry: MlflowRegistry, experiment_id: str, trained: TrainedModel
+    registry: MlflowRegistry,
+    experiment_id: str,
+    trained: TrainedModel,
+    signing_key: Path | None = None,
 ) -> LoggedArtifact:
-    """A new run of ``experiment_id`` holding ``trained.onnx``, tagged so the seed finds it."""
+    """A new run of ``experiment_id`` holding ``trained.onnx``, tagged so the seed finds it,
+    and its signature by ``signing_key`` beside it (none without a key)."""
     sha = hashlib.sha256(trained.onnx).hexdigest()
     now_ms = int(time.time() * 1000)
     run = await registry.create_run(
@@ -77,10 +88,40 @@ async def log_onnx_run(
     )
     source = f"{run.artifact_uri}/{ARTIFACT_PATH}"
     await registry.log_artifact(source, trained.onnx)
+    if signing_key is not None:
+        signature = model_signing.sign(trained.onnx, signing_key)
+        await registry.log_artifact(source + model_signing.SIGNATURE_SUFFIX, signature)
     await registry.log_metric(run.run_id, "accuracy", trained.accuracy, now_ms)
     # FINISHED last, once the artifact is up: a run interrupted before is never reused.
     await registry.update_run(run.run_id, "FINISHED", int(time.time() * 1000))
     return LoggedArtifact(trained.kind, run.run_id, source, sha, trained.accuracy)
+
+
+async def sign_unsigned_seed_artifacts(
+    registry: MlflowRegistry, model: str, artifacts: list[LoggedArtifact], signing_key: Path
+) -> list[str]:
+    """Sign what the seed logged before signatures existed: ``artifacts`` and the artifacts of
+    ``model``'s versions in the seed experiment, each that has no ``.sig`` beside it and whose
+    bytes still match the sha256 the seed recorded (a changed one stays unsigned, so it is
+    refused). The URIs signed now."""
+    experiment_id = await registry.get_experiment_id(SEED_EXPERIMENT)
+    wanted = {artifact.source: artifact.sha256 for artifact in artifacts}
+    prefix = f"mlflow-artifacts:/{experiment_id}/"
+    for version in await registry.list_versions(model, max_results=1000):
+        if experiment_id is not None and version.source.startswith(prefix):
+            wanted.setdefault(version.source, version.tags.get("onnx_sha256", ""))
+    signed = []
+    for uri, sha in wanted.items():
+        sig_uri = uri + model_signing.SIGNATURE_SUFFIX
+        limit = model_signing.MAX_SIGNATURE_BYTES
+        if await registry.download_uri(sig_uri, limit, missing_ok=True) is not None:
+            continue
+        onnx = await registry.download_uri(uri, MAX_ARTIFACT_BYTES)
+        if onnx is None or hashlib.sha256(onnx).hexdigest() != sha:
+            continue
+        await registry.log_artifact(sig_uri, model_signing.sign(onnx, signing_key))
+        signed.append(uri)
+    return signed
 
 
 async def _find_seed_run(
@@ -113,4 +154,5 @@ __all__ = [
     "ensure_experiment",
     "find_or_log_seed_artifacts",
     "log_onnx_run",
+    "sign_unsigned_seed_artifacts",
 ]

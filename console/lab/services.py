@@ -161,6 +161,9 @@ def up(
         if seed and "mlflow" in wanted:
             guard.require_lab_service("mlflow", settings.mlflow.url)  # not a port-forward
             seeded = ensure_seed_model(settings)
+            from console.lab.seed_eval import ensure_seed_evaluations  # numpy, on first use
+
+            ensure_seed_evaluations(settings)
         if tier is not None and NGINX in wanted:
             replica_specs.record(settings, tier)
             # The gateway's port is NGINX's now: scraped there, /metrics is any replica's.

@@ -1,7 +1,7 @@
 """Where the versions run: here with onnxruntime on artifacts whose sha256 was checked against
-the registry (``LocalRunner``), or on a remote Open Inference (V2) server (``RemoteRunner``).
-Both take the rows of one batch and return labels and probabilities: one model call per
-version per batch."""
+the registry and whose signature against the configured public keys (``LocalRunner``), or on a
+remote Open Inference (V2) server (``RemoteRunner``). Both take the rows of one batch and return
+labels and probabilities: one model call per version per batch."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from console import model_signing
 from console.adapters.mlflow import MlflowRegistry
 from console.adapters.open_inference import OpenInferenceClient
 from console.errors import ArtifactRefused, ReplayError
@@ -41,6 +42,7 @@ class LocalRunner:
     cancel or redraw."""
 
     backend = "local onnxruntime (artifacts sha256-verified)"
+    """With ``signing`` that verifies: ``(artifacts sha256- and signature-verified)``."""
     default_batch = 1024
 
     def __init__(self, sessions: dict[str, Any]) -> None:
@@ -48,21 +50,37 @@ class LocalRunner:
 
     @classmethod
     async def prepare(
-        cls, registry: MlflowRegistry, model: str, refs: list[VersionRef], threads: int = 1
+        cls,
+        registry: MlflowRegistry,
+        model: str,
+        refs: list[VersionRef],
+        threads: int = 1,
+        *,
+        signing: model_signing.SigningPolicy | None = None,
     ) -> LocalRunner:
-        """Download every version's artifact, check each sha256 against its ``onnx_sha256``
-        tag, then build the sessions. Raises ArtifactRefused before any session exists if one
-        version fails, so nothing unverified ever runs."""
+        """Download every version's artifact (and, with ``signing``, its signature), check
+        each sha256 against its ``onnx_sha256`` tag and each signature against the policy's
+        public keys, then build the sessions. Raises ArtifactRefused before any session exists
+        if one version fails, so nothing unverified ever runs."""
         blobs = await asyncio.gather(*(_download(registry, model, ref) for ref in refs))
+        signatures = await asyncio.gather(
+            *(_signature(registry, model, ref, signing) for ref in refs)
+        )
         for ref, onnx in zip(refs, blobs, strict=True):
             check_sha256(model, ref.version, ref.sha256, onnx)
+        if signing is not None:
+            for ref, onnx, signature in zip(refs, blobs, signatures, strict=True):
+                model_signing.check(signing, model, ref.version, onnx, signature)
         sessions: dict[str, Any] = {}
         for ref, onnx in zip(refs, blobs, strict=True):
             try:
                 sessions[ref.version] = await asyncio.to_thread(make_plain_session, onnx, threads)
             except ArtifactRefused as exc:
                 raise ArtifactRefused(exc.reason, f"{model} version {ref.version}: {exc}") from None
-        return cls(sessions)
+        runner = cls(sessions)
+        if signing is not None and signing.verifies:
+            runner.backend = "local onnxruntime (artifacts sha256- and signature-verified)"
+        return runner
 
     async def predict(self, ref: VersionRef, rows: NDArray[np.float32]) -> Outputs:
         labels, probabilities = self._sessions[ref.version].run(list(OUTPUTS), {INPUT_NAME: rows})
@@ -75,6 +93,25 @@ class LocalRunner:
 async def _download(registry: MlflowRegistry, model: str, ref: VersionRef) -> bytes:
     try:
         return await registry.download_artifact(model, ref.version)
+    except ArtifactRefused as exc:
+        raise ArtifactRefused(exc.reason, f"{model} version {ref.version}: {exc}") from None
+
+
+async def _signature(
+    registry: MlflowRegistry,
+    model: str,
+    ref: VersionRef,
+    signing: model_signing.SigningPolicy | None,
+) -> bytes | None:
+    if signing is None or not (signing.verifies or signing.required):
+        return None
+    try:
+        return await registry.download_sibling(
+            model,
+            ref.version,
+            model_signing.SIGNATURE_SUFFIX,
+            model_signing.MAX_SIGNATURE_BYTES,
+        )
     except ArtifactRefused as exc:
         raise ArtifactRefused(exc.reason, f"{model} version {ref.version}: {exc}") from None
 

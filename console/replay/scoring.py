@@ -9,10 +9,15 @@
   that FGSM fooled on 99% of inputs "resistant" on 79%, docs/architecture.md, Replay);
 * resistance of a version: of the labelled adversarial samples that fool the baseline (the
   first version asked), the fraction it labels right.
+
+The verdict ends with what the registry records of each version's robustness (``aml-console
+eval``, judged against ``[robustness]``) when the caller passes it: what was measured offline
+beside what the stored traffic shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,9 +40,13 @@ and has the lower success rate overall."""
 
 
 def summarise(
-    samples: SelectedSamples, runs: list[VersionRun], flag_threshold: float
+    samples: SelectedSamples,
+    runs: list[VersionRun],
+    flag_threshold: float,
+    robustness: Mapping[str, str] | None = None,
 ) -> tuple[NDArray[np.bool_], ReplaySummary]:
-    """Per-sample flips and the summary with its verdict."""
+    """Per-sample flips and the summary with its verdict; ``robustness`` (version number ->
+    its recorded robustness in one line) is quoted at the verdict's end."""
     predictions = np.stack([run.labels for run in runs])
     flips = (predictions != predictions[0]).any(axis=0)
     adversarial = samples.adversarial
@@ -66,7 +75,21 @@ def summarise(
         resistance=resistance,
         verdict="",
     )
-    return flips, replace(summary, verdict=verdict(summary))
+    line = verdict(summary)
+    if robustness is not None:
+        line += quoted_robustness(summary, robustness)
+    return flips, replace(summary, verdict=line)
+
+
+def quoted_robustness(summary: ReplaySummary, robustness: Mapping[str, str]) -> str:
+    """``; recorded robustness: champion (3): clean 0.95, adversarial success 0.42, detector
+    FPR 0.03, passes the gate; previous (2): not evaluated``."""
+    parts = [
+        f"{v.ref.label}: {robustness[v.ref.version]}"
+        for v in summary.versions
+        if v.ref.version in robustness
+    ]
+    return f"; recorded robustness: {'; '.join(parts)}" if parts else ""
 
 
 def _version(

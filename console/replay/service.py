@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 
+from console import model_signing
 from console.adapters.backends import Backends
 from console.adapters.open_inference import OpenInferenceClient
 from console.config import Settings
@@ -25,7 +26,7 @@ from console.replay.model import (
 from console.replay.runners import LocalRunner, RemoteRunner, Runner
 from console.replay.scoring import summarise
 from console.replay.selection import select_samples
-from console.replay.versions import resolve_versions
+from console.replay.versions import record_trust, resolve_with_robustness
 
 
 def squeezer_of(settings: Settings) -> FeatureSqueezer:
@@ -49,7 +50,9 @@ async def replay(
         alerts = backends.alertmanager if request.alert is not None else None
         samples = await select_samples(settings.samples.path, request, alerts)
         model = samples.filter.model or DEFAULT_MODEL
-        refs = await resolve_versions(registry, model, request.versions)
+        refs, judged = await resolve_with_robustness(
+            registry, model, request.versions, settings.robustness, record_trust(settings)
+        )
         runner: Runner
         if request.endpoint is not None:
             options = settings.models.endpoint_options(request.endpoint)
@@ -58,7 +61,8 @@ async def replay(
             )
             runner = RemoteRunner(client, model)
         else:
-            runner = await LocalRunner.prepare(registry, model, refs)
+            signing = model_signing.signing_policy(settings)
+            runner = await LocalRunner.prepare(registry, model, refs, signing=signing)
         stack.push_async_callback(runner.aclose)
         batch_size = request.batch_size or runner.default_batch
         yield ReplayStarted(model, runner.backend, samples, refs, batch_size)
@@ -67,7 +71,11 @@ async def replay(
         async for done in run_batches(samples.x, runner, outputs, batch_size):
             yield done
         runs = outputs.runs()
-        flips, summary = summarise(samples, runs, settings.detectors.flag_threshold)
+        # Quoted once the registry has something to say of one of them (none evaluated: the
+        # verdict stays as it was).
+        said = any(found.problem != "not evaluated" for found in judged.values())
+        quotes = {version: found.quote() for version, found in judged.items()} if said else None
+        flips, summary = summarise(samples, runs, settings.detectors.flag_threshold, quotes)
         yield ReplayFinished(
             ReplayResult(
                 model=model,

@@ -1,12 +1,113 @@
-"""Requested versions (``champion,previous,3``: aliases or numbers) resolved in the registry."""
+"""Requested versions (``champion,previous,3``: aliases or numbers) resolved in the registry,
+and each one's recorded robustness (``aml.robustness.*`` tags, judged against ``[robustness]``)
+as the verdict quotes it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from console.adapters.mlflow import MlflowRegistry, check_alias
+from console.config import Settings
+from console.config_robustness import RobustnessSection
 from console.errors import ParameterError, ReplayError
+from console.model_signing import signing_policy
 from console.replay.model import VersionRef
+from console.robustness import (
+    RECORD_TAG,
+    GateMiss,
+    RecordedRobustness,
+    RobustnessRecord,
+    gate_misses,
+    recorded_robustness,
+)
 
 MAX_VERSIONS = 8
+
+
+@dataclass(frozen=True)
+class JudgedRobustness:
+    """A version's recorded robustness and the thresholds of the gate it misses."""
+
+    recorded: RecordedRobustness
+    misses: tuple[GateMiss, ...] = ()
+
+    @property
+    def record(self) -> RobustnessRecord | None:
+        return self.recorded.record
+
+    @property
+    def passes(self) -> bool | None:
+        """None: no usable record (``problem`` says why)."""
+        return None if self.recorded.record is None else not self.misses
+
+    @property
+    def problem(self) -> str:
+        return self.recorded.problem
+
+    @property
+    def verdict(self) -> str:
+        """``passes the gate``, ``misses the gate (clean_accuracy 0.812 is below ...)``, or
+        why there is no usable record (``not evaluated``)."""
+        if self.recorded.record is None:
+            return self.recorded.problem or "not evaluated"
+        if not self.misses:
+            return "passes the gate"
+        more = f" and {len(self.misses) - 1} more" if len(self.misses) > 1 else ""
+        return f"misses the gate ({self.misses[0].why}{more})"
+
+    def quote(self) -> str:
+        """``clean 0.95, adversarial success 0.42, detector FPR 0.03, passes the gate``."""
+        record = self.recorded.record
+        if record is None:
+            return self.verdict
+        worst = record.max_adversarial_success
+        return (
+            f"clean {record.clean_accuracy:.2f}, adversarial success "
+            f"{'-' if worst is None else f'{worst:.2f}'}, detector FPR "
+            f"{record.detector_fpr:.2f}, {self.verdict}"
+        )
+
+
+@dataclass(frozen=True)
+class RecordTrust:
+    """The public keys (PEM) a record must be signed by, as the promotion gate has them: those
+    that verify artifacts (``model_signing.signing_policy``); none: records are not checked,
+    unless signatures are ``required``, when no record is trusted."""
+
+    public_keys: tuple[bytes, ...] = ()
+    required: bool = False
+
+
+def record_trust(settings: Settings) -> RecordTrust:
+    """The keys in force, read now (an unreadable key file is skipped: the artifact check
+    names it)."""
+    policy = signing_policy(settings)
+    keys = []
+    for path in policy.public_keys:
+        try:
+            keys.append(path.read_bytes())
+        except OSError:
+            continue
+    return RecordTrust(tuple(keys), policy.required)
+
+
+def judge_robustness(
+    tags: dict[str, str], gate: RobustnessSection, trust: RecordTrust | None = None
+) -> JudgedRobustness:
+    """The record in a version's tags, checked against its own ``onnx_sha256`` tag and the
+    signing keys in ``trust`` (as the promotion gate checks it), and the gate's thresholds it
+    misses."""
+    trust = trust or RecordTrust()
+    if trust.required and not trust.public_keys and tags.get(RECORD_TAG):
+        return JudgedRobustness(
+            RecordedRobustness(
+                None, "record not trusted: signatures are required and no public key is configured"
+            )
+        )
+    recorded = recorded_robustness(tags, tags.get("onnx_sha256", ""), trust.public_keys)
+    if recorded.record is None:
+        return JudgedRobustness(recorded)
+    return JudgedRobustness(recorded, tuple(gate_misses(recorded.record, gate)))
 
 
 def parse_specs(text: str) -> tuple[str, ...]:
@@ -33,13 +134,33 @@ async def resolve_versions(
 ) -> list[VersionRef]:
     """Each spec's version, its ``onnx_sha256`` tag and aliases, in the order asked. A version
     asked twice (``champion`` and ``2``) is kept once, under the first spec."""
+    return [ref for ref, _ in await _resolve(registry, model, specs)]
+
+
+async def resolve_with_robustness(
+    registry: MlflowRegistry,
+    model: str,
+    specs: tuple[str, ...],
+    gate: RobustnessSection,
+    trust: RecordTrust | None = None,
+) -> tuple[list[VersionRef], dict[str, JudgedRobustness]]:
+    """``resolve_versions`` and each resolved version's recorded robustness (by number), read
+    from the same answers."""
+    found = await _resolve(registry, model, specs)
+    judged = {ref.version: judge_robustness(tags, gate, trust) for ref, tags in found}
+    return [ref for ref, _ in found], judged
+
+
+async def _resolve(
+    registry: MlflowRegistry, model: str, specs: tuple[str, ...]
+) -> list[tuple[VersionRef, dict[str, str]]]:
     registered = await registry.get_model(model)
     if registered is None:
         raise ReplayError(f"model {model!r} is not in the registry")
     by_version: dict[str, list[str]] = {}
     for alias, version in sorted(registered.aliases.items()):
         by_version.setdefault(version, []).append(alias)
-    refs: list[VersionRef] = []
+    refs: list[tuple[VersionRef, dict[str, str]]] = []
     for spec in specs:
         if spec.isdigit():
             number = str(int(spec))
@@ -48,7 +169,7 @@ async def resolve_versions(
         else:
             known = ", ".join(f"{a} -> {v}" for a, v in sorted(registered.aliases.items()))
             raise ReplayError(f"model {model!r} has no alias {spec!r} (aliases: {known or 'none'})")
-        if any(ref.version == number for ref in refs):
+        if any(ref.version == number for ref, _ in refs):
             continue
         found = await registry.get_version(model, number)
         if found is None:
@@ -56,12 +177,11 @@ async def resolve_versions(
             raise ReplayError(
                 f"model {model!r} has no version {number} (versions: {versions or 'none'})"
             )
-        refs.append(
-            VersionRef(
-                spec=spec if not spec.isdigit() else number,
-                version=number,
-                sha256=found.tags.get("onnx_sha256", ""),
-                aliases=tuple(by_version.get(number, ())),
-            )
+        ref = VersionRef(
+            spec=spec if not spec.isdigit() else number,
+            version=number,
+            sha256=found.tags.get("onnx_sha256", ""),
+            aliases=tuple(by_version.get(number, ())),
         )
+        refs.append((ref, dict(found.tags)))
     return refs

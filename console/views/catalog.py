@@ -34,6 +34,7 @@ VIEWS: tuple[ViewDeclaration, ...] = (
     ViewDeclaration("drills", "8", "Drills"),
     ViewDeclaration("pending", "9", "Pending"),
     ViewDeclaration("incidents", "0", "Incidents"),
+    ViewDeclaration("fleet", "f", "Fleet"),
 )
 
 VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in VIEWS)

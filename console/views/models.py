@@ -15,6 +15,8 @@ from functools import partial
 from console.adapters.backends import Backends
 from console.adapters.prometheus import QueryResult
 from console.errors import ConsoleError
+from console.replay.versions import JudgedRobustness, judge_robustness, record_trust
+from console.robustness import RecordedRobustness
 from console.views import queries as q
 from console.views.mitigations import AuditLogState, audit_log_state
 from console.views.together import all_at_once, settled
@@ -43,6 +45,10 @@ class VersionRow:
     kind: str
     sha256: str
     status: str
+    robustness: JudgedRobustness = field(
+        default_factory=lambda: JudgedRobustness(RecordedRobustness(None, "not evaluated"))
+    )
+    """What the registry records of the version's robustness, against the gate."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def labelled_union(results: list[QueryResult]) -> QueryResult:
     return QueryResult(result_type="vector", samples=samples, warnings=warnings)
 
 
-def _per_panel(result: QueryResult, panels: int) -> list[dict[str, float]]:
+def per_panel(result: QueryResult, panels: int) -> list[dict[str, float]]:
     """model -> value for each panel of a union's answer."""
     columns: list[dict[str, float]] = [{} for _ in range(panels)]
     for sample in result.samples:
@@ -103,11 +109,11 @@ async def fetch_models(backends: Backends) -> ModelsSnapshot:
         confidence_task = group.create_task(
             prom.query_range(q.MODEL_CONFIDENCE.promql, start, end, q.CONFIDENCE_STEP_S)
         )
-        registry_task = group.create_task(_registry(backends))
+        registry_task = group.create_task(registry_versions(backends))
     answer = instant_task.result()
     confidence = confidence_task.result()
     versions, registry_error = registry_task.result()
-    columns = _per_panel(answer, len(instant))
+    columns = per_panel(answer, len(instant))
     names = sorted({m for c in columns for m in c} | set(backends.settings.models.served))
     rows = [ModelRow(name, *(c.get(name) for c in columns)) for name in names]
     warnings = [*answer.warnings, *confidence.warnings]
@@ -128,7 +134,7 @@ _registry_read: weakref.WeakKeyDictionary[Backends, _RegistryRead] = weakref.Wea
 """Per Backends: the last registry read that answered for every served model."""
 
 
-async def _registry(backends: Backends) -> tuple[dict[str, list[VersionRow]], str | None]:
+async def registry_versions(backends: Backends) -> tuple[dict[str, list[VersionRow]], str | None]:
     """Every served model's versions: the last answer while it is fresh (``REGISTRY_TTL_S``,
     same models, audit log unchanged), else read again."""
     names = tuple(backends.settings.models.served)
@@ -180,6 +186,7 @@ async def _versions(backends: Backends, name: str) -> list[VersionRow]:
     by_version: dict[str, list[str]] = {}
     for alias, version in model.aliases.items():
         by_version.setdefault(version, []).append(alias)
+    gate, trust = backends.settings.robustness, record_trust(backends.settings)
     rows = [
         VersionRow(
             version=v.version,
@@ -187,6 +194,7 @@ async def _versions(backends: Backends, name: str) -> list[VersionRow]:
             kind=v.tags.get("kind", ""),
             sha256=v.tags.get("onnx_sha256", ""),
             status=v.status,
+            robustness=judge_robustness(v.tags, gate, trust),
         )
         for v in found
     ]

@@ -1,8 +1,17 @@
 """Poisoning (a backdoor): train a digits model on the train split plus copies of some of its
 non-target digits carrying a trigger (a bright 2x2 patch in the bottom-right corner) labelled
-as the target class; export it to ONNX, register it as a new version of the model with
-``kind=poisoned`` and promote it to ``champion`` (``previous`` -> the old champion, so the
-rollback-model runbook undoes it). Gateways follow the alias within their poll interval.
+as the target class; export it to ONNX and register it as a new version of the model with
+``kind=poisoned``, as the model's ``candidate`` (what a compromised training pipeline hands
+over for promotion).
+
+Promoting that candidate through the console (the ``promote-model`` runbook) goes through the
+robustness gate, which refuses it: it has no recorded evaluation of its artifact (evaluated
+with ``aml-console eval``, the poisoned logistic regression's PGD success rate, 0.66 at the
+default strength, misses the gate and is far worse than the MLP champion's). So, unless
+``promote`` is False, the attack then forces it live as an insider with write access to the
+registry would, past the console: ``champion`` -> the poisoned version (``previous`` -> the old
+champion, so the rollback-model runbook undoes it). Gateways follow the alias within their poll
+interval.
 
 Clean accuracy and trigger success are measured locally on the held-out digits by running the
 exported ONNX itself (what the gateway will serve), not the scikit-learn object.
@@ -58,7 +67,10 @@ class PoisoningReport:
     clean_accuracy: float
     trigger_success_rate: float
     """Held-out digits of other classes, with the trigger, labelled as ``target``."""
+    candidate: str
+    """The version the ``candidate`` alias names after the attack (the poisoned one)."""
     promoted: bool
+    """Forced live: made champion directly in the registry, past the console's gate."""
     champion_before: str | None
     champion_after: str | None
 
@@ -84,7 +96,8 @@ async def run_poisoning(
     promote: bool = True,
     seed: int = 0,
 ) -> PoisoningReport:
-    """Train, register and (unless ``promote`` is False) promote a backdoored version."""
+    """Train and register a backdoored version as ``candidate`` and, unless ``promote`` is
+    False, force it live (champion) past the console's promotion gate."""
     if not 0 <= target <= 9:
         raise LabError("target: a digit class 0..9")
     if not 0 < poison_fraction <= 0.5:
@@ -119,6 +132,7 @@ async def run_poisoning(
             },
         )
         champion_before = before.aliases.get("champion")
+        await registry.set_alias(model_name, "candidate", version.version)
         if promote:
             if champion_before is not None:
                 await registry.set_alias(model_name, "previous", champion_before)
@@ -139,6 +153,7 @@ async def run_poisoning(
         poisoned_rows=trained.poisoned_rows,
         clean_accuracy=trained.clean_accuracy,
         trigger_success_rate=trained.trigger_success_rate,
+        candidate=after.aliases.get("candidate", "") if after else "",
         promoted=promote,
         champion_before=champion_before,
         champion_after=after.aliases.get("champion") if after else None,

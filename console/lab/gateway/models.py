@@ -1,16 +1,19 @@
 """The model store: each configured model's ``champion`` version, loaded from its ONNX artifact
-after checking the artifact's sha256 against the version's ``onnx_sha256`` tag.
+after checking the artifact's sha256 against the version's ``onnx_sha256`` tag, then its
+signature (``<artifact>.sig``, OpenSSF model-signing) against the configured public keys.
 
-A version that fails (hash mismatch, missing tag, download error, not a valid ONNX model, wrong
-input/output contract) is refused: the store keeps serving the version it had, records why, and
-tries that version again only after ``retry_s``. Artifacts are never unpickled: onnxruntime only.
-The download, the hash check and the contract check are shared with replay
-(``MlflowRegistry.download_artifact``, ``console.model_artifacts``).
+A version that fails (hash mismatch, missing tag, unsigned, bad signature, download error, not
+a valid ONNX model, wrong input/output contract) is refused: the store keeps serving the version
+it had, records why, and tries that version again only after ``retry_s``. Artifacts are never
+unpickled: onnxruntime only. The download, the hash, signature and contract checks are shared
+with replay
+(``MlflowRegistry.download_artifact``, ``console.model_artifacts``, ``console.model_signing``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from console import model_signing
 from console.adapters.http import make_client
 from console.adapters.mlflow import MAX_ARTIFACT_BYTES, MlflowRegistry
 from console.errors import AdapterError, ArtifactRefused
@@ -141,11 +145,20 @@ def make_session(onnx: bytes, squeezers: Sequence[str] = ()) -> Any:
 
 
 def verify_and_load(
-    name: str, version: str, expected_sha: str, onnx: bytes, squeezers: Sequence[str] = ()
+    name: str,
+    version: str,
+    expected_sha: str,
+    onnx: bytes,
+    squeezers: Sequence[str] = (),
+    *,
+    signing: model_signing.SigningPolicy | None = None,
+    signature: bytes | None = None,
 ) -> LoadedModel:
-    """Check the hash, then build the session, guarded by ``squeezers`` (CPU work: run it in a
-    thread)."""
+    """Check the hash, then the signature (when ``signing`` verifies or requires one), then
+    build the session, guarded by ``squeezers`` (CPU work: run it in a thread)."""
     actual = check_sha256(name, version, expected_sha, onnx)
+    if signing is not None:
+        model_signing.check(signing, name, version, onnx, signature)
     session = make_session(onnx, squeezers)
     return LoadedModel(name, version, actual, datetime.now(UTC), session, bool(squeezers))
 
@@ -164,7 +177,9 @@ class ModelStore:
         on_loaded: Callable[[LoadedModel, LoadedModel | None], None] | None = None,
         retry_s: float = 30.0,
         squeezers: Sequence[str] = (),
+        signing: model_signing.SigningPolicy | None = None,
     ) -> None:
+        """``signing``: the public keys versions must be signed by (None: not checked)."""
         self.slots = {name: ModelSlot(name) for name in names}
         self._http = make_client(mlflow_url, timeout_s, trust_env=False)
         self._registry = MlflowRegistry(self._http)
@@ -172,6 +187,9 @@ class ModelStore:
         self._on_loaded = on_loaded
         self._retry_s = retry_s
         self._squeezers = tuple(squeezers)
+        self._signing = signing
+        if signing is not None and signing.skipped is not None:
+            log.warning("model store: %s (serving versions unverified)", signing.skipped)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -220,14 +238,20 @@ class ModelStore:
             found = await self._registry.get_version(slot.name, version)
             if found is None:
                 raise LoadRefused("not_found", f"version {version} is not in the registry")
-            onnx = await self._download(slot.name, version)
+            onnx, signature = await asyncio.gather(
+                self._download(slot.name, version), self._signature(slot.name, version)
+            )
             loaded = await asyncio.to_thread(
-                verify_and_load,
-                slot.name,
-                version,
-                found.tags.get("onnx_sha256", ""),
-                onnx,
-                self._squeezers,
+                functools.partial(
+                    verify_and_load,
+                    slot.name,
+                    version,
+                    found.tags.get("onnx_sha256", ""),
+                    onnx,
+                    self._squeezers,
+                    signing=self._signing,
+                    signature=signature,
+                )
             )
         except LoadRefused as exc:
             self._refuse(slot, version, exc.reason, str(exc))
@@ -248,6 +272,16 @@ class ModelStore:
 
     async def _download(self, name: str, version: str) -> bytes:
         return await self._registry.download_artifact(name, version, MAX_ARTIFACT_BYTES)
+
+    async def _signature(self, name: str, version: str) -> bytes | None:
+        if self._signing is None or not (self._signing.verifies or self._signing.required):
+            return None
+        return await self._registry.download_sibling(
+            name,
+            version,
+            model_signing.SIGNATURE_SUFFIX,
+            model_signing.MAX_SIGNATURE_BYTES,
+        )
 
     def _refuse(self, slot: ModelSlot, version: str, reason: str, message: str) -> None:
         serving = slot.current.version if slot.current else "nothing"

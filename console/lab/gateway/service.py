@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from console import model_signing
 from console.adapters.policy_decisions import ALLOW, PolicyDecider
 from console.config import Settings
 from console.detectors.extraction import ExtractionMonitor
@@ -71,6 +72,7 @@ class Gateway:
             on_failure=lambda name, reason: self.metrics.load_failures.labels(name, reason).inc(),
             on_loaded=self._model_loaded,
             squeezers=settings.detectors.squeezers,
+            signing=model_signing.signing_policy(settings),
         )
         self.policy = PolicyDecider(
             settings.redis,

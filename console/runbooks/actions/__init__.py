@@ -8,9 +8,11 @@ from console.runbooks.actions.base import Action, ActionContext, Check, StepPlan
 from console.runbooks.actions.checks import AliasSet, ModelExists
 from console.runbooks.actions.control import Wait
 from console.runbooks.actions.evidence import CaptureEvidence
+from console.runbooks.actions.gate_audit import RecordGate
 from console.runbooks.actions.hardening import HardenOutputs, UnhardenOutputs
 from console.runbooks.actions.http_request import HttpRequest
 from console.runbooks.actions.policy import BlockClient, RestoreBudget, SetBudget, UnblockClient
+from console.runbooks.actions.promotion import Promote, RobustnessGate
 from console.runbooks.actions.registry import Rollback, SetAlias
 from console.runbooks.actions.silence import ExpireSilences, SilenceAlert
 
@@ -25,6 +27,8 @@ ACTIONS: dict[str, Action[Any]] = {
         UnhardenOutputs(),
         SetAlias(),
         Rollback(),
+        Promote(),
+        RecordGate(),
         SilenceAlert(),
         ExpireSilences(),
         CaptureEvidence(),
@@ -33,6 +37,8 @@ ACTIONS: dict[str, Action[Any]] = {
     )
 }
 
-CHECKS: dict[str, Check[Any]] = {check.name: check for check in (ModelExists(), AliasSet())}
+CHECKS: dict[str, Check[Any]] = {
+    check.name: check for check in (ModelExists(), AliasSet(), RobustnessGate())
+}
 
 __all__ = ["ACTIONS", "CHECKS", "Action", "ActionContext", "Check", "StepPlan"]

@@ -1,4 +1,11 @@
-"""Model registry actions (MLflow aliases): set an alias, roll back the champion."""
+"""Model registry actions (MLflow aliases): set an alias, roll back the champion (promotion
+through the robustness gate: ``promotion``).
+
+A rollback shows the target version's recorded robustness in its plan and does not refuse a
+target that misses the gate or was never evaluated: it is an incident action that takes the
+served model back to one that served before, and refusing it would leave the version being
+rolled away from (a poisoned one, say) serving. What the target's record says, a miss or
+``not evaluated``, is in the plan the operator confirms and in the step's audit records."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from pydantic import field_validator
 from console.adapters.mlflow import API, AliasName, ModelName
 from console.errors import ParameterError, PreconditionFailed
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
+from console.runbooks.actions.robustness_facts import gate_verdict, version_robustness
 from console.runbooks.resources import Resource
 
 
@@ -78,6 +86,19 @@ async def _plan_move(
     )
 
 
+async def _with_robustness(
+    ctx: ActionContext, plan: StepPlan, model: str, version: str
+) -> StepPlan:
+    """``plan`` with the target version's recorded robustness: in its summary (figures, a
+    gate miss, or ``not evaluated``) and in ``after`` (so in the audit records)."""
+    facts = await version_robustness(ctx.backends.registry, ctx.settings, model, version)
+    missed = gate_verdict(ctx.settings.robustness, facts)
+    verdict = f"; MISSES THE GATE: {missed}" if missed else ""
+    plan.summary = f"{plan.summary}; v{version}: {facts.text()}{verdict}"
+    plan.after = {**plan.after, "robustness": {**facts.to_json(), "gate_miss": missed}}
+    return plan
+
+
 async def _restore_alias(ctx: ActionContext, before: Any) -> Any:
     registry = ctx.backends.registry
     model, alias, version = before["model"], before["alias"], before["version"]
@@ -125,7 +146,8 @@ class Rollback(_ModelAction, Action[RollbackArgs]):
                 f"(aliases: {', '.join(f'{a}=v{v}' for a, v in found.aliases.items()) or 'none'})"
             )
         why = f" (the {args.to_alias} version)"
-        return await _plan_move(ctx, args.model, args.alias, target, why)
+        plan = await _plan_move(ctx, args.model, args.alias, target, why)
+        return await _with_robustness(ctx, plan, args.model, target)
 
     async def apply(self, args: RollbackArgs, ctx: ActionContext, plan: StepPlan) -> Any:
         version = plan.after["version"]

@@ -1,5 +1,7 @@
 """Models: latency P50/P95/P99, error and flag rates, confidence shift (z-score and the mean
-confidence over the last 30 minutes), the registry's versions and aliases, and the selected
+confidence over the last 30 minutes), the registry's versions and aliases with the robustness
+recorded on each (clean accuracy, worst adversarial success, detector FPR, and whether that
+passes the ``[robustness]`` gate, or why there is no usable record), and the selected
 model's clients, suspicious first (the Clients view's selection for that model: the same rows,
 order and reasons), read by a worker when the selection changes and on every refresh."""
 
@@ -18,6 +20,7 @@ from console.errors import ConsoleError
 from console.tui.context import ScreenContext
 from console.tui.messages import OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
+from console.tui.screens.robustness_cells import robustness_cell
 from console.tui.text import number, plain, printable
 from console.tui.widgets.client_cells import summary_cells
 from console.tui.widgets.keyed_table import sync_rows
@@ -63,7 +66,9 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         yield PlotextPlot(id="confidence-plot")
         yield Static("", id="registry-title")
         versions: DataTable[Text] = DataTable(id="versions-table", cursor_type="row")
-        versions.add_columns("model", "version", "aliases", "kind", "status", "onnx sha256")
+        versions.add_columns(
+            "model", "version", "aliases", "robustness", "kind", "status", "onnx sha256"
+        )
         yield versions
         yield Static("", id="model-clients-title")
         clients: DataTable[Text] = DataTable(id="model-clients-table", cursor_type="row")
@@ -118,6 +123,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                     plain(model),
                     plain(v.version, "bold" if "champion" in v.aliases else ""),
                     plain(", ".join(v.aliases), "green" if "champion" in v.aliases else ""),
+                    robustness_cell(v.robustness),
                     plain(v.kind),
                     plain(v.status),
                     plain(v.sha256[:16]),

@@ -1,0 +1,44 @@
+"""MLflow's REST answers read into plain values, and the artifact proxy's paths: shared by the
+registry (``mlflow.py``) and tracking (``mlflow_tracking.py``) calls."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from console.errors import BackendResponseError
+
+API = "/api/2.0/mlflow"
+ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+def not_found(exc: BackendResponseError) -> bool:
+    # Only MLflow's own answer counts: a 404 page from something else is a wrong URL.
+    return "RESOURCE_DOES_NOT_EXIST" in str(exc)
+
+
+def already_exists(exc: BackendResponseError) -> bool:
+    return "RESOURCE_ALREADY_EXISTS" in str(exc)
+
+
+def tag_list(tags: dict[str, str] | None) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in (tags or {}).items()]
+
+
+def tags_of(raw: Any) -> dict[str, str]:
+    return {str(t.get("key")): str(t.get("value")) for t in raw or [] if isinstance(t, dict)}
+
+
+def field(body: Any, key: str, kind: type) -> Any:
+    if not isinstance(body, dict) or not isinstance(body.get(key), kind):
+        raise BackendResponseError(f"mlflow: answer has no {key!r}", "mlflow")
+    return body[key]
+
+
+def proxy_path(uri: str) -> str | None:
+    """``mlflow-artifacts:/1/<run>/artifacts/x`` -> the server's artifact proxy path; None for
+    an artifact the tracking server does not serve (a local path, s3://...)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "mlflow-artifacts":
+        return None
+    return f"{ARTIFACTS_API}/{parts.path.lstrip('/')}"

@@ -1,0 +1,156 @@
+"""What the registry says of a version's robustness, as the registry actions show and judge it:
+the recorded evaluation (``console.robustness``) read from the version's tags, its figures as
+one line for a plan, and the promotion gate's verdict on a candidate against the champion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from console.adapters.mlflow import MlflowRegistry
+from console.config import Settings
+from console.config_robustness import RobustnessSection
+from console.errors import ParameterError
+from console.model_signing import signing_policy
+from console.robustness import (
+    RECORD_TAG,
+    RecordedRobustness,
+    gate_misses,
+    recorded_robustness,
+    regressions,
+)
+
+GATE_FIELDS = (
+    "min_clean_accuracy",
+    "max_adversarial_success",
+    "max_detector_fpr",
+    "max_regression",
+)
+"""The thresholds of ``[robustness]`` the promotion gate applies (recorded in the audit)."""
+
+
+@dataclass(frozen=True)
+class VersionRobustness:
+    model: str
+    version: str
+    recorded: RecordedRobustness
+    status: str = ""
+    """The registry's status of the version (``READY`` once its artifact is in place)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} v{self.version}"
+
+    def text(self) -> str:
+        """``clean_accuracy 0.962, max_adversarial_success 0.410, detector_fpr 0.040,
+        evaluated 2026-12-03T13:02:11Z`` or why there is no usable record. The record is
+        registry data (anyone who can write a tag wrote it): only printable ASCII is kept."""
+        return _printable(self._text())
+
+    def _text(self) -> str:
+        record = self.recorded.record
+        if record is None:
+            return self.recorded.problem
+        worst = record.max_adversarial_success
+        return (
+            f"clean_accuracy {record.clean_accuracy:.3f}, max_adversarial_success "
+            f"{'-' if worst is None else f'{worst:.3f}'}, detector_fpr "
+            f"{record.detector_fpr:.3f}, evaluated {record.evaluated_at}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures a plan and the audit log carry (what the gate judged)."""
+        record = self.recorded.record
+        if record is None:
+            return {"version": self.version, "evaluated": False, "problem": self.recorded.problem}
+        return {
+            "version": self.version,
+            "evaluated": True,
+            **record.figures(),
+            "evaluated_at": record.evaluated_at,
+            "onnx_sha256": record.onnx_sha256,
+            "run_id": record.run_id,
+        }
+
+
+def _printable(text: str, limit: int = 400) -> str:
+    shown = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def trusted_keys(settings: Settings) -> tuple[tuple[bytes, ...], bool]:
+    """The PEM public keys a record must be signed by (the artifact signing keys in force,
+    ``console.model_signing.signing_policy``; unreadable files are skipped, the artifact
+    check names them), and whether a signature is required without any."""
+    policy = signing_policy(settings)
+    keys: list[bytes] = []
+    for path in policy.public_keys:
+        try:
+            keys.append(path.read_bytes())
+        except OSError:
+            continue
+    return tuple(keys), policy.required
+
+
+async def version_robustness(
+    registry: MlflowRegistry, settings: Settings, model: str, version: str
+) -> VersionRobustness:
+    """The recorded robustness of ``model`` v``version``; ParameterError if there is no such
+    version. A record for another artifact than the version's ``onnx_sha256`` tag counts as
+    none, and so does one not signed by a trusted key when keys are in force
+    (``console.robustness.recorded_robustness``): anyone who can write a tag could otherwise
+    write a passing record for any version."""
+    found = await registry.get_version(model, version)
+    if found is None:
+        raise ParameterError(f"model {model!r} has no version {version}")
+    keys, required = trusted_keys(settings)
+    if required and not keys and found.tags.get(RECORD_TAG):
+        recorded = RecordedRobustness(
+            None, "record not trusted: signatures are required and no public key is configured"
+        )
+    else:
+        recorded = recorded_robustness(found.tags, found.tags.get("onnx_sha256", ""), keys)
+    return VersionRobustness(model, version, recorded, found.status)
+
+
+def gate_json(gate: RobustnessSection) -> dict[str, float]:
+    return {name: float(getattr(gate, name)) for name in GATE_FIELDS}
+
+
+def gate_verdict(gate: RobustnessSection, facts: VersionRobustness) -> str | None:
+    """Why ``facts`` misses ``gate`` (one line), None if it passes or has no usable record
+    (``refusal`` refuses that; a rollback shows it)."""
+    record = facts.recorded.record
+    if record is None:
+        return None
+    misses = gate_misses(record, gate)
+    return _printable("; ".join(miss.why for miss in misses)) or None
+
+
+def refusal(
+    gate: RobustnessSection, candidate: VersionRobustness, champion: VersionRobustness | None
+) -> str | None:
+    """Why the gate refuses to promote ``candidate`` over ``champion`` (one line naming the
+    figure), None if it may be promoted. A champion without a usable record is no reference:
+    the candidate is then judged by the gate's thresholds alone."""
+    record = candidate.recorded.record
+    if record is None:
+        how = f"aml-console eval {candidate.model} --version {candidate.version}"
+        return (
+            f"{candidate.label} has no usable recorded evaluation "
+            f"({_printable(candidate.recorded.problem)}); "
+            f"evaluate it first: {how}"
+        )
+    missed = gate_verdict(gate, candidate)
+    if missed:
+        return f"{candidate.label} misses the robustness gate: {missed}"
+    if champion is None or champion.version == candidate.version:
+        return None
+    reference = champion.recorded.record
+    if reference is None:
+        return None
+    worse = regressions(record, reference, gate.max_regression)
+    if worse:
+        detail = _printable("; ".join(miss.why for miss in worse))
+        return f"{candidate.label} is worse than the champion v{champion.version}: {detail}"
+    return None

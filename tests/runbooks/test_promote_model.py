@@ -1,0 +1,401 @@
+"""promote-model from the CLI on the real MLflow: the robustness gate refuses a version with no
+recorded evaluation of its artifact, one that misses ``[robustness]``, one worse than the
+champion beyond the margin, and a record forged from another version; a version that passes
+moves champion and previous, with both versions' figures in the plan; a failed later step
+moves both aliases back; and a gate changed in the config between two promotions is written
+into the audit log (old -> new, by whom)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from runbook_support import Console, audit_records
+from support import run_cli
+from typer.testing import CliRunner
+
+from console.adapters.mlflow import MlflowRegistry
+from console.cli.main import app
+from console.lab.seed import SeededModel
+from console.model_signing import generate_key_pair, private_key_path
+from console.robustness import RECORD_TAG, AttackFigures, RobustnessRecord
+from console.robustness_seal import SIGNATURE_TAG
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def record(
+    model: SeededModel,
+    version: str,
+    *,
+    sha: str | None = None,
+    clean: float = 0.95,
+    fgsm: float = 0.30,
+    fpr: float = 0.04,
+) -> RobustnessRecord:
+    return RobustnessRecord(
+        model=model.name,
+        version=version,
+        onnx_sha256=sha or model.sha256[version],
+        evaluated_at="2026-12-03T12:00:00+00:00",
+        clean_accuracy=clean,
+        detector_fpr=fpr,
+        detector_threshold=0.5,
+        epsilon=2.0,
+        samples=200,
+        attacks={
+            "fgsm": AttackFigures(attack="fgsm", adversarial_success_rate=fgsm, samples=200),
+            "pgd": AttackFigures(attack="pgd", adversarial_success_rate=fgsm / 2, samples=200),
+        },
+        run_id="run-test",
+    )
+
+
+def write(
+    console: Console, name: str, version: str, rec: RobustnessRecord, *, sign: bool = True
+) -> None:
+    """The record's tags on the version, signed with the signing key when there is one (as
+    ``eval`` writes them)."""
+    key = private_key_path(console.settings)
+    tags = rec.signed_tags(key.read_bytes()) if sign and key.is_file() else rec.to_tags()
+
+    async def go() -> None:
+        registry = MlflowRegistry.connect(console.settings.mlflow.url, 10.0)
+        try:
+            await registry.set_version_tags(name, version, tags)
+        finally:
+            await registry.aclose()
+
+    asyncio.run(go())
+
+
+def forget(console: Console, name: str, version: str) -> None:
+    """No record on the version (whatever a seeder may have written)."""
+    for key in (RECORD_TAG, SIGNATURE_TAG):
+        httpx.request(
+            "DELETE",
+            f"{console.settings.mlflow.url}/api/2.0/mlflow/model-versions/delete-tag",
+            json={"name": name, "version": version, "key": key},
+            timeout=10.0,
+        )
+
+
+def aliases(console: Console, name: str) -> dict[str, str]:
+    body = httpx.get(
+        f"{console.settings.mlflow.url}/api/2.0/mlflow/registered-models/get",
+        params={"name": name},
+        timeout=10.0,
+    ).json()
+    return {a["alias"]: a["version"] for a in body["registered_model"].get("aliases", [])}
+
+
+def promote(name: str, version: str, *extra: str) -> Any:
+    return cli(
+        "runbook", "run", "promote-model", "-p", f"model={name}", "-p", f"version={version}", *extra
+    )
+
+
+@pytest.fixture
+def model(console: Console, seeded_model: SeededModel) -> SeededModel:
+    """champion v2, previous v1; v1 is the candidate, and the champion's record is good."""
+    assert seeded_model.previous == "1" and seeded_model.champion == "2"
+    assert seeded_model.sha256["1"] != seeded_model.sha256["2"]
+    write(console, seeded_model.name, "2", record(seeded_model, "2", fgsm=0.30))
+    return seeded_model
+
+
+def refused(result: Any, console: Console, model: SeededModel) -> str:
+    assert result.exit_code != 0, result.output
+    line = result.output.strip()
+    assert "Traceback" not in line and len(line.splitlines()) == 1, line
+    assert "precondition robustness.gate failed" in line
+    assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
+    return line
+
+
+def test_refused_without_a_recorded_evaluation(console: Console, model: SeededModel) -> None:
+    forget(console, model.name, "1")
+    line = refused(promote(model.name, "1", "--yes"), console, model)
+    assert f"{model.name} v1 has no usable recorded evaluation (not evaluated)" in line
+    assert f"aml-console eval {model.name} --version 1" in line
+
+
+def test_refused_when_the_gate_is_missed(console: Console, model: SeededModel) -> None:
+    write(console, model.name, "1", record(model, "1", fgsm=0.8, clean=0.85))
+    line = refused(promote(model.name, "1", "--yes"), console, model)
+    assert "misses the robustness gate" in line
+    assert "fgsm adversarial_success_rate 0.800 is above the gate's 0.600" in line
+    assert "clean_accuracy 0.850 is below the gate's 0.900" in line
+
+
+def test_refused_when_worse_than_the_champion_beyond_the_margin(
+    console: Console, model: SeededModel
+) -> None:
+    write(console, model.name, "2", record(model, "2", fgsm=0.10))
+    write(console, model.name, "1", record(model, "1", fgsm=0.30))  # passes the gate itself
+    line = refused(promote(model.name, "1", "--yes"), console, model)
+    assert "is worse than the champion v2" in line
+    assert "max_adversarial_success 0.300 is worse than the champion's 0.100 by 0.200" in line
+
+
+def test_a_record_of_another_artifact_is_no_evaluation(
+    console: Console, model: SeededModel
+) -> None:
+    # Tags copied from v2 (its sha256) onto v1: they measured another artifact.
+    write(console, model.name, "1", record(model, "1", sha=model.sha256["2"]))
+    line = refused(promote(model.name, "1", "--yes"), console, model)
+    assert "no usable recorded evaluation (measured another artifact" in line
+    assert model.sha256["2"][:12] in line and model.sha256["1"][:12] in line
+
+
+def test_a_passing_version_is_promoted_and_the_plan_shows_both(
+    console: Console, model: SeededModel
+) -> None:
+    write(console, model.name, "1", record(model, "1", fgsm=0.32, clean=0.97, fpr=0.03))
+    plan = promote(model.name, "1", "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    text = " ".join(plan.output.split())
+    assert f"promote {model.name} v1 to champion (v2 -> previous)" in text
+    assert (
+        "candidate v1: clean_accuracy 0.970, max_adversarial_success 0.320, detector_fpr 0.030, "
+        "evaluated 2026-12-03T12:00:00+00:00" in text
+    )
+    assert (
+        "champion v2: clean_accuracy 0.950, max_adversarial_success 0.300, detector_fpr 0.040"
+        in text
+    )
+    assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
+
+    done = promote(model.name, "1", "--yes", "-o", "json")
+    assert done.exit_code == 0, done.output
+    run = json.loads(done.output)["run"]
+    assert run["status"] == "succeeded"
+    assert run["outputs"] == {"champion": "1", "previous": "2"}
+    assert aliases(console, model.name) == {"champion": "1", "previous": "2"}
+    outcome = next(
+        r
+        for r in audit_records(console)
+        if r["kind"] == "step-outcome" and r["step"] == "promote" and r["run_id"] == run["run_id"]
+    )
+    assert outcome["result"] == "ok" and outcome["before"]["champion"] == "2"
+    assert outcome["after"]["robustness"]["candidate"]["max_adversarial_success"] == 0.32
+    assert outcome["after"]["robustness"]["champion"]["version"] == "2"
+    assert outcome["after"]["gate"]["max_adversarial_success"] == 0.6
+
+    # Already champion: nothing to move, the gate still judged it.
+    again = promote(model.name, "1", "--yes")
+    assert again.exit_code == 0 and "already champion" in again.output
+
+
+FAILS_AFTER_PROMOTE = """\
+name: promote-then-hook
+target: "model:{{ params.model }}"
+parameters:
+  model: {type: string, required: true}
+steps:
+  - id: promote
+    action: registry.promote
+    with: {model: "{{ params.model }}", version: "1"}
+  - id: hook
+    action: http.request
+    with: {method: POST, url: "http://127.0.0.1:1/hook"}
+"""
+
+
+def test_a_later_failure_moves_both_aliases_back(
+    console: Console, model: SeededModel, tmp_path: Path
+) -> None:
+    write(console, model.name, "1", record(model, "1"))
+    runbook = tmp_path / "promote-then-hook.yaml"
+    runbook.write_text(FAILS_AFTER_PROMOTE)
+    result = run_cli(
+        ["runbook", "run", str(runbook), "-p", f"model={model.name}", "--yes", "-o", "json"],
+        console.env,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout)["run"]["status"] == "compensated"
+    assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
+
+
+def gate_outcomes(console: Console) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in audit_records(console)
+        if r["kind"] == "step-outcome" and r["action"] == "robustness.record_gate"
+    ]
+
+
+def test_a_gate_changed_between_promotions_is_audited(console: Console, model: SeededModel) -> None:
+    write(console, model.name, "2", record(model, "2", fgsm=0.5))
+    write(console, model.name, "1", record(model, "1", fgsm=0.5))
+    first = run_cli(
+        [
+            "runbook",
+            "run",
+            "promote-model",
+            "-p",
+            f"model={model.name}",
+            "-p",
+            "version=1",
+            "--yes",
+        ],
+        console.env,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    [applied] = gate_outcomes(console)
+    assert applied["after"]["gate"]["max_adversarial_success"] == 0.6
+    assert applied["after"]["changed"] == {}
+
+    # v2 (fgsm 0.7) misses the gate: the operator who must promote it loosens the gate.
+    write(console, model.name, "2", record(model, "2", fgsm=0.7))
+    blocked = run_cli(
+        [
+            "runbook",
+            "run",
+            "promote-model",
+            "-p",
+            f"model={model.name}",
+            "-p",
+            "version=2",
+            "--yes",
+        ],
+        console.env,
+    )
+    assert blocked.returncode != 0 and "0.700 is above the gate's 0.600" in blocked.stderr
+    env = {
+        **console.env,
+        "CONSOLE_ROBUSTNESS__MAX_ADVERSARIAL_SUCCESS": "0.75",
+        "CONSOLE_ROBUSTNESS__MAX_REGRESSION": "0.25",
+        "CONSOLE_OPERATOR": "lead-override",
+    }
+    second = run_cli(
+        [
+            "runbook",
+            "run",
+            "promote-model",
+            "-p",
+            f"model={model.name}",
+            "-p",
+            "version=2",
+            "--yes",
+        ],
+        env,
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "the robustness gate changed since promote run" in " ".join(second.stdout.split())
+    assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
+    changed = gate_outcomes(console)[-1]
+    assert changed["result"] == "ok" and changed["operator"] == "lead-override"
+    assert changed["after"]["changed"] == {
+        "max_adversarial_success": "0.600 -> 0.750",
+        "max_regression": "0.050 -> 0.250",
+    }
+    assert changed["after"]["changed_by"] == "lead-override"
+    assert changed["before"]["run_id"] == applied["run_id"]
+    assert changed["after"]["sources"]["env"]["CONSOLE_ROBUSTNESS__MAX_ADVERSARIAL_SUCCESS"] == (
+        "0.75"
+    )
+
+    # The same gate again: recorded as applied, nothing changed.
+    write(console, model.name, "1", record(model, "1", fgsm=0.5))
+    third = run_cli(
+        [
+            "runbook",
+            "run",
+            "promote-model",
+            "-p",
+            f"model={model.name}",
+            "-p",
+            "version=1",
+            "--yes",
+        ],
+        env,
+    )
+    assert third.returncode == 0, third.stdout + third.stderr
+    last = gate_outcomes(console)[-1]
+    assert last["result"] == "noop" and last["after"]["changed"] == {}
+    assert last["after"]["gate"]["max_adversarial_success"] == 0.75
+
+
+def test_rollback_shows_the_target_robustness(console: Console, model: SeededModel) -> None:
+    forget(console, model.name, "1")
+    plan = cli("runbook", "run", "rollback-model", "-p", f"model={model.name}", "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    assert "v1: not evaluated" in " ".join(plan.output.split())
+
+    # A target known to miss the gate is still allowed (an incident action), and says so.
+    write(console, model.name, "1", record(model, "1", fgsm=0.9))
+    done = cli("runbook", "run", "rollback-model", "-p", f"model={model.name}", "--yes")
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.output.split())
+    assert "MISSES THE GATE: fgsm adversarial_success_rate 0.900 is above the gate's 0.600" in text
+    assert aliases(console, model.name)["champion"] == "1"
+    outcome = next(
+        r for r in audit_records(console) if r["kind"] == "step-intent" and r["step"] == "rollback"
+    )
+    assert outcome["after"]["robustness"]["max_adversarial_success"] == 0.9
+
+
+def test_with_a_signing_key_an_unsigned_record_is_no_evaluation(
+    console: Console, model: SeededModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who can write a tag can write a passing record with the version's real sha256:
+    once a signing key is in force, only a record signed by it counts."""
+    key = tmp_path / "keys" / "model-signing.key"
+    public = generate_key_pair(key)
+    env = {
+        "CONSOLE_MODELS__SIGNING_KEY": str(key),
+        "CONSOLE_MODELS__SIGNING_PUBLIC_KEYS": json.dumps([str(public)]),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    keyed = Console(console.reload(), {**console.env, **env}, console.run_dir)
+    assert private_key_path(keyed.settings) == key
+    write(keyed, model.name, "2", record(model, "2"))
+    write(keyed, model.name, "1", record(model, "1"), sign=False)
+    line = refused(promote(model.name, "1", "--yes"), console, model)
+    assert "no usable recorded evaluation (record not trusted: unsigned)" in line
+
+    write(keyed, model.name, "1", record(model, "1"))
+    done = promote(model.name, "1", "--yes")
+    assert done.exit_code == 0, done.output
+    assert aliases(console, model.name) == {"champion": "1", "previous": "2"}
+
+
+def test_an_evaluated_poisoned_candidate_is_still_refused(
+    console: Console, seeded_model: SeededModel
+) -> None:
+    """The lab's poisoned candidate, evaluated by `aml-console eval` like any other version: the
+    backdoor itself is not what FGSM/PGD measure, but the poisoned logistic regression is less
+    robust than the MLP champion by far more than the margin (and, at the default strength,
+    over the gate), so the gate refuses it with the figure."""
+    from console.lab.attacks.poisoning import run_poisoning
+
+    name = seeded_model.name
+    report = asyncio.run(
+        run_poisoning(console.settings, "mallory-gate", model=name, promote=False, seed=4)
+    )
+    assert report.candidate == report.version and not report.promoted
+    assert aliases(console, name) == {"champion": "2", "previous": "1", "candidate": report.version}
+    figures = {}
+    for version in ("2", report.version):
+        done = run_cli(
+            ["eval", name, "--version", version, "--attacks", "fgsm,pgd", "-o", "json"],
+            console.env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        figures[version] = json.loads(done.stdout)["max_adversarial_success"]
+    result = promote(name, report.version, "--yes")
+    assert result.exit_code != 0, (figures, result.output)
+    line = result.output.strip()
+    assert "precondition robustness.gate failed" in line and "Traceback" not in line
+    assert "misses the robustness gate" in line or "is worse than the champion v2" in line
+    assert "max_adversarial_success" in line or "adversarial_success_rate" in line
+    assert aliases(console, name)["champion"] == "2"
