@@ -41,45 +41,65 @@ def _digits_onnx() -> dict[str, bytes]:
     return {f"digits {t.kind} ONNX": t.onnx for t in train_seed_models()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--big-mib", type=int, default=64)
-    args = parser.parse_args()
-
+def run(runs: int = 20, big_mib: int = 64) -> dict[str, dict[str, float]]:
+    """Median ms of sha256, verify and sign per artifact, and the ratios to sha256."""
     from console import model_signing
 
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-signing-") as tmp:
         key = Path(tmp) / "keys" / "bench.key"
         public = model_signing.generate_key_pair(key)
         started = time.perf_counter()
         model_signing.sign(b"warm-up", key)  # imports model_signing and its dependencies
-        import_s = time.perf_counter() - started
-        print(f"first sign (library import included): {import_s * 1000:.0f} ms")
+        results["first sign (library import included)"] = {
+            "ms": (time.perf_counter() - started) * 1000
+        }
         artifacts = {
             **_digits_onnx(),
-            f"{args.big_mib} MiB file": os.urandom(args.big_mib * 1024 * 1024),
+            f"{big_mib} MiB file": os.urandom(big_mib * 1024 * 1024),
         }
-        print(
-            f"{'artifact':<20} {'bytes':>10} {'sha256 ms':>10} {'verify ms':>10} "
-            f"{'sign ms':>9} {'verify/sha':>11} {'sign/sha':>9}"
-        )
         for label, onnx in artifacts.items():
-            runs = args.runs if len(onnx) < 1024 * 1024 else max(3, args.runs // 4)
+            times = runs if len(onnx) < 1024 * 1024 else max(3, runs // 4)
             signature = model_signing.sign(onnx, key)
             model_signing.verify("bench", "1", onnx, signature, [public])
-            sha_ms = _median_ms(lambda data=onnx: hashlib.sha256(data).hexdigest(), runs)
+            sha_ms = _median_ms(lambda data=onnx: hashlib.sha256(data).hexdigest(), times)
             verify_ms = _median_ms(
                 lambda data=onnx, sig=signature: model_signing.verify(
                     "bench", "1", data, sig, [public]
                 ),
-                runs,
+                times,
             )
-            sign_ms = _median_ms(lambda data=onnx: model_signing.sign(data, key), runs)
-            print(
-                f"{label:<20} {len(onnx):>10} {sha_ms:>10.3f} {verify_ms:>10.3f} "
-                f"{sign_ms:>9.3f} {verify_ms / sha_ms:>10.1f}x {sign_ms / sha_ms:>8.1f}x"
-            )
+            sign_ms = _median_ms(lambda data=onnx: model_signing.sign(data, key), times)
+            results[label] = {
+                "bytes": len(onnx),
+                "sha256_ms": round(sha_ms, 4),
+                "verify_ms": round(verify_ms, 3),
+                "sign_ms": round(sign_ms, 3),
+                "verify_vs_sha256": round(verify_ms / sha_ms, 1),
+                "sign_vs_sha256": round(sign_ms / sha_ms, 1),
+            }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--big-mib", type=int, default=64)
+    args = parser.parse_args()
+    results = run(args.runs, args.big_mib)
+    print(
+        f"{'artifact':<20} {'bytes':>10} {'sha256 ms':>10} {'verify ms':>10} "
+        f"{'sign ms':>9} {'verify/sha':>11} {'sign/sha':>9}"
+    )
+    for label, row in results.items():
+        if "bytes" not in row:
+            print(f"{label}: {row['ms']:.0f} ms")
+            continue
+        print(
+            f"{label:<20} {row['bytes']:>10.0f} {row['sha256_ms']:>10.3f} "
+            f"{row['verify_ms']:>10.3f} {row['sign_ms']:>9.3f} "
+            f"{row['verify_vs_sha256']:>10.1f}x {row['sign_vs_sha256']:>8.1f}x"
+        )
 
 
 if __name__ == "__main__":

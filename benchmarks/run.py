@@ -8,6 +8,8 @@ The gateway and TUI benchmarks use the lab of ``configs/lab.toml`` (started if i
 ``bench_tui.py`` also starts a Prometheus and a VictoriaMetrics (with vmalert) of its own for
 its 100 to 100,000-client stages (half an hour to an hour), and leaves the lab up for
 ``bench_startup.py``.
+``bench_eval.py`` evaluates a fresh version (ART against onnxruntime on the same batches) and
+``bench_signing.py`` times signature verification against sha256 of the same bytes.
 ``bench_detection.py`` runs on its own: it takes ten minutes of benign traffic;
 ``bench_sybil.py`` too: the same attack alone and behind 200 and 2,000 throwaway ids (minutes).
 """
@@ -49,6 +51,8 @@ def main() -> None:
         "gateway_vs_mlserver": bench_gateway_vs_mlserver.run(LAB_CONFIG),
         "tui_vs_baselines": bench_tui.run(LAB_CONFIG, keep_lab=True),  # startup_vs_python needs it
         "replay_vs_onnxruntime": bench_replay.run(LAB_CONFIG),
+        "eval_vs_onnxruntime": bench_eval.run(LAB_CONFIG, 200, 2000),
+        "signature_verify_vs_sha256": bench_signing.run(),
         "startup_vs_python": bench_startup.run(LAB_CONFIG),
     }
     sys.stdout.write(json.dumps(results, indent=2) + "\n")

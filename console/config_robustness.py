@@ -10,15 +10,17 @@ from pydantic import Field
 
 from console.config_fields import Section
 
-AttackName = Literal["fgsm", "pgd", "hopskipjump", "extraction"]
-ATTACKS: tuple[AttackName, ...] = ("fgsm", "pgd", "hopskipjump", "extraction")
+AttackName = Literal["fgsm", "pgd", "hopskipjump", "extraction", "backdoor"]
+ATTACKS: tuple[AttackName, ...] = ("fgsm", "pgd", "hopskipjump", "extraction", "backdoor")
 
 
 class RobustnessSection(Section):
     max_adversarial_success: float = Field(default=0.6, ge=0, le=1)
     """Highest adversarial success rate any evasion attack may reach at ``epsilon`` (M1).
     Measured on the seed's versions (all 450 held-out digits, eps 1): PGD fools the MLP
-    (champion) on 0.40 of them, the logistic regression on 0.64."""
+    (champion) on 0.40 of them, the logistic regression on 0.64. The ``backdoor`` trigger
+    probe (200 inputs): 0.29 on the MLP; 1.0 on the lab's poisoned candidate and on the
+    logistic regression too, whose scaler makes a near-constant pixel a trigger of its own."""
     min_clean_accuracy: float = Field(default=0.9, ge=0, le=1)
     """Lowest accuracy on the held-out set (M2)."""
     max_detector_fpr: float = Field(default=0.1, ge=0, le=1)
@@ -26,7 +28,8 @@ class RobustnessSection(Section):
     max_regression: float = Field(default=0.05, ge=0, le=1)
     """How much worse than the champion a candidate may be on each gated figure."""
     attacks: list[AttackName] = Field(default_factory=lambda: list(ATTACKS), min_length=1)
-    """What ``eval`` runs without ``--attacks``."""
+    """What ``eval`` runs without ``--attacks`` (by default all of ``ATTACKS``: FGSM, PGD,
+    HopSkipJump, extraction and the backdoor trigger probe)."""
     epsilon: float = Field(default=1.0, gt=0, le=16)
     """The gated strength of FGSM and PGD (L-inf, in pixel units of 0..16). At 2 white-box PGD
     fools 0.97-0.98 of the seed's versions (4: all), which no gate could tell apart."""

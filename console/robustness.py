@@ -38,19 +38,35 @@ MAX_RECORD_CHARS = 5000
 """MLflow's limit on a tag value: a record is kept under it."""
 
 
+class TriggerPatch(BaseModel):
+    """The backdoor probe's worst patch: ``size`` x ``size`` pixels of ``value`` with their
+    top-left corner at ``row``, ``col`` of the 8x8 digit, turning inputs into class ``target``."""
+
+    row: int
+    col: int
+    size: int
+    value: float
+    target: int
+    flipped: float
+    """Share of all the inputs not of class ``target`` it turns into ``target``."""
+
+
 class AttackFigures(BaseModel):
     attack: str
     adversarial_success_rate: float | None = None
     """Share of correctly classified held-out inputs the attack made misclassified, at the
     gated strength (M1). None for extraction, which fools nothing."""
     by_strength: dict[str, float] = Field(default_factory=dict)
-    """Success rate per strength (``"1.0"`` -> rate) for FGSM and PGD."""
+    """Success rate per strength (``"1.0"`` -> rate) for FGSM and PGD; the backdoor probe's
+    worst rate per patch size (``"2x2"`` -> rate)."""
     detector_recall: float | None = None
     """Share of the attack's successful adversarial inputs the detector flags (M4)."""
     queries: float | None = None
     """Mean model calls per attacked input (black-box attacks; the whole budget for extraction)."""
     surrogate_agreement: float | None = None
     """Extraction: share of held-out inputs the stolen surrogate labels as the model does."""
+    trigger: TriggerPatch | None = None
+    """Backdoor probe: the patch behind its ``adversarial_success_rate``."""
     budget: int | None = None
     samples: int = 0
     seconds: float = 0.0
@@ -146,6 +162,8 @@ class RecordedRobustness:
     record: RobustnessRecord | None
     problem: str = ""
     """``not evaluated``, ``record unreadable: ...``, ``measured another artifact (...)``."""
+    unchecked: str = ""
+    """Set when the record was taken without a signature check (no key configured), and why."""
 
     @property
     def usable(self) -> bool:
@@ -193,8 +211,11 @@ class GateMiss:
 
 
 def gate_misses(record: RobustnessRecord, gate: RobustnessSection) -> list[GateMiss]:
-    """Every threshold of ``[robustness]`` the record misses (empty: it passes)."""
-    misses: list[GateMiss] = []
+    """Every threshold of ``[robustness]`` the record misses (empty: it passes), and every way
+    it was measured more weakly than the gate asks (a lower ``epsilon``, fewer ``samples``, an
+    evasion attack of ``[robustness] attacks`` left out): a record of ``eval --attacks fgsm
+    --samples 10`` is no evidence for the gate, signed or not."""
+    misses = measurement_misses(record, gate)
     if record.clean_accuracy < gate.min_clean_accuracy:
         misses.append(
             GateMiss(
@@ -237,6 +258,44 @@ def gate_misses(record: RobustnessRecord, gate: RobustnessSection) -> list[GateM
                 gate.max_detector_fpr,
                 f"detector_fpr {record.detector_fpr:.3f} is above the gate's "
                 f"{gate.max_detector_fpr:.3f}",
+            )
+        )
+    return misses
+
+
+EVASION_ATTACKS = frozenset({"fgsm", "pgd", "hopskipjump", "backdoor"})
+"""The attacks whose success rate the gate reads (extraction fools nothing)."""
+
+
+def measurement_misses(record: RobustnessRecord, gate: RobustnessSection) -> list[GateMiss]:
+    misses: list[GateMiss] = []
+    if not math.isclose(record.epsilon, gate.epsilon, rel_tol=1e-6):
+        misses.append(
+            GateMiss(
+                "epsilon",
+                record.epsilon,
+                gate.epsilon,
+                f"measured at epsilon {record.epsilon:g}, the gate's is {gate.epsilon:g}: "
+                "evaluate again",
+            )
+        )
+    if record.samples < gate.samples:
+        misses.append(
+            GateMiss(
+                "samples",
+                record.samples,
+                gate.samples,
+                f"measured on {record.samples} held-out inputs, the gate asks {gate.samples}",
+            )
+        )
+    left_out = sorted((set(gate.attacks) & EVASION_ATTACKS) - set(record.attacks))
+    if left_out:
+        misses.append(
+            GateMiss(
+                "attacks",
+                None,
+                len(left_out),
+                f"not measured: {', '.join(left_out)} (in [robustness] attacks)",
             )
         )
     return misses

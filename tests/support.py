@@ -83,6 +83,10 @@ url = "http://127.0.0.1:{ports["prometheus"]}"
 [audit]
 hmac_key_file = "{run_dir / "secrets" / "audit.key"}"
 
+[robustness]
+samples = 50
+budget = 1000
+
 [lab]
 services = [{services_list}]
 seed_model = "digits"

@@ -27,6 +27,7 @@ FOUNDATION = {
     "config_signing",
     "robustness",
     "robustness_seal",
+    "robustness_trust",
     "model_signing",
     "acl",
     "locations",
@@ -53,7 +54,8 @@ ALLOWED: dict[str, set[str]] = {
     "policy_endpoint": FOUNDATION | {"adapters"},
     "incidents": FOUNDATION | {"adapters", "audit"},
     "drills": FOUNDATION | {"adapters", "audit", "runbooks", "lab", "incidents"},
-    "views": FOUNDATION | {"adapters", "audit", "runbooks", "replay", "drills", "incidents"},
+    "views": FOUNDATION
+    | {"adapters", "audit", "runbooks", "replay", "drills", "incidents", "evaluation"},
     "lab": FOUNDATION | {"adapters", "evaluation"},
     "tui": FOUNDATION
     | {"adapters", "audit", "runbooks", "replay", "drills", "views", "incidents", "evaluation"},

@@ -4,10 +4,12 @@ records a registry writer could forge (another artifact's, unsigned, re-signed f
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from console.config import load_settings
 from console.config_robustness import RobustnessSection
 from console.robustness import (
     RECORD_TAG,
@@ -18,6 +20,7 @@ from console.robustness import (
     regressions,
 )
 from console.robustness_seal import SIGNATURE_TAG
+from console.robustness_trust import RecordTrust, record_trust, trusted_record
 
 SHA = "ab" * 32
 
@@ -85,7 +88,9 @@ def test_with_trusted_keys_only_a_signed_record_counts() -> None:
 
 
 def test_gate_misses_name_the_figure_and_regressions_use_the_margin() -> None:
-    gate = RobustnessSection(max_adversarial_success=0.5, min_clean_accuracy=0.9)
+    gate = RobustnessSection(
+        max_adversarial_success=0.5, min_clean_accuracy=0.9, attacks=["fgsm", "pgd"], epsilon=2.0
+    )
     assert gate_misses(_record(), gate) == []
     whys = [m.why for m in gate_misses(_record(clean=0.8, fgsm=0.7, fpr=0.3), gate)]
     assert any(w.startswith("clean_accuracy 0.800 is below") for w in whys)
@@ -95,3 +100,40 @@ def test_gate_misses_name_the_figure_and_regressions_use_the_margin() -> None:
     assert regressions(_record(fgsm=0.24), champion, 0.05) == []
     worse = regressions(_record(fgsm=0.3), champion, 0.05)
     assert [m.figure for m in worse] == ["max_adversarial_success"]
+
+
+def test_a_record_measured_more_weakly_than_the_gate_asks_misses_it() -> None:
+    gate = RobustnessSection(attacks=["fgsm", "pgd", "hopskipjump", "extraction"], samples=200)
+    weak = _record().model_copy(update={"epsilon": 0.01, "samples": 10})
+    whys = [m.why for m in gate_misses(weak, gate)]
+    assert any("epsilon 0.01, the gate's is 1" in w for w in whys)
+    assert any("10 held-out inputs, the gate asks 200" in w for w in whys)
+    assert any(w.startswith("not measured: hopskipjump") for w in whys)  # extraction not gated
+    full = gate.model_copy(update={"attacks": ["fgsm", "pgd"], "epsilon": 2.0})
+    assert gate_misses(_record(), full) == []
+
+
+def test_trust_refuses_copied_records_and_says_when_nothing_is_checked(tmp_path: Path) -> None:
+    private, public = _pair()
+    signed = _record().signed_tags(private) | {"onnx_sha256": SHA}
+    trust = RecordTrust((public,))
+    assert trusted_record(signed, trust, model="digits", version="3").usable
+    copied = trusted_record(signed, trust, model="digits", version="5")
+    assert "record of another version (digits v3)" in copied.problem
+    assert not trusted_record(signed, trust, model="digits-b", version="3").usable
+    unsigned = _record().to_tags() | {"onnx_sha256": SHA}
+    open_trust = RecordTrust(unchecked="not signature-checked: no signing key is configured")
+    found = trusted_record(unsigned, open_trust, model="digits", version="3")
+    assert found.usable and "not signature-checked" in found.unchecked
+    closed = RecordTrust(refused="no signing public key can be read (/x.pub)")
+    assert (
+        "no signing public key can be read"
+        in trusted_record(signed, closed, model="digits", version="3").problem
+    )
+
+
+def test_configured_keys_that_cannot_be_read_trust_no_record(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.pub"
+    settings = load_settings(models={"served": ["digits"], "signing_public_keys": [str(missing)]})
+    assert "cannot be read" not in record_trust(settings).unchecked
+    assert "no signing public key can be read" in record_trust(settings).refused

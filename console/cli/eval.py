@@ -47,7 +47,10 @@ def evaluate(
     attacks: str | None = typer.Option(
         None,
         "--attacks",
-        help="Comma separated: fgsm, pgd, hopskipjump, extraction (default: [robustness] attacks).",
+        help=(
+            "Comma separated: fgsm, pgd, hopskipjump, backdoor, extraction "
+            "(default: [robustness] attacks)."
+        ),
     ),
     budget: int | None = typer.Option(
         None,
@@ -67,7 +70,8 @@ def evaluate(
     ),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Attack a model version (FGSM, PGD, HopSkipJump, extraction) and record its robustness."""
+    """Attack a model version (FGSM, PGD, HopSkipJump, a backdoor probe, extraction) and record
+    its robustness on the version."""
     with errors_as_exit():
         from console.evaluation.model import EvaluationRequest, parse_attacks
 
@@ -195,6 +199,14 @@ def render(result: EvaluationResult, misses: list[GateMiss]) -> None:
             "-" if figures.queries is None else f"{figures.queries:g}",
         )
     out.print(table)
+    probe = record.attacks.get("backdoor")
+    if probe is not None and probe.trigger is not None:
+        patch = probe.trigger
+        out.print(
+            f"backdoor: the worst patch is {patch.size}x{patch.size} of {patch.value:g} at row "
+            f"{patch.row}, column {patch.col} -> class {patch.target} (flips "
+            f"{patch.flipped:.2f} of the other inputs)"
+        )
     verdict = (
         "passes the gate" if not misses else "misses the gate: " + "; ".join(m.why for m in misses)
     )

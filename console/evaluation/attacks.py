@@ -13,6 +13,9 @@ model labels correctly when clean:
   trained on the model's labels, as ART's KnockoffNets does; KnockoffNets itself passes Keras
   fit arguments a scikit-learn model refuses); its agreement with the model on the held-out
   inputs.
+- ``backdoor``: label only, a trigger probe that does not know the trigger: every small patch
+  (1x1 to 3x3, bright or dark, every position) stamped on the inputs; the worst patch's share
+  of inputs turned into one class (``console/evaluation/backdoor.py``).
 
 ``step(done)`` is called between chunks of work: it reports progress and raises to cancel.
 """
@@ -28,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from console.config_robustness import AttackName
+from console.evaluation.backdoor import PATCHES, backdoor_probe
 from console.evaluation.holdout import PIXEL_MAX, PIXEL_MIN, missing_extra
 from console.evaluation.onnx_model import CountingModel, Rows
 from console.robustness import AttackFigures
@@ -60,7 +64,15 @@ def work_units(attack: AttackName, inputs: int, strengths: Sequence[float]) -> i
     """How many ``step`` units an attack reports: its progress bar's total."""
     if attack in ("fgsm", "pgd"):
         return inputs * len(strengths)
+    if attack == "backdoor":
+        return len(PATCHES)
     return inputs if attack == "hopskipjump" else 1
+
+
+def backdoor(model: CountingModel, x: Rows, y: NDArray[np.int64], step: Step) -> AttackOutcome:
+    """The trigger probe on the inputs the model labels ``y`` correctly."""
+    found = backdoor_probe(model, x, y, step)
+    return AttackOutcome(found.figures, found.adversarial)
 
 
 def gradient_attack(

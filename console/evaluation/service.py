@@ -30,6 +30,7 @@ from console.config_robustness import AttackName, RobustnessSection
 from console.errors import ArtifactRefused, ParameterError
 from console.evaluation.attacks import (
     AttackOutcome,
+    backdoor,
     extraction,
     gradient_attack,
     hopskipjump,
@@ -268,4 +269,6 @@ def _run(
         return hopskipjump(
             model, xs, ys, plan.strengths, plan.epsilon, plan.budget, plan.seed, step
         )
+    if attack == "backdoor":
+        return backdoor(model, xs, ys, step)
     return extraction(model, pool, x, plan.budget, plan.seed, step)

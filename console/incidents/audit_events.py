@@ -1,6 +1,7 @@
 """An incident's events from the audit log: the runbook runs on its client or model while it
 was open (from an hour before it was opened to its close), with their operators, the
-mitigating steps, evidence captures, replays and approvals, and its own notes.
+mitigating steps, promotions (which version became champion, and the figures the robustness
+gate passed), evidence captures, replays and approvals, and its own notes.
 
 Records are read, never trusted for layout: runbook names, targets and notes are shown by the
 exporters, which escape them."""
@@ -27,6 +28,10 @@ MITIGATING_ACTIONS = (
 """The same as ``console.drills.runner.MITIGATING_ACTIONS``: actions that stop an attacker or
 undo its effect (evidence capture and silences do not). A drill's time to mitigate and an
 incident's are the same figure."""
+PROMOTE_ACTION = "registry.promote"
+"""A promotion is a registry change of its own kind (``promotion``), not a mitigation: it
+puts a new version in service (what a poisoning incident may be about) rather than stopping
+an attacker, and a drill does not count it either."""
 EVIDENCE_ACTION = "evidence.capture"
 DETAIL_MAX = 300
 
@@ -89,6 +94,8 @@ def to_event(record: AuditRecord) -> IncidentEvent | None:
     if record.result == "ok" and record.action in MITIGATING_ACTIONS:
         detail = f"{step} by {who} (run {record.run_id})"
         return IncidentEvent(record.time, "mitigation", _clip(detail), who)
+    if record.action == PROMOTE_ACTION and record.result in ("ok", "noop"):
+        return IncidentEvent(record.time, "promotion", _clip(_promotion(record, step)), who)
     if record.action == EVIDENCE_ACTION and isinstance(record.after, dict):
         folder = record.after.get("folder")
         files = sorted((record.after.get("files") or {}).keys())
@@ -100,6 +107,32 @@ def to_event(record: AuditRecord) -> IncidentEvent | None:
     return IncidentEvent(record.time, "step", _clip(f"{step}: {record.result}"), who)
 
 
+def _figure(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def _promotion(record: AuditRecord, step: str) -> str:
+    """``promote-model/promote registry.promote: digits v3 -> champion (v2 -> previous);
+    gate passed: clean_accuracy 0.970, max_adversarial_success 0.320 (run r-1, by alice)``."""
+    before = record.before if isinstance(record.before, dict) else {}
+    after = record.after if isinstance(record.after, dict) else {}
+    model, version = after.get("model", "?"), after.get("champion", "?")
+    if record.result == "noop":
+        move = f"{model} v{version} already champion"
+    else:
+        old = before.get("champion")
+        move = f"{model} v{version} -> champion" + (f" (v{old} -> previous)" if old else "")
+    robustness = after.get("robustness")
+    figures = robustness.get("candidate") if isinstance(robustness, dict) else None
+    passed = ""
+    if isinstance(figures, dict) and figures.get("evaluated"):
+        passed = (
+            f"; gate passed: clean_accuracy {_figure(figures.get('clean_accuracy'))}, "
+            f"max_adversarial_success {_figure(figures.get('max_adversarial_success'))}"
+        )
+    return f"{step}: {move}{passed} (run {record.run_id}, by {record.operator})"
+
+
 def audit_events(
     records: Iterable[AuditRecord], incident: Incident, now: datetime
 ) -> list[IncidentEvent]:
@@ -108,4 +141,12 @@ def audit_events(
     return [e for e in events if e is not None]
 
 
-__all__ = ["LOOKBACK", "MITIGATING_ACTIONS", "audit_events", "relevant", "to_event", "window"]
+__all__ = [
+    "LOOKBACK",
+    "MITIGATING_ACTIONS",
+    "PROMOTE_ACTION",
+    "audit_events",
+    "relevant",
+    "to_event",
+    "window",
+]

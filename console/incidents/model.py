@@ -105,7 +105,7 @@ class IncidentEvent:
     at: datetime
     """Aware UTC."""
     kind: str
-    """opened, first-request, alert-firing, alert-resolved, run, mitigation, contained,
+    """opened, first-request, alert-firing, alert-resolved, run, mitigation, promotion, contained,
     replay, evidence, approval, note, closed, error (what could not be read), and a drill's
     own kinds (drill-start, attack-launched, response-started, ...)."""
     detail: str

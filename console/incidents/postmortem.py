@@ -18,6 +18,7 @@ ACTION_KINDS = (
     "run-finished",
     "step",
     "mitigation",
+    "promotion",
     "compensated",
     "approval",
     "response-started",

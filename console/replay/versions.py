@@ -7,19 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from console.adapters.mlflow import MlflowRegistry, check_alias
-from console.config import Settings
 from console.config_robustness import RobustnessSection
 from console.errors import ParameterError, ReplayError
-from console.model_signing import signing_policy
 from console.replay.model import VersionRef
 from console.robustness import (
-    RECORD_TAG,
     GateMiss,
     RecordedRobustness,
     RobustnessRecord,
     gate_misses,
-    recorded_robustness,
 )
+from console.robustness_trust import RecordTrust as RecordTrust
+from console.robustness_trust import record_trust as record_trust
+from console.robustness_trust import trusted_record
 
 MAX_VERSIONS = 8
 
@@ -50,10 +49,11 @@ class JudgedRobustness:
         why there is no usable record (``not evaluated``)."""
         if self.recorded.record is None:
             return self.recorded.problem or "not evaluated"
+        caveat = f" (record {self.recorded.unchecked})" if self.recorded.unchecked else ""
         if not self.misses:
-            return "passes the gate"
+            return "passes the gate" + caveat
         more = f" and {len(self.misses) - 1} more" if len(self.misses) > 1 else ""
-        return f"misses the gate ({self.misses[0].why}{more})"
+        return f"misses the gate ({self.misses[0].why}{more}){caveat}"
 
     def quote(self) -> str:
         """``clean 0.95, adversarial success 0.42, detector FPR 0.03, passes the gate``."""
@@ -68,43 +68,17 @@ class JudgedRobustness:
         )
 
 
-@dataclass(frozen=True)
-class RecordTrust:
-    """The public keys (PEM) a record must be signed by, as the promotion gate has them: those
-    that verify artifacts (``model_signing.signing_policy``); none: records are not checked,
-    unless signatures are ``required``, when no record is trusted."""
-
-    public_keys: tuple[bytes, ...] = ()
-    required: bool = False
-
-
-def record_trust(settings: Settings) -> RecordTrust:
-    """The keys in force, read now (an unreadable key file is skipped: the artifact check
-    names it)."""
-    policy = signing_policy(settings)
-    keys = []
-    for path in policy.public_keys:
-        try:
-            keys.append(path.read_bytes())
-        except OSError:
-            continue
-    return RecordTrust(tuple(keys), policy.required)
-
-
 def judge_robustness(
-    tags: dict[str, str], gate: RobustnessSection, trust: RecordTrust | None = None
+    tags: dict[str, str],
+    gate: RobustnessSection,
+    trust: RecordTrust | None = None,
+    *,
+    model: str,
+    version: str,
 ) -> JudgedRobustness:
-    """The record in a version's tags, checked against its own ``onnx_sha256`` tag and the
-    signing keys in ``trust`` (as the promotion gate checks it), and the gate's thresholds it
-    misses."""
-    trust = trust or RecordTrust()
-    if trust.required and not trust.public_keys and tags.get(RECORD_TAG):
-        return JudgedRobustness(
-            RecordedRobustness(
-                None, "record not trusted: signatures are required and no public key is configured"
-            )
-        )
-    recorded = recorded_robustness(tags, tags.get("onnx_sha256", ""), trust.public_keys)
+    """The record in ``model`` v``version``'s tags as the promotion gate believes it
+    (``console.robustness_trust``), and the gate's thresholds it misses."""
+    recorded = trusted_record(tags, trust or RecordTrust(), model=model, version=version)
     if recorded.record is None:
         return JudgedRobustness(recorded)
     return JudgedRobustness(recorded, tuple(gate_misses(recorded.record, gate)))
@@ -147,7 +121,10 @@ async def resolve_with_robustness(
     """``resolve_versions`` and each resolved version's recorded robustness (by number), read
     from the same answers."""
     found = await _resolve(registry, model, specs)
-    judged = {ref.version: judge_robustness(tags, gate, trust) for ref, tags in found}
+    judged = {
+        ref.version: judge_robustness(tags, gate, trust, model=model, version=ref.version)
+        for ref, tags in found
+    }
     return [ref for ref, _ in found], judged
 
 

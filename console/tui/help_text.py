@@ -30,7 +30,8 @@ Clients       b  block client   l  lower its query budget   u  unblock
 Models        R  roll back the selected model (rollback-model runbook)
 Audit         arrows  the selected record in full, and its run
 Mitigations   u  unblock the selected client   x  restore its budget
-              z  move the selected registry change's alias back (set-model-alias)
+              z  undo the selected registry change (a rollback: promote-model, through
+                 the gate; a promotion: rollback-model)
 Runbooks      enter  open the selected runbook, prefilled from your last selection
               :run NAME key=value ...
 Pending       a  approve the selected run     d  deny it (with a reason)

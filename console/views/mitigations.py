@@ -1,7 +1,8 @@
 """Mitigations view: what is in force now (blocks, budgets and output hardenings from the
 policy store, with expiry), the shadow budgets being tried with what they would have refused,
-and the registry changes the console made (rollbacks), from the audit log. The changes are
-read again only when the audit log has changed since the last refresh (``audit_log_state``)."""
+and the registry changes the console made (promotions, rollbacks, alias moves), from the audit
+log, with the runbook that undoes each (``revert_of``). The changes are read again only when
+the audit log has changed since the last refresh (``audit_log_state``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from console.audit.log import AuditLog
 from console.config import Settings
 from console.views.together import all_at_once
 
-REGISTRY_ACTIONS = ("registry.rollback", "registry.set_alias")
+PROMOTE = "registry.promote"
+ROLLBACK = "registry.rollback"
+SET_ALIAS = "registry.set_alias"
+REGISTRY_ACTIONS = (PROMOTE, ROLLBACK, SET_ALIAS)
 RECENT_RECORDS = 500
 
 
@@ -36,6 +40,47 @@ class RegistryChange:
     """Where the alias pointed before: what a revert moves it back to."""
     seq: int = 0
     """The audit record's sequence number (a change's identity)."""
+    action: str = ""
+    """The registry action that made it (``REGISTRY_ACTIONS``)."""
+
+
+@dataclass(frozen=True)
+class Revert:
+    """The runbook that undoes a registry change, its parameters, and what to tell the
+    operator about it (the plan they confirm shows the versions)."""
+
+    runbook: str
+    params: dict[str, str]
+    note: str = ""
+
+
+def revert_of(change: RegistryChange) -> Revert | str:
+    """How to undo ``change``, or why it cannot be (one line). Champion goes back through the
+    runbooks that may move it: a promotion is undone by ``rollback-model`` (champion -> the
+    previous alias, which the promotion pointed at the old champion); a rollback (or an older
+    ``set-model-alias`` of champion) by ``promote-model`` of the version rolled away from,
+    which the robustness gate judges: putting back the version an incident took out of
+    service is a promotion. Any other alias goes back with ``set-model-alias``."""
+    model, alias, version = change.model, change.alias, change.before_version
+    if not (model and alias):
+        return "this change names no model alias to move back"
+    if version is None:
+        return "this change has no earlier version to go back to"
+    if change.action == PROMOTE:
+        return Revert(
+            "rollback-model",
+            {"model": model},
+            f"champion back to the previous alias (v{version} when this promotion was made)",
+        )
+    if alias == "champion":
+        return Revert(
+            "promote-model",
+            {"model": model, "version": version},
+            f"v{version} back to champion, through the robustness gate",
+        )
+    if alias == "previous":
+        return "previous moves only with promote-model (to the champion it replaces)"
+    return Revert("set-model-alias", {"model": model, "alias": alias, "version": version})
 
 
 @dataclass(frozen=True)
@@ -137,24 +182,32 @@ def _registry_changes(backends: Backends) -> list[RegistryChange]:
                     after=_short(record.after),
                     operator=record.operator,
                     seq=record.seq,
-                    **_alias_move(record.before),
+                    action=record.action or "",
+                    **_alias_move(record.action, record.before),
                 )
             )
     return out
 
 
 def _short(value: object) -> str:
+    """``model=digits, alias=champion, version=1``: the scalar fields (not the figures and gate
+    a promotion or rollback records beside them, which ``audit show`` has)."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
+        return ", ".join(
+            f"{k}={v}" for k, v in value.items() if not isinstance(v, dict | list | tuple)
+        )
     return "" if value is None else str(value)
 
 
-def _alias_move(before: object) -> dict[str, str | None]:
+def _alias_move(action: str | None, before: object) -> dict[str, str | None]:
+    """Which alias moved and where it pointed before. A promotion's ``before`` holds both
+    aliases it moves: what it took champion from is what a revert goes back to."""
     if not isinstance(before, dict):
         return {}
-    version = before.get("version")
+    alias = "champion" if action == PROMOTE else before.get("alias")
+    version = before.get("champion") if action == PROMOTE else before.get("version")
     return {
         "model": before.get("model"),
-        "alias": before.get("alias"),
+        "alias": alias,
         "before_version": None if version is None else str(version),
     }

@@ -194,7 +194,7 @@ async def _versions(backends: Backends, name: str) -> list[VersionRow]:
             kind=v.tags.get("kind", ""),
             sha256=v.tags.get("onnx_sha256", ""),
             status=v.status,
-            robustness=judge_robustness(v.tags, gate, trust),
+            robustness=judge_robustness(v.tags, gate, trust, model=model.name, version=v.version),
         )
         for v in found
     ]

@@ -23,7 +23,7 @@ from support import REPO, LabHandle, run_cli
 
 from console.lab.seed import SeededModel
 from console.model_signing import private_key_path
-from console.robustness import AttackFigures, RobustnessRecord
+from console.robustness import EVASION_ATTACKS, AttackFigures, RobustnessRecord
 
 
 @pytest.fixture
@@ -54,9 +54,12 @@ def _robust_record(seeded: SeededModel, stack: LabStack) -> dict[str, str]:
         clean_accuracy=0.97,
         detector_fpr=0.03,
         detector_threshold=0.5,
-        epsilon=2.0,
+        epsilon=stack.settings.robustness.epsilon,  # measured as the gate asks
         samples=200,
-        attacks={"fgsm": AttackFigures(attack="fgsm", adversarial_success_rate=0.2)},
+        attacks={
+            name: AttackFigures(attack=name, adversarial_success_rate=0.2, samples=200)
+            for name in EVASION_ATTACKS
+        },
     )
     return record.signed_tags(key.read_bytes()) if key.is_file() else record.to_tags()
 

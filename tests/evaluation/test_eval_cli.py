@@ -29,7 +29,7 @@ from console.robustness import RECORD_TAG, recorded_robustness
 from console.robustness_seal import SIGNATURE_TAG
 
 SAMPLES = 24
-ALL = "fgsm,pgd,hopskipjump,extraction"
+ALL = "fgsm,pgd,hopskipjump,extraction,backdoor"
 
 
 def test_figures_land_on_the_version_as_tags_metrics_and_report(
@@ -66,6 +66,8 @@ def test_figures_land_on_the_version_as_tags_metrics_and_report(
     assert 0 < doc["attacks"]["hopskipjump"]["queries"] <= 600
     assert doc["attacks"]["extraction"]["budget"] == 600
     assert 0.5 < doc["attacks"]["extraction"]["surrogate_agreement"] <= 1
+    assert set(doc["attacks"]["backdoor"]["by_strength"]) == {"1x1", "2x2", "3x3"}
+    assert doc["attacks"]["backdoor"]["trigger"]["size"] in (1, 2, 3)
     # Stronger attacks fool more: the curve is monotone, and 4 pixels fool (nearly) all.
     curve = doc["attacks"]["pgd"]["by_strength"]
     assert curve["1.0"] <= curve["2.0"] <= curve["4.0"] and curve["4.0"] > 0.9
@@ -108,12 +110,16 @@ def test_figures_land_on_the_version_as_tags_metrics_and_report(
     assert metrics["extraction.surrogate_agreement"] == pytest.approx(
         doc["attacks"]["extraction"]["surrogate_agreement"]
     )
+    assert metrics["backdoor.by_strength.2x2"] == pytest.approx(
+        doc["attacks"]["backdoor"]["by_strength"]["2x2"]
+    )
     run_tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert run_tags["aml.model"] == model and run_tags["aml.version"] == "2"
     report = json.loads(read_artifact(url, run["info"]["artifact_uri"], "report.json"))
     assert report["clean_accuracy"] == doc["clean_accuracy"]
     assert report["attacks"]["hopskipjump"]["queries"] == doc["attacks"]["hopskipjump"]["queries"]
     assert report["cost"]["pgd"]["model_rows"] > 0
+    assert report["attacks"]["backdoor"]["trigger"] == doc["attacks"]["backdoor"]["trigger"]
     assert [r["info"]["run_id"] for r in runs_of(url, model)] == [doc["run_id"]]
 
 
@@ -131,8 +137,10 @@ def test_gate_exit_code_names_each_missed_threshold(
         "100",
         "--gate",
     ]
+    only_fgsm = {"CONSOLE_ROBUSTNESS__ATTACKS": '["fgsm"]'}  # the gate asks only what ran
     tight = {
         **lab.env,
+        **only_fgsm,
         "CONSOLE_ROBUSTNESS__MIN_CLEAN_ACCURACY": "0.999",
         "CONSOLE_ROBUSTNESS__MAX_ADVERSARIAL_SUCCESS": "0.0",
     }
@@ -150,6 +158,7 @@ def test_gate_exit_code_names_each_missed_threshold(
 
     loose = {
         **lab.env,
+        **only_fgsm,
         "CONSOLE_ROBUSTNESS__MIN_CLEAN_ACCURACY": "0.5",
         "CONSOLE_ROBUSTNESS__MAX_ADVERSARIAL_SUCCESS": "1.0",
         "CONSOLE_ROBUSTNESS__MAX_DETECTOR_FPR": "1.0",

@@ -53,7 +53,8 @@ def test_unknown_model_version_and_attack(lab: LabHandle, seeded_model: SeededMo
     got = invoke(["eval", seeded_model.name, "--version", "1", "--attacks", "fgsm,bogus"], lab.env)
     assert got.exit_code == 1
     line = _one_line(got.stderr)
-    assert "unknown attack 'bogus'" in line and "known: fgsm, pgd, hopskipjump, extraction" in line
+    assert "unknown attack 'bogus'" in line
+    assert "known: fgsm, pgd, hopskipjump, extraction, backdoor" in line
 
     got = invoke(["eval", seeded_model.name, "--version", "1", "--samples", "0"], lab.env)
     assert got.exit_code == 2

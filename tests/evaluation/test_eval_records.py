@@ -10,7 +10,7 @@ from support import LabHandle
 
 from console.evaluation.recording import trusted_keys
 from console.lab.seed import SeededModel
-from console.lab.seed_eval import LAB_SAMPLES, ensure_seed_evaluations
+from console.lab.seed_eval import ensure_seed_evaluations
 from console.robustness import recorded_robustness
 from console.robustness_seal import SIGNATURE_TAG
 
@@ -59,7 +59,7 @@ def test_seed_evaluation_is_idempotent_and_a_copied_record_is_not_usable(
         assert _usable(lab, model, version) == (True, "")
     tags_1 = version_tags(url, model, "1")
     assert tags_1["aml.robustness.onnx_sha256"] == seeded_model.sha256["1"]
-    assert f'"samples":{LAB_SAMPLES}' in tags_1["aml.robustness.record"]
+    assert f'"samples":{lab.settings.robustness.samples}' in tags_1["aml.robustness.record"]
     assert len(runs_of(url, model)) == 2
 
     again = ensure_seed_evaluations(lab.settings, model)

@@ -115,7 +115,7 @@ def test_set_alias_and_rollback(console: Console, seeded_model: SeededModel) -> 
             with pytest.raises(ParameterError, match="has no version 99"):
                 await ACTIONS["registry.set_alias"].plan(
                     ACTIONS["registry.set_alias"].Args.model_validate(
-                        {"model": name, "version": "99"}
+                        {"model": name, "alias": "candidate", "version": "99"}
                     ),
                     ctx,
                 )

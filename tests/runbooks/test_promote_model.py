@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 
 from console.adapters.mlflow import MlflowRegistry
 from console.cli.main import app
+from console.config_robustness import RobustnessSection
 from console.lab.seed import SeededModel
 from console.model_signing import generate_key_pair, private_key_path
-from console.robustness import RECORD_TAG, AttackFigures, RobustnessRecord
+from console.robustness import EVASION_ATTACKS, RECORD_TAG, AttackFigures, RobustnessRecord
 from console.robustness_seal import SIGNATURE_TAG
 
 
@@ -47,11 +48,15 @@ def record(
         clean_accuracy=clean,
         detector_fpr=fpr,
         detector_threshold=0.5,
-        epsilon=2.0,
+        epsilon=RobustnessSection().epsilon,  # measured as the gate asks
         samples=200,
         attacks={
-            "fgsm": AttackFigures(attack="fgsm", adversarial_success_rate=fgsm, samples=200),
-            "pgd": AttackFigures(attack="pgd", adversarial_success_rate=fgsm / 2, samples=200),
+            name: AttackFigures(
+                attack=name,
+                adversarial_success_rate=fgsm if name == "fgsm" else fgsm / 2,
+                samples=200,
+            )
+            for name in EVASION_ATTACKS
         },
         run_id="run-test",
     )

@@ -88,7 +88,7 @@ def test_number_keys_help_completion_and_palette_come_from_the_declarations() ->
 def test_tui_view_choices_are_the_declared_views() -> None:
     from console.cli.main import app
 
-    shown = CliRunner().invoke(app, ["tui", "--help"], env={"COLUMNS": "200"}).output
+    shown = CliRunner().invoke(app, ["tui", "--help"], env={"COLUMNS": "260"}).output
     choices = re.search(r"--view\s+<([^>]+)>", shown)
     assert choices is not None, shown
     assert tuple(choices.group(1).split("|")) == VIEW_NAMES

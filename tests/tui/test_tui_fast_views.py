@@ -27,7 +27,7 @@ from console.audit.records import AuditEvent
 from console.config import Settings
 from console.views import queries as q
 from console.views.mitigations import fetch_mitigations
-from console.views.models import INSTANT_UNION, _per_panel, fetch_models
+from console.views.models import INSTANT_UNION, fetch_models, per_panel
 
 
 class CountingRegistry:
@@ -80,7 +80,7 @@ async def test_the_instant_panels_union_answers_what_each_panel_query_answers(
         while True:  # until the stack's traffic has a recorded request rate to compare
             at = time.time()
             union = await prom.query(INSTANT_UNION, at)
-            columns = _per_panel(union, len(q.MODEL_INSTANT))
+            columns = per_panel(union, len(q.MODEL_INSTANT))
             if tui_stack.model in columns[0] or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)

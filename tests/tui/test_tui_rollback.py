@@ -1,10 +1,13 @@
 """Roll back from Models and undo it from Mitigations, on the real MLflow registry, with the
-same plan / confirm flow as every runbook; the audit log records both runs."""
+same plan / confirm flow as every runbook; the audit log records both runs. The undo puts the
+version rolled away from back to champion with promote-model, so the robustness gate judges it
+(a signed passing record is written on it first, as ``aml-console eval`` would)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from gate_records import write_gate_record
 from lab_stack import LabStack
 from tui_support import cells, make_app, until
 
@@ -85,8 +88,9 @@ async def test_rollback_from_models_then_revert_from_mitigations(
         await until(pilot, lambda: isinstance(app.screen, RunbookScreen), 10, "revert dialog")
         dialog = app.screen
         assert isinstance(dialog, RunbookScreen)
-        assert dialog.loaded.runbook.name == "set-model-alias"
+        assert dialog.loaded.runbook.name == "promote-model"
         assert dialog.query_one("#param-version").value == "2"  # type: ignore[attr-defined]
+        await write_gate_record(settings, seeded_model, "2")
         await _plan_confirm_apply(pilot, app)
         assert await _champion(url, model) == "2"
         await pilot.press("5")
@@ -94,7 +98,7 @@ async def test_rollback_from_models_then_revert_from_mitigations(
             pilot,
             lambda: (
                 app.screen.name == "audit"
-                and {"rollback-model", "set-model-alias"}
+                and {"rollback-model", "promote-model"}
                 <= {r[3] for r in cells(app, "#audit-table")}
             ),
             15,

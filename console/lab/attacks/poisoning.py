@@ -110,6 +110,7 @@ async def run_poisoning(
         before = await registry.require_model(model_name)
         trained = await asyncio.to_thread(_train, target, poison_fraction, seed)
         from console.lab.seed import register_onnx_version
+        from console.model_signing import private_key_path
 
         version = await asyncio.to_thread(
             register_onnx_version,
@@ -130,6 +131,7 @@ async def run_poisoning(
                 "trigger_success_rate": str(trained.trigger_success_rate),
                 "aml.planted_by": client,
             },
+            signing_key=private_key_path(settings),
         )
         champion_before = before.aliases.get("champion")
         await registry.set_alias(model_name, "candidate", version.version)

@@ -23,6 +23,7 @@ from console.errors import ParameterError, PreconditionFailed
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, Check, StepPlan
 from console.runbooks.actions.robustness_facts import (
     VersionRobustness,
+    champion_robustness,
     gate_json,
     refusal,
     version_robustness,
@@ -61,13 +62,8 @@ async def _assess(args: PromoteArgs, ctx: ActionContext) -> _Assessment:
     candidate = await version_robustness(registry, ctx.settings, args.model, args.version)
     if candidate.status and candidate.status != "READY":
         raise PreconditionFailed(f"{candidate.label} is {candidate.status}, not READY")
-    champion: VersionRobustness | None = None
     current = found.aliases.get("champion")
-    if current is not None and current != args.version:
-        try:
-            champion = await version_robustness(registry, ctx.settings, args.model, current)
-        except ParameterError:
-            champion = None  # the alias names a deleted version: nothing to compare with
+    champion = await champion_robustness(registry, ctx.settings, args.model, current, args.version)
     problem = refusal(ctx.settings.robustness, candidate, champion)
     return _Assessment(found, candidate, champion, problem)
 

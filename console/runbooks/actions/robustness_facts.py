@@ -11,14 +11,8 @@ from console.adapters.mlflow import MlflowRegistry
 from console.config import Settings
 from console.config_robustness import RobustnessSection
 from console.errors import ParameterError
-from console.model_signing import signing_policy
-from console.robustness import (
-    RECORD_TAG,
-    RecordedRobustness,
-    gate_misses,
-    recorded_robustness,
-    regressions,
-)
+from console.robustness import RecordedRobustness, gate_misses, regressions
+from console.robustness_trust import record_trust, trusted_record
 
 GATE_FIELDS = (
     "min_clean_accuracy",
@@ -56,6 +50,7 @@ class VersionRobustness:
             f"clean_accuracy {record.clean_accuracy:.3f}, max_adversarial_success "
             f"{'-' if worst is None else f'{worst:.3f}'}, detector_fpr "
             f"{record.detector_fpr:.3f}, evaluated {record.evaluated_at}"
+            + (f" (record {self.recorded.unchecked})" if self.recorded.unchecked else "")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -70,26 +65,13 @@ class VersionRobustness:
             "evaluated_at": record.evaluated_at,
             "onnx_sha256": record.onnx_sha256,
             "run_id": record.run_id,
+            **({"record_unchecked": self.recorded.unchecked} if self.recorded.unchecked else {}),
         }
 
 
 def _printable(text: str, limit: int = 400) -> str:
     shown = "".join(c if " " <= c <= "~" else "?" for c in text)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
-
-
-def trusted_keys(settings: Settings) -> tuple[tuple[bytes, ...], bool]:
-    """The PEM public keys a record must be signed by (the artifact signing keys in force,
-    ``console.model_signing.signing_policy``; unreadable files are skipped, the artifact
-    check names them), and whether a signature is required without any."""
-    policy = signing_policy(settings)
-    keys: list[bytes] = []
-    for path in policy.public_keys:
-        try:
-            keys.append(path.read_bytes())
-        except OSError:
-            continue
-    return tuple(keys), policy.required
 
 
 async def version_robustness(
@@ -103,14 +85,21 @@ async def version_robustness(
     found = await registry.get_version(model, version)
     if found is None:
         raise ParameterError(f"model {model!r} has no version {version}")
-    keys, required = trusted_keys(settings)
-    if required and not keys and found.tags.get(RECORD_TAG):
-        recorded = RecordedRobustness(
-            None, "record not trusted: signatures are required and no public key is configured"
-        )
-    else:
-        recorded = recorded_robustness(found.tags, found.tags.get("onnx_sha256", ""), keys)
+    recorded = trusted_record(found.tags, record_trust(settings), model=model, version=version)
     return VersionRobustness(model, version, recorded, found.status)
+
+
+async def champion_robustness(
+    registry: MlflowRegistry, settings: Settings, model: str, champion: str | None, version: str
+) -> VersionRobustness | None:
+    """The recorded robustness of the champion ``version`` is judged against: None when there
+    is no champion, it is ``version`` itself, or its alias names a deleted version."""
+    if champion is None or champion == version:
+        return None
+    try:
+        return await version_robustness(registry, settings, model, champion)
+    except ParameterError:
+        return None
 
 
 def gate_json(gate: RobustnessSection) -> dict[str, float]:

@@ -49,6 +49,7 @@ EVENT_STYLE = {
     "opened": "bold",
     "alert-firing": "bold red",
     "mitigation": "bold green",
+    "promotion": "bold cyan",
     "contained": "bold green",
     "closed": "bold",
     "note": "cyan",

@@ -1,6 +1,8 @@
 """Mitigations: blocks, budgets and output hardenings in force (with expiry), shadow budgets
-with what they would have refused, and the registry changes the console made; revert a block,
-a budget or a hardening with one key (through the runbooks, so it is audited)."""
+with what they would have refused, and the registry changes the console made (promotions,
+rollbacks, alias moves); revert a block, a budget, a hardening or a registry change with one key
+(through the runbooks, so it is audited: champion goes back through promote-model, which the
+robustness gate judges, or rollback-model, ``console.views.mitigations.revert_of``)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from console.tui.widgets.keyed_table import sync_rows
 from console.views.mitigations import (
     MitigationsSnapshot,
     RegistryChange,
+    Revert,
     fetch_mitigations,
+    revert_of,
     shadow_line,
 )
 
@@ -183,18 +187,21 @@ class MitigationsScreen(ViewScreen[MitigationsSnapshot]):
             self.post_message(OpenRunbook("restore-query-budget", {"client": client}))
 
     def action_revert_registry(self) -> None:
-        """Move the alias back where it was before the selected change (set-model-alias)."""
+        """Undo the selected change: a rollback with promote-model (through the gate), a
+        promotion with rollback-model, any other alias with set-model-alias."""
         key = self._selected("#registry-table")
         if key is None or self.snapshot is None:
             return
         change = change_keys(self.snapshot.registry_changes).get(key)
         if change is None:
             return
-        if not (change.model and change.alias and change.before_version):
-            self.notify("this change has no earlier version to go back to", severity="warning")
+        revert = revert_of(change)
+        if not isinstance(revert, Revert):
+            self.notify(printable(revert, 160), severity="warning", markup=False)
             return
-        params = {"model": change.model, "alias": change.alias, "version": change.before_version}
-        self.post_message(OpenRunbook("set-model-alias", params))
+        if revert.note:
+            self.notify(printable(f"{revert.runbook}: {revert.note}", 160), markup=False)
+        self.post_message(OpenRunbook(revert.runbook, revert.params))
 
 
 def change_keys(changes: list[RegistryChange]) -> dict[str, RegistryChange]:
