@@ -4,7 +4,8 @@ client."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -21,6 +22,13 @@ from console.adapters.mlflow_answers import (
 )
 from console.errors import BackendResponseError
 
+MAX_BATCH_METRICS = 1000
+MAX_BATCH_PARAMS = 100
+MAX_BATCH_TAGS = 100
+MAX_BATCH_ENTITIES = 1000
+"""``runs/log-batch``'s limits per call (MLflow's ``MAX_METRICS_PER_BATCH``,
+``MAX_PARAMS_TAGS_PER_BATCH``, ``MAX_ENTITIES_PER_BATCH``)."""
+
 
 class Run(BaseModel):
     """A tracking run: its artifacts live under ``artifact_uri``."""
@@ -28,9 +36,14 @@ class Run(BaseModel):
     run_id: str
     experiment_id: str = ""
     status: str = ""
+    start_time_ms: int | None = None
     artifact_uri: str = ""
     """``mlflow-artifacts:/<experiment>/<run>/artifacts`` when the server proxies artifacts."""
     tags: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Each metric's latest value (``data.metrics``; a value that is not a finite number, as a
+    server or a writer may answer, is left out)."""
 
 
 class MlflowTracking:
@@ -116,6 +129,24 @@ class MlflowTracking:
             },
         )
 
+    async def log_batch(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        timestamp_ms: int = 0,
+        step: int = 0,
+    ) -> int:
+        """Log metrics, params and tags in as few ``runs/log-batch`` calls as MLflow's limits
+        allow (1000 metrics, 100 params, 100 tags, 1000 entities a call), one call after the
+        other (in order: a failure leaves the earlier calls' entries logged). The calls made."""
+        calls = 0
+        for body in batches(metrics or {}, params or {}, tags or {}, timestamp_ms, step):
+            await self._call("POST", "/runs/log-batch", json_body={"run_id": run_id, **body})
+            calls += 1
+        return calls
+
     async def update_run(self, run_id: str, status: str, end_time_ms: int) -> None:
         """Set a run's status (``FINISHED``, ``FAILED``, ``KILLED``) and end time."""
         await self._call(
@@ -137,14 +168,77 @@ class MlflowTracking:
         await request_json(self._client, self.backend, "PUT", path, content=content)
 
 
+def batches(
+    metrics: Mapping[str, float],
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+    timestamp_ms: int = 0,
+    step: int = 0,
+) -> list[dict[str, list[dict[str, Any]]]]:
+    """The ``runs/log-batch`` bodies (without ``run_id``) carrying every entry, each within
+    the per-call limits."""
+    entries: list[tuple[str, dict[str, Any]]] = [
+        *(
+            ("metrics", {"key": k, "value": float(v), "timestamp": timestamp_ms, "step": step})
+            for k, v in metrics.items()
+        ),
+        *(("params", {"key": k, "value": v}) for k, v in params.items()),
+        *(("tags", {"key": k, "value": v}) for k, v in tags.items()),
+    ]
+    limits = {"metrics": MAX_BATCH_METRICS, "params": MAX_BATCH_PARAMS, "tags": MAX_BATCH_TAGS}
+    bodies: list[dict[str, list[dict[str, Any]]]] = []
+    body: dict[str, list[dict[str, Any]]] = {}
+    for kind, entry in entries:
+        full = len(body.get(kind, ())) >= limits[kind]
+        if full or sum(len(v) for v in body.values()) >= MAX_BATCH_ENTITIES:
+            bodies.append(body)
+            body = {}
+        body.setdefault(kind, []).append(entry)
+    if body:
+        bodies.append(body)
+    return bodies
+
+
 def _run(raw: dict[str, Any]) -> Run:
     """``{"info": {...}, "data": {"tags": [...]}}`` as MLflow answers a run."""
     info = field(raw, "info", dict)
     data = raw.get("data")
+    data = data if isinstance(data, dict) else {}
+    start = info.get("start_time")
     return Run(
         run_id=str(field(info, "run_id", str)),
         experiment_id=str(info.get("experiment_id", "") or ""),
         status=str(info.get("status", "") or ""),
+        start_time_ms=_integer(start),
         artifact_uri=str(info.get("artifact_uri", "") or ""),
-        tags=tags_of(data.get("tags") if isinstance(data, dict) else None),
+        tags=tags_of(data.get("tags")),
+        params=tags_of(data.get("params")),
+        metrics=metrics_of(data.get("metrics")),
     )
+
+
+def metrics_of(raw: Any) -> dict[str, float]:
+    """``[{"key": k, "value": v, "timestamp": t, "step": s}, ...]`` -> ``{k: v}``: the last
+    entry of a key wins (MLflow answers each key's latest value once); non-numbers and
+    non-finite values are left out."""
+    found: dict[str, float] = {}
+    for item in raw or []:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            continue
+        value = item.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
+            found[item["key"]] = float(value)
+    return found
+
+
+def _integer(value: Any) -> int | None:
+    """MLflow's int64 fields come as numbers, or as strings from some servers and proxies."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

@@ -23,6 +23,10 @@ FLEET_FIELDS = (
     "evaluated_at",
     "gate_misses",
     "adversarial_success_trend",
+    "trend_source",
+    "trend_unsigned",
+    "trend_runs_left_out",
+    "trend_other_strength",
     "incidents_critical",
     "incidents_warning",
     "incidents_info",
@@ -42,9 +46,15 @@ FLEET_FIELDS = (
     "unwanted_cost",
     "cost_unit",
 )
-"""``gate``: pass, miss, or None without a usable record (``robustness`` says why). The
-mitigations are fleet-wide (blocks, budgets and hardening are per client); incidents, drills
-and registry changes count the last 30 days; the traffic the last day."""
+"""``gate``: pass, miss, or None without a usable record (``robustness`` says why).
+``adversarial_success_trend``: ``version:rate`` per evaluation, oldest first, from the model's
+evaluation runs of artifacts whose signed record is trusted (``trend_source`` ``runs``;
+``trend_unsigned`` of them are run metrics, not signed; ``trend_runs_left_out`` runs of other
+artifacts not counted; ``trend_other_strength`` records and runs measured at another epsilon
+than the gate's, not counted either), or from each version's record when the runs could not
+be read (``records``). The mitigations are fleet-wide (blocks, budgets and hardening are per
+client); incidents, drills and registry changes count the last 30 days; the traffic the last
+day."""
 
 UNKNOWN = {
     "registry": "champions and robustness unknown",
@@ -52,17 +62,23 @@ UNKNOWN = {
     "drills": "drills unknown",
     "mitigations": "mitigations in force unknown",
     "cost": "traffic and its cost unknown",
+    "evaluations": "the trend is each version's last record only",
 }
 
 
 async def fleet(backends: Backends, filters: Filters) -> Listing:
     from console.views.fleet import COST_RANGE, WINDOW, fetch_fleet
+    from console.views.fleet_trend import TREND_RUNS
 
     snapshot = await fetch_fleet(backends)
     rows = [fleet_row(snapshot, m) for m in snapshot.models]
     warnings = list(snapshot.warnings)
     warnings += [f"{panel}: {why} ({UNKNOWN[panel]})" for panel, why in snapshot.errors.items()]
     note = f"incidents, drills and alias moves: last {WINDOW.days} days; traffic: last {COST_RANGE}"
+    if snapshot.runs_error is None:
+        note += (
+            f"; trend: the last {TREND_RUNS} evaluation runs, of artifacts with a trusted record"
+        )
     force = snapshot.in_force
     if force is not None:
         note += (
@@ -91,6 +107,12 @@ def fleet_row(snapshot: FleetSnapshot, m: ServedModel) -> Row:
             ],
         }
     )
+    if m.registered is not None:
+        history = m.history
+        row["trend_source"] = "runs" if history.from_runs else "records"
+        row["trend_unsigned"] = history.unsigned
+        row["trend_runs_left_out"] = history.left_out if history.from_runs else None
+        row["trend_other_strength"] = history.other_strength
     if record is not None:
         row["clean_accuracy"] = number(record.clean_accuracy)
         row["max_adversarial_success"] = number(record.max_adversarial_success)

@@ -1,6 +1,7 @@
 """``aml-console doctor``: every endpoint of the settings, checked for what the console needs
 from it (reachable, authenticated, version, the metric contract and rules, a receiver, the
-served models, a writable key prefix, a verifying audit log, readable stores).
+served models, a writable key prefix, a verifying audit log, readable stores, the artifact
+signing policy and whether each served champion carries a trusted robustness record).
 
 A service: it reads the backends through the adapters (and the audit log through the audit
 service), and says for each failure what to do.

@@ -13,6 +13,7 @@ from console.doctor.local import check_acl, check_audit, check_redis, check_stor
 from console.doctor.metrics import check_prometheus
 from console.doctor.model import Endpoint, EndpointReport, Findings, describe
 from console.doctor.registry import check_alertmanager, check_registry
+from console.doctor.signing import check_signing, endpoint_url
 from console.errors import ConsoleError
 
 DEADLINE_S = 15.0
@@ -23,7 +24,8 @@ Probe = Callable[[Findings], Awaitable[EndpointReport]]
 
 async def run_doctor(settings: Settings, deadline_s: float = DEADLINE_S) -> list[EndpointReport]:
     """One report per endpoint, in a fixed order: prometheus, alertmanager, mlflow, redis,
-    audit, traces, samples."""
+    audit, traces, samples, acl, signing (the artifact signing policy and the champions'
+    robustness records)."""
     # No retries: doctor reports what one call sees, and a dead engine must not be asked thrice.
     backends = Backends(settings, prometheus_retries=0)
     probes: list[tuple[Endpoint, Probe]] = [
@@ -49,6 +51,10 @@ async def run_doctor(settings: Settings, deadline_s: float = DEADLINE_S) -> list
         (
             Endpoint("acl", "acl", str(settings.acl.path or "-")),
             lambda f: check_acl(settings, f),
+        ),
+        (
+            Endpoint("signing", "models", endpoint_url(settings)),
+            lambda f: check_signing(backends, f),
         ),
     ]
     try:

@@ -1,5 +1,6 @@
 """An evaluation written onto its version in MLflow: a run of the experiment ``aml-robustness``
-(tags naming the model, version and artifact; one metric per figure; ``report.json``), then the
+(tags naming the model, version and artifact; params epsilon, samples and attacks; one metric
+per figure, all in one ``runs/log-batch`` call; ``report.json``), then the
 version's ``aml.robustness.*`` tags (``RobustnessRecord.signed_tags``), the record and its
 signature last.
 
@@ -26,13 +27,15 @@ from console.robustness_seal import SIGNATURE_TAG
 
 EXPERIMENT = "aml-robustness"
 REPORT = "report.json"
+TAG_CONCURRENCY = 8
+"""Version tags in flight at once: the server's pool of request workers, not all of them."""
 FIGURES = ("adversarial_success_rate", "detector_recall", "queries", "surrogate_agreement")
 
 
 def metrics_of(record: RobustnessRecord) -> dict[str, float]:
     """Every figure of the record as an MLflow metric (``fgsm.adversarial_success_rate``,
-    ``fgsm.by_strength.2.0``, ``extraction.surrogate_agreement``...); what each attack cost is
-    in ``report.json`` only (a metric is one call, and the lab's MLflow takes them one by one)."""
+    ``fgsm.by_strength.2.0``, ``extraction.surrogate_agreement``...), written in one
+    ``runs/log-batch`` call; what each attack cost is in ``report.json`` only."""
     found: dict[str, float] = {
         "clean_accuracy": record.clean_accuracy,
         "detector_fpr": record.detector_fpr,
@@ -47,6 +50,16 @@ def metrics_of(record: RobustnessRecord) -> dict[str, float]:
         for strength, rate in figures.by_strength.items():
             found[f"{name}.by_strength.{strength}"] = rate
     return found
+
+
+def params_of(record: RobustnessRecord) -> dict[str, str]:
+    """How the figures were measured, as the run's params: the gated ``epsilon`` (what the
+    Fleet view's trend compares runs on), ``samples`` and the ``attacks``."""
+    return {
+        "epsilon": f"{record.epsilon:g}",
+        "samples": str(record.samples),
+        "attacks": ",".join(sorted(record.attacks)),
+    }
 
 
 async def record_evaluation(
@@ -70,14 +83,15 @@ async def record_evaluation(
         },
     )
     record = record.model_copy(update={"run_id": run.run_id})
+    body = {**report, "run_id": run.run_id}
+    content = json.dumps(body, indent=2, sort_keys=True).encode()
     try:
-        # Concurrently: one call per metric (the adapter has no batch call), ~50 ms each.
+        # Every metric in one runs/log-batch call (chunked at MLflow's limits), beside the
+        # report's upload.
         await asyncio.gather(
-            *(registry.log_metric(run.run_id, k, v, now) for k, v in metrics_of(record).items())
+            registry.log_batch(run.run_id, metrics_of(record), params_of(record), timestamp_ms=now),
+            registry.log_artifact(f"{run.artifact_uri.rstrip('/')}/{REPORT}", content),
         )
-        body = {**report, "run_id": run.run_id}
-        content = json.dumps(body, indent=2, sort_keys=True).encode()
-        await registry.log_artifact(f"{run.artifact_uri.rstrip('/')}/{REPORT}", content)
         await registry.update_run(run.run_id, "FINISHED", _ms())
     except ConsoleError:
         with contextlib.suppress(ConsoleError):  # the first failure is the one to report
@@ -85,12 +99,33 @@ async def record_evaluation(
         raise
     tags = record.signed_tags(signing_key)
     last = {k: tags.pop(k) for k in (RECORD_TAG, SIGNATURE_TAG) if k in tags}
-    await asyncio.gather(
-        *(registry.set_version_tags(record.model, record.version, {k: v}) for k, v in tags.items())
-    )
-    # The record (what is read back) only once every figure tag is in place.
+    await set_tags_bounded(registry, record.model, record.version, tags)
+    # The record (what is read back) only once every figure tag is in place: the figure tags'
+    # calls have all returned before the first of these starts.
     await registry.set_version_tags(record.model, record.version, last)
     return record
+
+
+async def set_tags_bounded(
+    registry: MlflowRegistry,
+    model: str,
+    version: str,
+    tags: dict[str, str],
+    limit: int = TAG_CONCURRENCY,
+) -> None:
+    """Each tag in its own ``set-tag`` call (the registry has no batch call for version tags),
+    at most ``limit`` in flight. Returns once every call has; the first failure raises after
+    the calls in flight are done (none is left running behind the caller)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(key: str, value: str) -> None:
+        async with gate:
+            await registry.set_version_tags(model, version, {key: value})
+
+    results = await asyncio.gather(*(one(k, v) for k, v in tags.items()), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _experiment(registry: MlflowRegistry) -> str:

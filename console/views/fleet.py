@@ -6,9 +6,10 @@ cost to serve (M8).
 
 Every source is read at once and fails alone: the registry, the incident store, the drill
 reports, the policy store (with the audit log's registry changes) and the query engine each
-give their panel an error (``*_error``) while the others are shown. The trend comes from the
-versions' records (``aml.robustness.*``, the last evaluation of each version), ordered by when
-they were evaluated.
+give their panel an error (``*_error``) while the others are shown. The trend is the history
+of the model's evaluation runs, each counted only for an artifact whose signed record is
+trusted (``fleet_trend``); the runs are a source of their own (``runs_error``): when they
+cannot be read the trend is each version's record alone.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from console.adapters.backends import Backends
+from console.adapters.mlflow_tracking import Run
 from console.config import Settings
 from console.drills.report import history
 from console.errors import ConsoleError, DrillError, IncidentError
 from console.incidents.model import SEVERITIES
 from console.incidents.store import IncidentStore
 from console.replay.versions import JudgedRobustness
+from console.views.fleet_trend import (
+    Trend,
+    TrendPoint,
+    evaluation_runs,
+    parse_time,
+    trend_of,
+)
 from console.views.mitigations import MitigationsSnapshot, fetch_mitigations
 from console.views.models import VersionRow, instant_union, per_panel, registry_versions
 from console.views.queries import PanelQuery
@@ -61,14 +70,6 @@ COST_UNION = instant_union(COST_QUERIES)
 
 
 @dataclass(frozen=True)
-class TrendPoint:
-    version: str
-    evaluated_at: datetime | None
-    """None when the record's time does not parse (registry data)."""
-    max_adversarial_success: float | None
-
-
-@dataclass(frozen=True)
 class ServedModel:
     model: str
     registered: bool | None
@@ -76,8 +77,13 @@ class ServedModel:
     champion: str | None = None
     robustness: JudgedRobustness | None = None
     """The champion's; None without a champion."""
-    trend: tuple[TrendPoint, ...] = ()
-    """Every version's last evaluation, oldest first."""
+    history: Trend = field(default_factory=Trend)
+    """The adversarial success across evaluations, and where its points come from."""
+
+    @property
+    def trend(self) -> tuple[TrendPoint, ...]:
+        """Oldest first."""
+        return self.history.points
 
     @property
     def trend_rates(self) -> list[float]:
@@ -155,6 +161,8 @@ class FleetSnapshot:
     drills_error: str | None = None
     mitigations_error: str | None = None
     cost_error: str | None = None
+    runs_error: str | None = None
+    """The evaluation runs (the trend falls back to each version's record)."""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -166,6 +174,7 @@ class FleetSnapshot:
             "drills": self.drills_error,
             "mitigations": self.mitigations_error,
             "cost": self.cost_error,
+            "evaluations": self.runs_error,
         }
         return {k: v for k, v in found.items() if v}
 
@@ -188,14 +197,24 @@ async def fetch_fleet(backends: Backends, now: datetime | None = None) -> FleetS
         )
         mitigations_task = group.create_task(settled(partial(fetch_mitigations, backends)))
         cost_task = group.create_task(settled(partial(backends.prometheus.query, COST_UNION)))
+        runs_task = group.create_task(
+            settled(partial(evaluation_runs, backends.registry, tuple(settings.models.served)))
+        )
     versions, registry_error = registry_task.result()
     served = list(settings.models.served)
     gate = settings.robustness
+    runs = runs_task.result()
+    runs_error = str(runs) if isinstance(runs, ConsoleError) else None
+    runs_by_model = {} if isinstance(runs, ConsoleError) else runs
     snapshot = FleetSnapshot(
-        [_served(name, versions.get(name), registry_error) for name in served],
+        [
+            _served(name, versions.get(name), registry_error, runs_by_model.get(name), gate.epsilon)
+            for name in served
+        ],
         cost_per_request=gate.cost_per_request,
         cost_unit=gate.cost_unit,
         registry_error=registry_error,
+        runs_error=runs_error,
     )
     warnings: list[str] = []
 
@@ -236,26 +255,22 @@ async def fetch_fleet(backends: Backends, now: datetime | None = None) -> FleetS
 
 
 def _served(
-    name: str, versions: list[VersionRow] | None, registry_error: str | None
+    name: str,
+    versions: list[VersionRow] | None,
+    registry_error: str | None,
+    runs: list[Run] | None,
+    epsilon: float,
 ) -> ServedModel:
+    """``runs``: the model's evaluation runs; None when they were not read."""
     if versions is None:
         return ServedModel(name, None if registry_error else False)
     champion = next((v for v in versions if "champion" in v.aliases), None)
-    points = []
-    for v in versions:
-        record = v.robustness.record
-        if record is not None:
-            points.append(
-                TrendPoint(v.version, _time(record.evaluated_at), record.max_adversarial_success)
-            )
-    oldest = datetime.min.replace(tzinfo=UTC)
-    points.sort(key=lambda p: (p.evaluated_at or oldest, _number(p.version)))
     return ServedModel(
         name,
         bool(versions),
         champion.version if champion else None,
         champion.robustness if champion else None,
-        tuple(points),
+        trend_of(versions, runs, epsilon),
     )
 
 
@@ -289,7 +304,7 @@ def _drills(settings: Settings, since: datetime) -> tuple[dict[str, DrillCounts]
     unreadable = 0
     for drill in past:
         data = drill.data
-        started = _time(data.get("started_at")) if data else None
+        started = parse_time(data.get("started_at")) if data else None
         if data is None or started is None:
             unreadable += 1
             continue
@@ -314,17 +329,3 @@ def _in_force(snapshot: MitigationsSnapshot, since: datetime) -> InForce:
         hardenings=len(snapshot.hardenings),
         registry_changes=dict(changes),
     )
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _number(version: str) -> int:
-    return int(version) if version.isdigit() else 0

@@ -11,7 +11,10 @@ from typing import Any
 
 from fleet_support import (
     EARLIER,
+    evaluations,
+    failing_path,
     fleet_env,
+    forge_run,
     open_incidents,
     put_record,
     record,
@@ -49,6 +52,12 @@ def test_get_fleet_json_and_table(
     assert row["gate_misses"] == ["clean_accuracy 0.850 is below the gate's 0.900"]
     assert row["clean_accuracy"] == 0.85 and row["max_adversarial_success"] == 0.31
     assert row["adversarial_success_trend"] == ["1:0.5500", "2:0.3100"]
+    # No evaluation runs of this model: the points are the records.
+    assert (row["trend_source"], row["trend_unsigned"], row["trend_runs_left_out"]) == (
+        "runs",
+        0,
+        0,
+    )
     assert (row["incidents_critical"], row["incidents_warning"], row["incidents_info"]) == (1, 1, 0)
     assert (row["drills"], row["drills_not_contained"]) == (2, 1)
     assert (row["blocks"], row["budgets"], row["hardenings"]) == (0, 0, 0)
@@ -95,3 +104,38 @@ def test_get_models_quotes_the_champions_robustness_and_hostile_tags_stay_inert(
     table = get(env, "fleet")
     assert table.exit_code == 0, table.stderr
     assert "\x1b" not in table.stdout and "measured another artifact" in table.stdout
+
+
+def test_get_fleet_charts_every_evaluation_run_and_says_where_the_trend_comes_from(
+    lab_prometheus: LabHandle, seeded_model: SeededModel, tmp_path: Path
+) -> None:
+    env = fleet_env(lab_prometheus, tmp_path, seeded_model.name)
+    settings = settings_of(env)
+    evaluations(settings, seeded_model, [("1", 0.7), ("2", 0.5), ("2", 0.3)])
+    forge_run(settings, seeded_model.name, "2", "0" * 64, 0.01)  # another artifact's
+
+    done = get(env, "fleet", "-o", "json")
+    assert done.exit_code == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["adversarial_success_trend"] == ["1:0.7000", "2:0.5000", "2:0.3000"]
+    assert (row["trend_source"], row["trend_unsigned"], row["trend_runs_left_out"]) == (
+        "runs",
+        1,
+        1,
+    )
+    assert row["trend_other_strength"] == 0
+    table = get(env, "fleet")
+    assert table.exit_code == 0, table.stderr
+    assert "0.70 → 0.50 → 0.30" in table.stdout
+    assert "trend: the last 20 evaluation runs" in " ".join(table.stdout.split())
+
+    with failing_path(settings.mlflow.url, "/runs/search") as proxy:
+        partial = get({**env, "CONSOLE_MLFLOW__URL": proxy}, "fleet", "-o", "json")
+    assert partial.exit_code == 0, partial.stderr
+    (row,) = json.loads(partial.stdout)
+    assert row["champion"] == "2" and row["gate"] == "pass"
+    assert row["adversarial_success_trend"] == ["1:0.7000", "2:0.3000"]
+    assert (row["trend_source"], row["trend_runs_left_out"]) == ("records", None)
+    (warning,) = partial.stderr.strip().splitlines()
+    assert warning.startswith("warning: evaluations: ")
+    assert warning.endswith("(the trend is each version's last record only)")

@@ -10,7 +10,17 @@ from typing import Any
 
 from support import SESSION_SERVICES, TEST_PORTS, cli_env, lab_config, run_cli, write_config
 
-ENDPOINTS = ["prometheus", "alertmanager", "mlflow", "redis", "audit", "traces", "samples", "acl"]
+ENDPOINTS = [
+    "prometheus",
+    "alertmanager",
+    "mlflow",
+    "redis",
+    "audit",
+    "traces",
+    "samples",
+    "acl",
+    "signing",
+]
 REPORT_KEYS = {"name", "url", "ok", "error", "latency_ms", "version", "checks"}
 CHECK_KEYS = {"name", "ok", "detail", "hint"}
 
@@ -23,9 +33,11 @@ def doctor_config(
     redis_url: str | None = None,
     served: list[str] | None = None,
     key_prefix: str = "aml",
+    models: str = "",
 ) -> Path:
     """A config over the session lab's services; the audit log, its key and the trace and
-    sample stores are fresh under ``tmp_path`` (the stores exist, the log does not yet)."""
+    sample stores are fresh under ``tmp_path`` (the stores exist, the log does not yet).
+    ``models``: more lines of its ``[models]`` table (the signing keys)."""
     run_dir = tmp_path / "run"
     text = lab_config(run_dir, TEST_PORTS, services=SESSION_SERVICES)
     replacements = {
@@ -40,7 +52,7 @@ def doctor_config(
     for store in ("traces", "samples"):
         (tmp_path / store).mkdir(parents=True)
         text += f"\n[{store}]\npath = {json.dumps(str(tmp_path / store))}\n"
-    text += f"\n[models]\nserved = {json.dumps(served or ['digits'])}\n"
+    text += f"\n[models]\nserved = {json.dumps(served or ['digits'])}\n{models}\n"
     secrets = run_dir / "secrets"
     secrets.mkdir(parents=True, mode=0o700)
     key = secrets / "audit.key"

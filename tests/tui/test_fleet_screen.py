@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,10 @@ from pathlib import Path
 import httpx
 from fleet_support import (
     EARLIER,
+    evaluations,
+    failing_path,
     fleet_env,
+    forge_run,
     open_incidents,
     put_record,
     record,
@@ -60,7 +64,7 @@ async def test_fleet_view_shows_each_served_model_and_the_models_view_its_versio
         assert row[5].split() == ["1", "critical", "1", "warning"]
         assert row[6] == "3" and row[7] == "2 (1 not contained)"
         sources = _text(app, "#fleet-sources")
-        assert sources.count("● live") == 5, sources
+        assert sources.count("● live") == 6, sources
         assert "0 block(s)" in _text(app, "#fleet-in-force")
 
         await pilot.press("3")
@@ -84,13 +88,59 @@ async def test_a_source_down_shows_its_badge_and_the_rest_stays(
         fleet = app.view("fleet")
         await until(pilot, lambda: fleet.refreshes >= 1, 30, "a refresh")
         sources = _text(app, "#fleet-sources")
-        assert "registry ✖ ERROR" in sources and sources.count("● live") == 4, sources
+        assert "registry ✖ ERROR" in sources and "evaluations ✖ ERROR" in sources, sources
+        assert sources.count("● live") == 4, sources
         (row,) = cells(app, "#fleet-table")
         assert row[1] == "?" and row[3] == "no served version"
         assert row[5].split() == ["1", "critical", "1", "warning"]
         assert fleet.badge.panel.state == "live"  # the view itself did not fail
         # The highlighted model is what the runbooks get prefilled with.
         await until(pilot, lambda: app.selection.get("model") == seeded_model.name, 5, "chosen")
+
+
+async def test_the_trend_charts_each_evaluation_and_keeps_it_while_the_runs_fail(
+    lab_prometheus: LabHandle, seeded_model: SeededModel, tmp_path: Path
+) -> None:
+    env = fleet_env(lab_prometheus, tmp_path, seeded_model.name)
+    settings = settings_of(env)
+    await asyncio.to_thread(
+        evaluations, settings, seeded_model, [("1", 0.7), ("2", 0.5), ("2", 0.3)]
+    )
+    await asyncio.to_thread(forge_run, settings, seeded_model.name, "2", "0" * 64, 0.01)
+    failing = threading.Event()
+    with failing_path(settings.mlflow.url, "/runs/search", failing) as proxy:
+        app = make_app(settings_of({**env, "CONSOLE_MLFLOW__URL": proxy}), start="fleet")
+        async with app.run_test(size=(200, 45)) as pilot:
+            fleet = app.view("fleet")
+            await until(pilot, lambda: len(cells(app, "#fleet-table")) == 1, 30, "its row")
+            (row,) = cells(app, "#fleet-table")
+            assert row[2] == "PASS"
+            spark, tail = row[4].split(" ", 1)
+            assert len(spark) == 3 and tail == "0.50 → 0.30"  # a bar for each evaluation
+            trend = " ".join(_text(app, "#fleet-trend").split())
+            assert trend == (
+                f"trend {seeded_model.name}: 3 evaluation(s) (2 signed record(s), 1 run "
+                "metric(s) of trusted artifacts); 1 run(s) left out (no trusted record of "
+                "their artifact)"
+            )
+            assert _text(app, "#fleet-sources").count("● live") == 6
+
+            failing.set()
+            before = fleet.refreshes
+            await pilot.press("r")
+            await until(pilot, lambda: fleet.refreshes > before, 30, "a refresh")
+            await until(
+                pilot,
+                lambda: "evaluations ◌ STALE" in _text(app, "#fleet-sources"),
+                30,
+                "the runs' badge",
+            )
+            # The trend read from the runs stays on screen, as the last good figures.
+            (row,) = cells(app, "#fleet-table")
+            assert row[4].endswith("0.50 → 0.30")
+            assert "3 evaluation(s)" in _text(app, "#fleet-trend")
+            assert _text(app, "#fleet-sources").count("● live") == 5
+            assert fleet.badge.panel.state == "live"
 
 
 async def test_refused_traffic_is_priced(tui_stack: LabStack) -> None:

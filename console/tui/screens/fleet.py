@@ -1,8 +1,9 @@
 """Fleet: every served model on one screen (the seed's executive dashboard): its champion
 version and recorded robustness against the gate, the adversarial success rate across its
-versions' evaluations, the incidents and drills of the last 30 days, the mitigations in force,
-and what the refused and flagged traffic cost to serve. Each source has its own badge: one
-that fails keeps its last good figures on screen, marked stale, and the others stay live."""
+evaluations (its evaluation runs, counted for artifacts with a trusted record; a line says
+where each trend comes from), the incidents and drills of the last 30 days, the mitigations in
+force, and what the refused and flagged traffic cost to serve. Each source has its own badge:
+one that fails keeps its last good figures on screen, marked stale, and the others stay live."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from console.views.fleet import (
     fetch_fleet,
 )
 
-PANELS = ("registry", "incidents", "drills", "mitigations", "cost")
+PANELS = ("registry", "evaluations", "incidents", "drills", "mitigations", "cost")
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "dim"}
 
 
@@ -64,6 +65,7 @@ class FleetScreen(ViewScreen[FleetSnapshot]):
         )
         yield table
         yield Static("", id="fleet-gate")
+        yield Static("", id="fleet-trend")
         yield Static("", id="fleet-in-force")
 
     async def fetch(self) -> FleetSnapshot:
@@ -89,6 +91,7 @@ class FleetScreen(ViewScreen[FleetSnapshot]):
         rows = [(m.model, self._cells(shown, m)) for m in shown.models if self.keep(m.model)]
         sync_rows(self.query_one("#fleet-table", DataTable), rows)
         self._gate(shown)
+        self._trend(shown)
         self._in_force(shown)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -152,6 +155,21 @@ class FleetScreen(ViewScreen[FleetSnapshot]):
             text.append("   ")
         self.query_one("#fleet-gate", Static).update(text)
 
+    def _trend(self, shown: FleetSnapshot) -> None:
+        """Where each model's trend comes from: its evaluation runs (signed records and unsigned
+        run metrics of trusted artifacts, and the runs left out), or its versions' records."""
+        text = Text("trend  ", style="bold")
+        told = [m for m in shown.models if m.registered]
+        if not told:
+            text.append("no served model in the registry", style="dim")
+        for m in told:
+            text.append(printable(m.model, 40) + ": ", style="bold")
+            history = m.history
+            style = "dim" if history.from_runs and not history.left_out else "yellow"
+            text.append(history.describe(), style=style)
+            text.append("   ")
+        self.query_one("#fleet-trend", Static).update(text)
+
     def _in_force(self, shown: FleetSnapshot) -> None:
         text = Text("in force  ", style="bold")
         force = shown.in_force
@@ -177,9 +195,11 @@ def kept(previous: FleetSnapshot | None, current: FleetSnapshot) -> FleetSnapsho
     if previous is None:
         return current
     keep: dict[str, object] = {}
+    before = {m.model: m for m in previous.models}
     if current.registry_error:
-        before = {m.model: m for m in previous.models}
         keep["models"] = [before.get(m.model, m) for m in current.models]
+    elif current.runs_error:  # the trend as it was from the runs, while they cannot be read
+        keep["models"] = [_runs_trend(before.get(m.model), m) for m in current.models]
     if current.incidents_error:
         keep["incidents"], keep["open_incidents"] = previous.incidents, previous.open_incidents
     if current.drills_error:
@@ -191,9 +211,15 @@ def kept(previous: FleetSnapshot | None, current: FleetSnapshot) -> FleetSnapsho
     return replace(current, **keep)  # type: ignore[arg-type]
 
 
+def _runs_trend(previous: ServedModel | None, current: ServedModel) -> ServedModel:
+    if previous is None or not previous.history.from_runs:
+        return current
+    return replace(current, history=previous.history)
+
+
 def trend_cell(m: ServedModel) -> Text:
-    """The worst adversarial success of each version's evaluation, oldest first, and the last
-    two figures (``▂▅▃ 0.55 → 0.31``)."""
+    """The worst adversarial success of each evaluation, oldest first, and the last two
+    figures (``▂▅▃ 0.55 → 0.31``)."""
     rates = m.trend_rates
     if not rates:
         return Text("no evaluation", style="dim")
