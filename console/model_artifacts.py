@@ -12,6 +12,7 @@ Contract: input ``input`` float32 ``[N, 64]`` (8x8 pixels, 0..16); outputs ``lab
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,14 @@ from console.errors import ArtifactRefused
 
 INPUT_NAME, INPUT_WIDTH = "input", 64
 OUTPUTS = ("label", "probabilities")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,64}")
 
 
 def check_sha256(model: str, version: str, expected: str, onnx: bytes) -> str:
     """The artifact's sha256 if it equals the ``onnx_sha256`` tag ``expected``; otherwise
-    ArtifactRefused naming the version and both hashes (``missing_sha256`` when the version has
-    no tag: an artifact nobody vouched for is not run)."""
+    ArtifactRefused naming the version and both hashes, the tag as ``shown_tag`` shows it
+    (``missing_sha256`` when the version has no tag: an artifact nobody vouched for is not
+    run)."""
     actual = hashlib.sha256(onnx).hexdigest()
     tag = expected.strip().lower()
     if not tag:
@@ -38,9 +41,19 @@ def check_sha256(model: str, version: str, expected: str, onnx: bytes) -> str:
         raise ArtifactRefused(
             "sha256_mismatch",
             f"{model} version {version}: artifact sha256 {actual} does not match the "
-            f"onnx_sha256 tag {expected.strip()}",
+            f"onnx_sha256 tag {shown_tag(expected)}",
         )
     return actual
+
+
+def shown_tag(value: str) -> str:
+    """A tag's value as a message may show it: a hex digest as it is; anything else (anyone
+    with registry write access writes tags) quoted by ``repr`` and cut to 64 characters, so no
+    newline or terminal escape reaches a log line."""
+    text = value.strip()
+    if _HEX.fullmatch(text):
+        return text
+    return repr(text[:64])
 
 
 def session_options(threads: int = 1) -> Any:
@@ -107,4 +120,5 @@ __all__ = [
     "make_plain_session",
     "session_options",
     "short_error",
+    "shown_tag",
 ]

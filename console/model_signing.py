@@ -18,7 +18,9 @@ path. It costs ~0.6 s to import, so it is imported when first used.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,9 @@ MAX_SIGNATURE_BYTES = 1024 * 1024
 REASONS = ("unsigned", "bad_signature", "no_signing_key")
 """What a signature check refuses with (bounded: the gateway's load-failure metric label)."""
 LAB_KEY_NAME = "model-signing.key"
+_PAIR_WAIT_S = 5.0
+"""How long ``ensure_key_pair`` waits for the ``.pub`` of a private key another process is
+making."""
 _SIGNED_NAME = "model.onnx"
 """The file name the bytes get in the temporary directory (signed and verified alike)."""
 
@@ -100,7 +105,12 @@ def signing_policy(settings: Settings) -> SigningPolicy:
 
 def generate_key_pair(private_key: Path) -> Path:
     """A new EC P-256 key pair: the private key (PKCS#8 PEM) at ``private_key`` 0600, in a
-    0700 directory, and its public key beside it (``.pub``). Returns the public key's path."""
+    0700 directory, and its public key beside it (``.pub``). Returns the public key's path.
+
+    The private key is created exclusively (ConfigError if it exists, even when another process
+    made it a moment ago) and written whole before the public key appears: whoever sees the
+    ``.pub`` sees the complete pair, and two first runs cannot leave one's private key beside
+    the other's public key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -114,7 +124,22 @@ def generate_key_pair(private_key: Path) -> Path:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     private_dir(private_key.parent, tighten=False)
-    write_private(private_key, private_pem)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(private_key, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(
+            f"{private_key} exists already: remove it first to make a new pair"
+        ) from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private_pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        private_key.unlink(missing_ok=True)
+        raise
     public = public_key_path(private_key)
     write_private(public, public_pem)
     os.chmod(public, 0o644)  # a public key: others may verify with it
@@ -122,29 +147,54 @@ def generate_key_pair(private_key: Path) -> Path:
 
 
 def ensure_key_pair(private_key: Path) -> bool:
-    """Make the pair if the private key is missing (True when it was made now)."""
-    if private_key.exists():
-        if not public_key_path(private_key).exists():
-            raise ConfigError(
-                f"{private_key} has no public key beside it ({public_key_path(private_key)})"
-            )
-        return False
-    generate_key_pair(private_key)
-    return True
+    """Make the pair if the private key is missing (True when it was made now). A private key
+    with no ``.pub`` beside it is waited for a moment (another process is making the pair),
+    then refused; so is one that others may read or write."""
+    if not private_key.exists():
+        try:
+            generate_key_pair(private_key)
+            return True
+        except ConfigError:
+            if not private_key.exists():
+                raise
+    public = public_key_path(private_key)
+    deadline = time.monotonic() + _PAIR_WAIT_S
+    while not public.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not public.exists():
+        raise ConfigError(f"{private_key} has no public key beside it ({public})")
+    check_private_key_mode(private_key)
+    return False
+
+
+def check_private_key_mode(private_key: Path) -> None:
+    """ConfigError if the private key file is a group's or others' to read or write."""
+    try:
+        mode = stat.S_IMODE(private_key.stat().st_mode)
+    except OSError:
+        return  # missing: the caller says so
+    if mode & 0o077:
+        raise ConfigError(
+            f"signing key {private_key} is open to other users (mode {mode:04o}): "
+            f"chmod 600 {private_key}"
+        )
 
 
 def sign(onnx: bytes, private_key: Path) -> bytes:
-    """The model-signing signature (a Sigstore bundle, JSON) of ``onnx`` by the PEM EC key
-    at ``private_key``. Raises ConfigError if the key cannot be read or used."""
-    signing = _library().signing
+    """The model-signing signature (a Sigstore bundle, JSON) of ``onnx`` by the PEM EC P-256
+    key at ``private_key``. Raises ConfigError if the key cannot be read or used: missing,
+    open to other users, not PEM, encrypted, not an EC P-256 private key."""
     if not private_key.is_file():
         raise ConfigError(f"signing key {private_key} does not exist")
+    check_private_key_mode(private_key)
+    _check_private_key(private_key)
+    signing = _library().signing
     with _workdir() as work:
         model = _write(work, _SIGNED_NAME, onnx)
         signature = work / "signature"
         try:
             signing.Config().use_elliptic_key_signer(private_key=private_key).sign(model, signature)
-        except (ValueError, TypeError, OSError) as exc:
+        except (ValueError, TypeError, OSError, AttributeError) as exc:
             raise ConfigError(f"cannot sign with {private_key}: {_first_line(exc)}") from None
         return signature.read_bytes()
 
@@ -167,13 +217,15 @@ def verify(
         raise ArtifactRefused(
             "unsigned", f"{what} is unsigned (no {SIGNATURE_SUFFIX} beside its artifact)"
         )
-    verifying = _library().verifying
     readable = [key for key in public_keys if key.is_file()]
     if not readable:
         raise ArtifactRefused(
             "no_signing_key",
             f"{what}: no configured public key can be read ({', '.join(map(str, public_keys))})",
         )
+    for key in readable:
+        _check_public_key(what, key)
+    verifying = _library().verifying
     problems: list[str] = []
     with _workdir() as work:
         path = _write(work, _SIGNED_NAME, onnx)
@@ -201,6 +253,47 @@ def check(
         return policy.skipped
     key = verify(model, version, onnx, signature, policy.public_keys)
     return f"signature verified with {key}"
+
+
+def _check_public_key(what: str, path: Path) -> None:
+    """ArtifactRefused (``no_signing_key``) naming ``path`` unless it holds a PEM EC P-256
+    public key: a wrong key file is the configuration's fault, not the artifact's."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except (ValueError, TypeError, OSError) as exc:
+        problem = f"cannot be read as a PEM public key ({type(exc).__name__})"
+    else:
+        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+            return
+        problem = f"is not an EC P-256 public key ({_key_kind(key)})"
+    raise ArtifactRefused("no_signing_key", f"{what}: the public key {path} {problem}")
+
+
+def _check_private_key(path: Path) -> None:
+    """ConfigError naming ``path`` unless it holds an unencrypted PEM EC P-256 private key."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as exc:
+        # The library's text names no key content ("Could not deserialize key data", "Password
+        # was not given but private key is encrypted"); only its first line is shown.
+        raise ConfigError(
+            f"cannot sign with {path}: not an unencrypted PEM private key ({_first_line(exc)})"
+        ) from None
+    if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise ConfigError(f"cannot sign with {path}: not an EC P-256 key ({_key_kind(key)})")
+
+
+def _key_kind(key: object) -> str:
+    curve = getattr(key, "curve", None)
+    name = type(key).__name__.lstrip("_")
+    return f"{name}, curve {curve.name}" if curve is not None else name
 
 
 def _problem(exc: Exception) -> str:
@@ -268,6 +361,7 @@ __all__ = [
     "SIGNATURE_SUFFIX",
     "SigningPolicy",
     "check",
+    "check_private_key_mode",
     "ensure_key_pair",
     "generate_key_pair",
     "lab_key_paths",

@@ -38,6 +38,11 @@ def lab_public_keys(lab: LabHandle) -> tuple[Path, ...]:
     return keys
 
 
+def on_registry(lab: LabHandle, use: Callable[[MlflowRegistry], Awaitable[T]]) -> T:
+    """``use`` a registry client on the session lab's MLflow (from sync or async tests)."""
+    return _on_registry(lab.settings.mlflow.url, use)
+
+
 def _on_registry(url: str, use: Callable[[MlflowRegistry], Awaitable[T]]) -> T:
     async def run() -> T:
         registry = MlflowRegistry.connect(url, 30.0)

@@ -24,6 +24,7 @@ from console.adapters.mlflow_answers import (
     field,
     not_found,
     proxy_path,
+    sibling_uri,
     tag_list,
     tags_of,
 )
@@ -213,13 +214,16 @@ class MlflowRegistry(MlflowTracking):
     ) -> bytes | None:
         """The bytes of the file ``<artifact>{suffix}`` beside a version's artifact (its
         signature, ``.sig``); None when the server has no such file. Raises ArtifactRefused
-        (``download_failed``, ``too_large``) like ``download_artifact``."""
-        uri = await self.artifact_uri(name, version) + suffix
+        (``download_failed``, ``too_large``) like ``download_artifact``, and for an artifact URI
+        with a query, a fragment or a host (``sibling_uri``)."""
+        uri = sibling_uri(await self.artifact_uri(name, version), suffix)
         return await self.download_uri(uri, max_bytes, missing_ok=True)
 
     async def upload_sibling(self, name: str, version: str, suffix: str, content: bytes) -> str:
-        """Upload ``content`` as ``<artifact>{suffix}`` beside a version's artifact; its URI."""
-        uri = await self.artifact_uri(name, version) + suffix
+        """Upload ``content`` as ``<artifact>{suffix}`` beside a version's artifact; its URI.
+        ArtifactRefused for an artifact URI with a query, a fragment or a host: its sibling
+        would be the artifact itself."""
+        uri = sibling_uri(await self.artifact_uri(name, version), suffix)
         await self.log_artifact(uri, content)
         return uri
 

@@ -9,8 +9,9 @@ MLflow call goes through the registry adapter (``MlflowRegistry``) with short ti
 Signing: the lab signs what it registers (``console.model_signing``) with its private key,
 ``[models] signing_key`` or ``<run_dir>/secrets/model-signing.key``, made with its ``.pub`` by
 ``ensure_seed_model``, which also signs the seed's artifacts logged before signatures existed
-(an older lab's MLflow). The functions that take only a URL use the key ``ensure_seed_model`` or
-``use_signing_key`` gave for that URL in this process, unless given one.
+(an older lab's MLflow): only bytes the lab itself made (``seed_provenance``), never what the
+registry's tags vouch for. The functions that take only a URL use the key ``ensure_seed_model``
+or ``use_signing_key`` gave for that URL in this process, unless given one.
 
 The functions here are synchronous (the launcher, the CLI and the tests call them so); each
 runs its registry calls on an event loop of its own.
@@ -31,6 +32,7 @@ from console.adapters.http import make_client
 from console.adapters.mlflow import MlflowRegistry, ModelVersion
 from console.config import MlflowSection, Settings, load_settings
 from console.errors import ConsoleError, LabError
+from console.lab.seed_provenance import SeedProvenance, manifest_path
 from console.lab.seed_runs import (
     ARTIFACT_PATH,
     LoggedArtifact,
@@ -40,7 +42,7 @@ from console.lab.seed_runs import (
     sign_unsigned_seed_artifacts,
 )
 from console.lab.seed_train import TrainedModel, export_onnx
-from console.model_signing import ensure_key_pair, private_key_path
+from console.model_signing import ensure_key_pair, private_key_path, public_key_path
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -117,6 +119,20 @@ def _key_for(mlflow_url: str, given: Path | None) -> Path | None:
     if settings.mlflow.url.rstrip("/") != url or not key.is_file():
         return None
     return key
+
+
+def _manifest_for(mlflow_url: str, key: Path | None) -> Path | None:
+    """Where the seed artifacts logged now are recorded: beside ``key``, else beside the key
+    the console's own settings name for this MLflow (made later by ``ensure_seed_model``)."""
+    if key is not None:
+        return manifest_path(key)
+    try:
+        settings = load_settings()
+    except ConsoleError:
+        return None
+    if settings.mlflow.url.rstrip("/") != mlflow_url.rstrip("/"):
+        return None
+    return manifest_path(private_key_path(settings))
 
 
 def seed_model(
@@ -197,9 +213,11 @@ def ensure_seed_model(settings: Settings) -> SeededModel:
         )
     seeded = existing if existing is not None else seed_model(url, name, signing_key=key)
     artifacts = _seed_artifacts_on(url, 30.0, key)
+    known = [artifact.sha256 for artifact in artifacts if artifact.ours]
+    provenance = SeedProvenance(known, manifest_path(key))
 
     async def migrate(registry: MlflowRegistry) -> list[str]:
-        return await sign_unsigned_seed_artifacts(registry, name, artifacts, key)
+        return await sign_unsigned_seed_artifacts(registry, name, key, provenance)
 
     signed = _with_registry(url, 30.0, migrate)
     if signed:
@@ -261,16 +279,21 @@ def register_onnx_version(
 def _seed_artifacts_on(
     mlflow_url: str, timeout_s: float, signing_key: Path | None
 ) -> list[LoggedArtifact]:
-    """The seed's logged artifacts on this server: cached, else found by run tags, else
-    trained (and signed with ``signing_key``). The lock keeps threads of one process from
-    training and logging them twice."""
+    """The seed's logged artifacts on this server: cached, else found by run tags (and their
+    signature by ``signing_key``'s ``.pub``), else trained (signed with ``signing_key`` and
+    recorded in the manifest beside it). The lock keeps threads of one process from training
+    and logging them twice."""
     url = mlflow_url.rstrip("/")
 
     async def find(registry: MlflowRegistry) -> list[LoggedArtifact]:
-        return await find_or_log_seed_artifacts(registry, signing_key)
+        manifest = _manifest_for(url, signing_key)
+        return await find_or_log_seed_artifacts(registry, signing_key, manifest)
 
     with _seed_artifacts_lock:
-        if url not in _seed_artifacts:
+        cached = _seed_artifacts.get(url)
+        # Found before a key was known (unchecked): looked up again now that one can check.
+        checkable = signing_key is not None and public_key_path(signing_key).is_file()
+        if cached is None or (checkable and not all(a.ours for a in cached)):
             _seed_artifacts[url] = _with_registry(mlflow_url, timeout_s, find)
         return _seed_artifacts[url]
 

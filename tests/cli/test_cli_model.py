@@ -1,23 +1,30 @@
 """`aml-console model sign|verify|keygen` against the session lab's real MLflow: a version
 registered by another pipeline (unsigned) is refused until `model sign` uploads its signature;
 a swapped artifact with a rewritten sha256 tag is refused `bad_signature`; read-only mode signs
-nothing; `keygen` makes a 0600 private key."""
+nothing; `keygen` makes a 0600 private key. Attacks: a source ending in ``?x=`` or ``#`` (its
+``.sig`` would be the artifact itself), wrong key files (named, not blamed on the artifact), a
+private key others may read, two first runs making the key pair at once. (`lab up`'s signing
+migration: tests/lab/test_signing_migration.py.)"""
 
 from __future__ import annotations
 
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 from signing_support import (
     artifacts_of,
+    lab_private_key,
     lab_public_keys,
+    on_registry,
     register_unsigned,
     signature_of,
     swap_artifact,
 )
 from support import LabHandle, run_cli
 
+from console.adapters.mlflow import MlflowRegistry
 from console.lab.seed import SeededModel
 
 
@@ -114,67 +121,127 @@ def test_verify_with_another_key_and_keygen(
     assert missing.returncode != 0 and "no version '99'" in _one_line(missing.stderr)
 
 
-def test_lab_up_signs_the_unsigned_seed_versions_of_an_older_lab(
+def test_sign_refuses_a_source_with_a_query_or_fragment_and_leaves_the_artifact(
     lab: LabHandle, seeded_model: SeededModel
 ) -> None:
-    """An MLflow seeded before signing: the lab's model has a version on a seed run without a
-    ``.sig``. `lab up` signs it (its bytes still match the seed's sha256) and nothing else: not
-    a version outside the seed runs, nor (the same pass, on another model) a seed-run version
-    whose bytes no longer match its tag."""
-    import asyncio
-    import hashlib
-    import uuid
+    """``<artifact>?x=`` and ``<artifact>#`` name the artifact file itself at the proxy: their
+    ``.sig`` would overwrite it. Refused in one line; the artifact is unchanged."""
+    model = seeded_model.name
+    logreg, _ = artifacts_of(lab, seeded_model)
+    plain = register_unsigned(lab, model, logreg)
 
-    from signing_support import lab_private_key, register_unsigned
+    async def tricks(registry: MlflowRegistry) -> tuple[str, list[str]]:
+        found = await registry.get_version(model, plain)
+        assert found is not None
+        made = []
+        for suffix in ("?x=", "#"):
+            created = await registry.create_version(
+                model, found.source + suffix, found.run_id, tags=dict(found.tags)
+            )
+            made.append(created.version)
+        return found.source, made
 
-    from console.adapters.mlflow import MlflowRegistry
-    from console.lab.seed_runs import (
-        SEED_EXPERIMENT,
-        ensure_experiment,
-        log_onnx_run,
-        sign_unsigned_seed_artifacts,
+    source, versions = on_registry(lab, tricks)
+    for version in versions:
+        signed = run_cli(["model", "sign", model, "--version", version], lab.env)
+        assert signed.returncode != 0
+        assert "has a query, a fragment or a host" in _one_line(signed.stderr)
+        got = run_cli(["model", "verify", model, "--version", version], lab.env)
+        assert got.returncode == 1 and "(download_failed)" in _one_line(got.stderr)
+
+    async def artifact(registry: MlflowRegistry) -> bytes | None:
+        return await registry.download_uri(source, 1 << 26)
+
+    assert on_registry(lab, artifact) == logreg
+    assert signature_of(lab, model, plain) is None
+
+
+def _public_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
-    from console.lab.seed_train import TrainedModel
 
-    logreg, mlp = artifacts_of(lab, seeded_model)
-    name, other = (f"digits-legacy-{uuid.uuid4().hex[:10]}" for _ in range(2))
 
-    async def older_lab(model: str, onnx: bytes, sha: str) -> str:
-        registry = MlflowRegistry.connect(lab.settings.mlflow.url, 30.0)
-        try:
-            await registry.create_model(model)
-            seed_exp = await ensure_experiment(registry, SEED_EXPERIMENT)
-            # A kind of its own: the seed's lookups by kind never pick this run up.
-            trained = TrainedModel(f"legacy-{uuid.uuid4().hex[:6]}", onnx, 0.9)
-            run = await log_onnx_run(registry, seed_exp, trained)
-            tags = {"onnx_sha256": sha, "model_kind": "logreg", "framework": "onnx"}
-            created = await registry.create_version(model, run.source, run.run_id, tags=tags)
-            await registry.set_alias(model, "champion", created.version)
-            return created.version
-        finally:
-            await registry.aclose()
+def _private_pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
 
-    old = asyncio.run(older_lab(name, logreg, hashlib.sha256(logreg).hexdigest()))
-    outside = register_unsigned(lab, name, mlp)
-    assert signature_of(lab, name, old) is None
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
-    env = {**lab.env, "CONSOLE_LAB__SEED_MODEL": name}
-    up = run_cli(["lab", "up", "--services", "mlflow"], env)
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert signature_of(lab, name, old) is not None
-    assert run_cli(["model", "verify", name, "--version", old], lab.env).returncode == 0
-    assert signature_of(lab, name, outside) is None
-    got = run_cli(["model", "verify", name, "--version", outside], lab.env)
-    assert got.returncode == 1 and "(unsigned)" in _one_line(got.stderr)
 
-    changed = asyncio.run(older_lab(other, mlp, "0" * 64))
+def _wrong_keys() -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    async def migrate() -> list[str]:
-        registry = MlflowRegistry.connect(lab.settings.mlflow.url, 30.0)
-        try:
-            return await sign_unsigned_seed_artifacts(registry, other, [], lab_private_key(lab))
-        finally:
-            await registry.aclose()
+    return {
+        "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ed25519": ed25519.Ed25519PrivateKey.generate(),
+        "secp256k1": ec.generate_private_key(ec.SECP256K1()),
+    }
 
-    assert asyncio.run(migrate()) == []
-    assert signature_of(lab, other, changed) is None
+
+def test_a_wrong_key_file_is_named_not_blamed_on_the_artifact(
+    lab: LabHandle, seeded_model: SeededModel, tmp_path: Path
+) -> None:
+    model = seeded_model.name
+    lab_key = lab_private_key(lab)
+    publics: dict[str, tuple[Path, str]] = {}
+    for kind, key in _wrong_keys().items():
+        path = tmp_path / f"{kind}.pub"
+        path.write_bytes(_public_pem(key))
+        publics[kind] = (path, "is not an EC P-256 public key")
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")
+    publics["garbage"] = (garbage, "cannot be read as a PEM public key")
+    # The private key given as the public one: refused, and nothing of it printed.
+    publics["private"] = (lab_key, "cannot be read as a PEM public key")
+    for kind, (path, why) in publics.items():
+        got = run_cli(["model", "verify", model, "--version", "1", "--key", str(path)], lab.env)
+        assert got.returncode == 1, kind
+        line = _one_line(got.stderr)
+        assert "(no_signing_key)" in line and str(path) in line and why in line, (kind, line)
+        assert "PRIVATE" not in got.stdout + got.stderr
+
+    logreg, _ = artifacts_of(lab, seeded_model)
+    version = register_unsigned(lab, model, logreg)
+    for kind, key in _wrong_keys().items():
+        path = tmp_path / f"{kind}.key"
+        path.write_bytes(_private_pem(key))
+        path.chmod(0o600)
+        got = run_cli(["model", "sign", model, "--version", version, "--key", str(path)], lab.env)
+        line = _one_line(got.stderr)
+        assert got.returncode != 0 and "not an EC P-256 key" in line, (kind, line)
+        assert "internal error" not in line and str(path) in line
+    shared = tmp_path / "shared.key"  # a good key that others may read
+    shared.write_bytes(lab_key.read_bytes())
+    shared.chmod(0o644)
+    got = run_cli(["model", "sign", model, "--version", version, "--key", str(shared)], lab.env)
+    assert got.returncode != 0 and "open to other users (mode 0644)" in _one_line(got.stderr)
+    assert signature_of(lab, model, version) is None
+
+
+def test_keygen_never_leaves_a_mismatched_pair(tmp_path: Path) -> None:
+    """Two first runs racing (``ensure_key_pair``): one makes the pair, the other uses it; the
+    public key beside the private key is always its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from console.model_signing import ensure_key_pair, public_key_path
+
+    for attempt in range(5):
+        key = tmp_path / f"race{attempt}" / "model-signing.key"
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            made = list(pool.map(ensure_key_pair, [key] * 4))
+        assert made.count(True) == 1, made
+        private = load_pem_private_key(key.read_bytes(), password=None)
+        assert _public_pem(private) == public_key_path(key).read_bytes()
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600

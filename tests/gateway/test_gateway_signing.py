@@ -1,11 +1,13 @@
 """Signed artifacts at the gateway (in-process app, lifespan running, the session lab's real
 MLflow and the lab's signing key): a properly signed champion is served; an unsigned one and a
 swapped artifact whose sha256 tag was rewritten to match are refused with their reasons, which
-are also load-failure reasons in ``aml_model_load_failures_total``; the good version is kept."""
+are also load-failure reasons in ``aml_model_load_failures_total``; the good version is kept.
+A hostile ``onnx_sha256`` tag reaches the log quoted, on one line."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -13,12 +15,14 @@ import pytest
 from gateway_support import body, digits
 from signing_support import (
     artifacts_of,
+    on_registry,
     register_signed,
     register_unsigned,
     set_champion,
     swap_artifact,
 )
 
+from console.adapters.mlflow import MlflowRegistry
 from console.lab.seed import SeededModel
 
 pytestmark = pytest.mark.asyncio
@@ -134,3 +138,29 @@ async def test_a_gateway_without_keys_serves_unsigned_versions_and_required_refu
     refusal = await _refused(strict, model, unsigned)
     assert refusal["reason"] == "no_signing_key"
     assert "signatures are required and no public key is configured" in refusal["message"]
+
+
+async def test_a_hostile_sha256_tag_reaches_the_log_quoted_on_one_line(
+    lab: Any, start_in_process: Any, seeded_model: SeededModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ``onnx_sha256`` tag is anyone's text: a newline and terminal escapes in it would
+    forge gateway log lines. The refusal shows it quoted (``repr``) and cut to 64 characters."""
+    model = seeded_model.name
+    hostile = "\x1b[2J\x1b]0;pwned\x07abc\nFAKE LOG LINE: model served " + "x" * 200
+
+    def retag() -> None:
+        async def write(registry: MlflowRegistry) -> None:
+            await registry.set_version_tags(model, seeded_model.champion, {"onnx_sha256": hostile})
+
+        on_registry(lab, write)
+
+    await asyncio.to_thread(retag)
+    caplog.set_level(logging.ERROR, logger="console.lab.gateway.models")
+    gw = await start_in_process(model)
+    refusal = await _refused(gw, model, seeded_model.champion)
+    assert refusal["reason"] == "sha256_mismatch"
+    message = refusal["message"]
+    assert "\n" not in message and "\x1b" not in message and "\x07" not in message
+    assert f"onnx_sha256 tag {hostile[:64]!r}" in message
+    logged = [r.getMessage() for r in caplog.records if "refused version" in r.getMessage()]
+    assert logged and all("\n" not in line and "\x1b" not in line for line in logged)
