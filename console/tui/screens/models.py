@@ -20,7 +20,7 @@ from console.errors import ConsoleError
 from console.tui.context import ScreenContext
 from console.tui.messages import OpenRunbook, RememberSelection
 from console.tui.screens.base import ViewScreen
-from console.tui.screens.robustness_cells import robustness_cell
+from console.tui.screens.robustness_cells import figures_cell, gate_reason_cell
 from console.tui.text import number, plain, printable
 from console.tui.widgets.client_cells import summary_cells
 from console.tui.widgets.keyed_table import sync_rows
@@ -67,7 +67,7 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
         yield Static("", id="registry-title")
         versions: DataTable[Text] = DataTable(id="versions-table", cursor_type="row")
         versions.add_columns(
-            "model", "version", "aliases", "robustness", "kind", "status", "onnx sha256"
+            "model", "version", "aliases", "gate", "robustness", "kind", "status", "onnx sha256"
         )
         yield versions
         yield Static("", id="model-clients-title")
@@ -123,7 +123,8 @@ class ModelsScreen(ViewScreen[ModelsSnapshot]):
                     plain(model),
                     plain(v.version, "bold" if "champion" in v.aliases else ""),
                     plain(", ".join(v.aliases), "green" if "champion" in v.aliases else ""),
-                    robustness_cell(v.robustness),
+                    gate_reason_cell(v.robustness),
+                    figures_cell(v.robustness),
                     plain(v.kind),
                     plain(v.status),
                     plain(v.sha256[:16]),

@@ -12,19 +12,24 @@ STYLES = {True: "green", False: "bold red", None: "dim"}
 """Passes the gate, misses it, no usable record."""
 
 
-def robustness_cell(judged: JudgedRobustness | None, limit: int = 120) -> Text:
-    """``clean 0.95, adversarial success 0.42, detector FPR 0.03, passes the gate``: green when
-    it passes the gate, red when it misses it, dim without a usable record (and why)."""
-    if judged is None:
-        return Text("no served version", style="dim")
-    return plain(judged.quote(), STYLES[judged.passes], limit)
-
-
 def gate_cell(judged: JudgedRobustness | None) -> Text:
     """``PASS``, ``MISS`` or ``-`` (no usable record)."""
     if judged is None or judged.passes is None:
         return Text("–", style="dim")
     return Text("PASS" if judged.passes else "MISS", style=STYLES[judged.passes])
+
+
+def gate_reason_cell(judged: JudgedRobustness | None) -> Text:
+    """``PASS``, ``MISS backdoor, samples`` (the figures it misses on), or ``-``."""
+    if judged is None or judged.passes is None or judged.passes:
+        return gate_cell(judged)
+    names = ", ".join(dict.fromkeys(_miss_name(m.figure, m.why) for m in judged.misses))
+    return plain(f"MISS {names}", STYLES[False], 40)
+
+
+def _miss_name(figure: str, why: str) -> str:
+    # max_adversarial_success names its attack first: "pgd adversarial_success_rate 0.66 ..."
+    return why.split(" ", 1)[0] if figure == "max_adversarial_success" else figure
 
 
 def figures_cell(judged: JudgedRobustness | None) -> Text:
