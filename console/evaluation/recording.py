@@ -150,6 +150,7 @@ def signing_key(settings: Settings) -> bytes | None:
     path = model_signing.private_key_path(settings)
     if not path.is_file():
         return None
+    model_signing.check_private_key_mode(path)
     try:
         return path.read_bytes()
     except OSError as exc:

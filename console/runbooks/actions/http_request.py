@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
@@ -75,10 +75,39 @@ def _describe(spec: RequestSpec) -> str:
     return f"{spec.method} {redact_url(spec.url)}{body}"
 
 
+REGISTRY_PATHS = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/2.0/preview/mlflow")
+LOOPBACK = {"localhost", "::1", "0.0.0.0", "ip6-localhost"}
+
+
+def _endpoint(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host in LOOPBACK or host.startswith("127."):
+        host = "loopback"
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return host, port
+
+
+def registry_problem(url: str, registry_url: str) -> str | None:
+    """Why ``url`` may not be called: it is the model registry (its origin, or its API's path
+    on any host). Moving aliases goes through promote-model and rollback-model, where the
+    robustness gate is; a templated request would go around it."""
+    path = unquote(urlsplit(url).path).lower().replace("//", "/")
+    if _endpoint(url) == _endpoint(registry_url) or any(p in path for p in REGISTRY_PATHS):
+        return (
+            "http.request does not call the model registry: use promote-model or "
+            "rollback-model (the robustness gate)"
+        )
+    return None
+
+
 def _check_hosts(spec: RequestSpec, ctx: ActionContext) -> None:
-    """The request's host, and the configured proxy's, must be allowed."""
+    """The request's host, and the configured proxy's, must be allowed; never the registry."""
     allowed = list(ctx.settings.http_action.allowed_hosts)
-    problem = host_problem(spec.url, allowed)
+    problem = registry_problem(spec.url, ctx.settings.mlflow.url) or host_problem(spec.url, allowed)
     proxy = ctx.settings.http_action.proxy
     if problem is None and proxy:
         shown = f"http_action.proxy {redact_url(proxy)!r}"
