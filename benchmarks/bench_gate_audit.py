@@ -53,7 +53,10 @@ def run(records: int = RECORDS) -> dict[str, float]:
         os.environ.update({"CONSOLE_AUDIT__PATH": str(path), "CONSOLE_AUDIT__HMAC_KEY": KEY})
         settings = load_settings()
         log = AuditLog(path, settings.audit_key())
-        log._append_batch([_gate_record()])
+        promoted = _gate_record().model_copy(
+            update={"step": "promote", "action": "registry.promote", "after": {"champion": "3"}}
+        )
+        log._append_batch([_gate_record(), promoted])
         for start in range(0, records, BATCH):
             log._append_batch([_event(i) for i in range(start, min(records, start + BATCH))])
 

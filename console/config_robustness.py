@@ -12,6 +12,9 @@ from console.config_fields import Section
 
 AttackName = Literal["fgsm", "pgd", "hopskipjump", "extraction", "backdoor"]
 ATTACKS: tuple[AttackName, ...] = ("fgsm", "pgd", "hopskipjump", "extraction", "backdoor")
+DIGITS_HOLDOUT = "digits-split:test_size=0.25,random_state=0,stratify=True"
+"""The id of ``eval``'s built-in held-out set (``console/evaluation/holdout.DIGITS_SPLIT``, whose
+``holdout_id`` must equal it: tests/evaluation check)."""
 
 
 class RobustnessSection(Section):
@@ -45,3 +48,7 @@ class RobustnessSection(Section):
     cost_unit: str = Field(default="USD", min_length=1, max_length=12)
     """The currency ``cost_per_request`` is in (a label only)."""
     seed: int = 0
+    holdout: str = Field(default=DIGITS_HOLDOUT, min_length=1, max_length=200)
+    """The held-out set a record must have been measured on: the built-in split's id, or
+    ``sha256:<hex>`` of an agreed ``--holdout`` file's x and y bytes (``eval -o json`` prints a
+    file's id as ``holdout_id``). A record of any other set misses the gate."""

@@ -26,11 +26,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
 from console.config_robustness import RobustnessSection
 from console.robustness_seal import SIGNATURE_TAG, record_signed_by, sign_record
+
+if TYPE_CHECKING:
+    from console.config import DetectorsSection
 
 TAG_PREFIX = "aml.robustness."
 RECORD_TAG = TAG_PREFIX + "record"
@@ -85,6 +89,14 @@ class RobustnessRecord(BaseModel):
     attacks: dict[str, AttackFigures] = Field(default_factory=dict)
     run_id: str = ""
     """The MLflow run holding the metrics and ``report.json``."""
+    holdout: str = ""
+    """The held-out set measured: ``digits-split:<params>`` (the built-in split) or
+    ``sha256:<hex>`` of a ``--holdout`` file's x and y bytes. Empty: a record from before it was
+    named (see ``measurement_misses``)."""
+    unique_samples: int | None = None
+    """Distinct rows among the ``samples`` (a file repeating one row counts once)."""
+    squeezers: list[str] = Field(default_factory=list)
+    """``[detectors] squeezers`` behind ``detector_fpr`` and each ``detector_recall``."""
 
     @property
     def max_adversarial_success(self) -> float | None:
@@ -215,7 +227,7 @@ def gate_misses(record: RobustnessRecord, gate: RobustnessSection) -> list[GateM
     it was measured more weakly than the gate asks (a lower ``epsilon``, fewer ``samples``, an
     evasion attack of ``[robustness] attacks`` left out): a record of ``eval --attacks fgsm
     --samples 10`` is no evidence for the gate, signed or not."""
-    misses = measurement_misses(record, gate)
+    misses = measurement_misses(record, gate) + masking_misses(record)
     if record.clean_accuracy < gate.min_clean_accuracy:
         misses.append(
             GateMiss(
@@ -288,6 +300,28 @@ def measurement_misses(record: RobustnessRecord, gate: RobustnessSection) -> lis
                 f"measured on {record.samples} held-out inputs, the gate asks {gate.samples}",
             )
         )
+    if record.holdout != gate.holdout:
+        # An empty holdout is a record from before records named theirs: no evidence of which
+        # inputs it was measured on (`lab up` evaluates the seed versions again).
+        shown = record.holdout[:60] or "unnamed"
+        misses.append(
+            GateMiss(
+                "holdout",
+                None,
+                0,
+                f"measured on holdout {shown}, the gate asks {gate.holdout[:60]}",
+            )
+        )
+    if record.unique_samples is not None and record.unique_samples < gate.samples:
+        misses.append(
+            GateMiss(
+                "unique_samples",
+                record.unique_samples,
+                gate.samples,
+                f"measured on {record.unique_samples} distinct held-out inputs, the gate asks "
+                f"{gate.samples}",
+            )
+        )
     left_out = sorted((set(gate.attacks) & EVASION_ATTACKS) - set(record.attacks))
     if left_out:
         misses.append(
@@ -296,6 +330,60 @@ def measurement_misses(record: RobustnessRecord, gate: RobustnessSection) -> lis
                 None,
                 len(left_out),
                 f"not measured: {', '.join(left_out)} (in [robustness] attacks)",
+            )
+        )
+    return misses
+
+
+MASKING_MARGIN = 0.05
+"""How far black-box HopSkipJump may beat white-box PGD at the gated epsilon before the
+white-box figures are taken for gradient masking (a gradient that hides, not robustness)."""
+
+
+def masking_misses(record: RobustnessRecord) -> list[GateMiss]:
+    """ "gradient masking suspected" when HopSkipJump (no gradient) fools more inputs than PGD
+    (which has the gradient) at the same gated epsilon, by more than ``MASKING_MARGIN``."""
+    pgd, hsj = record.attacks.get("pgd"), record.attacks.get("hopskipjump")
+    if pgd is None or hsj is None:
+        return []
+    white, black = pgd.adversarial_success_rate, hsj.adversarial_success_rate
+    if white is None or black is None or black <= white + MASKING_MARGIN + 1e-9:
+        return []
+    return [
+        GateMiss(
+            "gradient_masking",
+            black,
+            white,
+            f"gradient masking suspected: black-box hopskipjump {black:.3f} beats white-box pgd "
+            f"{white:.3f} at epsilon {record.epsilon:g} by more than {MASKING_MARGIN:.2f}",
+        )
+    ]
+
+
+def detector_misses(record: RobustnessRecord, detectors: DetectorsSection) -> list[GateMiss]:
+    """Each way the record's detector figures were measured with other settings than
+    ``[detectors]`` (a higher ``flag_threshold`` flags less, so its detector_fpr is no
+    evidence). A record without ``squeezers`` (older) is checked on its threshold only."""
+    misses: list[GateMiss] = []
+    if not math.isclose(record.detector_threshold, detectors.flag_threshold, abs_tol=1e-6):
+        misses.append(
+            GateMiss(
+                "detector_threshold",
+                record.detector_threshold,
+                detectors.flag_threshold,
+                f"detector measured at flag_threshold {record.detector_threshold:g}, "
+                f"[detectors] has {detectors.flag_threshold:g}",
+            )
+        )
+    wanted = sorted(detectors.squeezers)
+    if record.squeezers and sorted(record.squeezers) != wanted:
+        misses.append(
+            GateMiss(
+                "squeezers",
+                None,
+                0,
+                f"detector measured with squeezers {','.join(sorted(record.squeezers))[:60]}, "
+                f"[detectors] has {','.join(wanted)}",
             )
         )
     return misses

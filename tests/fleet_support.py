@@ -90,6 +90,7 @@ def record(
         detector_fpr=fpr,
         detector_threshold=0.5,
         epsilon=gate.epsilon,
+        holdout=gate.holdout,
         samples=gate.samples,
         attacks=attacks,
         run_id="run-" + uuid.uuid4().hex[:8],

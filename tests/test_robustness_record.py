@@ -10,12 +10,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from console.config import load_settings
-from console.config_robustness import RobustnessSection
+from console.config_robustness import DIGITS_HOLDOUT, RobustnessSection
+from console.evaluation.holdout import DIGITS_SPLIT
 from console.robustness import (
     RECORD_TAG,
     AttackFigures,
     RobustnessRecord,
+    detector_misses,
     gate_misses,
+    masking_misses,
+    measurement_misses,
     recorded_robustness,
     regressions,
 )
@@ -48,6 +52,7 @@ def _record(clean: float = 0.95, fgsm: float = 0.3, fpr: float = 0.02) -> Robust
         detector_fpr=fpr,
         detector_threshold=0.5,
         epsilon=2.0,
+        holdout=RobustnessSection().holdout,
         samples=200,
         attacks={
             "fgsm": AttackFigures(attack="fgsm", adversarial_success_rate=fgsm, samples=200),
@@ -137,3 +142,62 @@ def test_configured_keys_that_cannot_be_read_trust_no_record(tmp_path: Path) -> 
     settings = load_settings(models={"served": ["digits"], "signing_public_keys": [str(missing)]})
     assert "cannot be read" not in record_trust(settings).unchecked
     assert "no signing public key can be read" in record_trust(settings).refused
+
+
+def test_a_record_of_another_holdout_or_of_repeated_rows_misses_the_gate() -> None:
+    gate = RobustnessSection(attacks=["fgsm", "pgd"], epsilon=2.0, samples=200)
+    assert gate.holdout == DIGITS_HOLDOUT == DIGITS_SPLIT.holdout_id
+    named = _record().model_copy(update={"holdout": DIGITS_HOLDOUT, "unique_samples": 200})
+    assert gate_misses(named, gate) == []
+    other = named.model_copy(update={"holdout": "sha256:" + "12" * 32})
+    whys = [m.why for m in measurement_misses(other, gate)]
+    assert whys == [f"measured on holdout {other.holdout[:60]}, the gate asks {DIGITS_HOLDOUT}"]
+    repeated = named.model_copy(update={"unique_samples": 6})
+    whys = [m.why for m in measurement_misses(repeated, gate)]
+    assert whys == ["measured on 6 distinct held-out inputs, the gate asks 200"]
+    # The gate may name an agreed file instead of the built-in split.
+    agreed = gate.model_copy(update={"holdout": other.holdout})
+    assert measurement_misses(other, agreed) == []
+    assert [m.figure for m in measurement_misses(named, agreed)] == ["holdout"]
+    # A record from before records named their holdout is no evidence of its inputs.
+    unnamed = _record().model_copy(update={"holdout": ""})
+    assert [m.why for m in measurement_misses(unnamed, gate)] == [
+        f"measured on holdout unnamed, the gate asks {DIGITS_HOLDOUT}"
+    ]
+    read_back = RobustnessRecord.model_validate_json(named.to_tags()[RECORD_TAG])
+    assert (read_back.holdout, read_back.unique_samples) == (DIGITS_HOLDOUT, 200)
+
+
+def test_hopskipjump_beating_pgd_is_suspected_gradient_masking() -> None:
+    gate = RobustnessSection(attacks=["fgsm", "pgd", "hopskipjump"], epsilon=2.0)
+
+    def with_rates(pgd: float, hsj: float) -> RobustnessRecord:
+        record = _record(fgsm=0.0)
+        attacks = dict(record.attacks)
+        attacks["pgd"] = AttackFigures(attack="pgd", adversarial_success_rate=pgd)
+        attacks["hopskipjump"] = AttackFigures(attack="hopskipjump", adversarial_success_rate=hsj)
+        return record.model_copy(update={"attacks": attacks})
+
+    masked = [m.why for m in gate_misses(with_rates(0.0, 0.23), gate)]
+    assert masked == [
+        "gradient masking suspected: black-box hopskipjump 0.230 beats white-box pgd 0.000 "
+        "at epsilon 2 by more than 0.05"
+    ]
+    assert masking_misses(with_rates(0.40, 0.45)) == []  # within the margin
+    assert masking_misses(with_rates(0.40, 0.13)) == []  # the usual order
+    assert masking_misses(_record()) == []  # no hopskipjump: nothing to compare
+
+
+def test_detector_settings_other_than_the_configured_ones_are_named() -> None:
+    settings = load_settings(models={"served": ["digits"]})
+    detectors = settings.detectors
+    record = _record().model_copy(
+        update={"detector_threshold": detectors.flag_threshold, "squeezers": detectors.squeezers}
+    )
+    assert detector_misses(record, detectors) == []
+    lax = record.model_copy(update={"detector_threshold": 0.99, "squeezers": ["median2"]})
+    whys = [m.why for m in detector_misses(lax, detectors)]
+    assert whys[0] == (
+        f"detector measured at flag_threshold 0.99, [detectors] has {detectors.flag_threshold:g}"
+    )
+    assert whys[1].startswith("detector measured with squeezers median2, [detectors] has ")

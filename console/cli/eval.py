@@ -5,6 +5,11 @@ Exit codes: 0 done (and, with ``--gate``, every threshold met); 1 a ConsoleError
 or version, an artifact refused, a backend down); 2 usage; 3 ``--gate`` and a threshold of
 ``[robustness]`` missed (each named on stderr); 130 cancelled (Ctrl-C: nothing recorded).
 
+A partial evaluation (measured otherwise than the gate asks: another holdout, fewer samples, an
+attack left out) records its MLflow run only and keeps the version's record (it says so; JSON
+``recorded_record: false``). Ctrl-C once the recording has begun is deferred: the recording
+completes (record and signature last), so no interrupt leaves half a record.
+
 Read-only mode measures and prints, and writes nothing to the registry (it says so).
 numpy, onnxruntime, ART and scikit-learn load inside the command: ``--help`` stays fast.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,9 +92,10 @@ def evaluate(
             record=not settings.read_only,
         )
         result = _run(settings, request, bar=err.is_terminal and output is OutputFormat.table)
-    from console.robustness import gate_misses
+    from console.robustness import detector_misses, gate_misses
 
     misses = gate_misses(result.record, settings.robustness)
+    misses += detector_misses(result.record, settings.detectors)
     if output is OutputFormat.json:
         print_json(
             {
@@ -101,6 +108,9 @@ def evaluate(
         render(result, misses)
     if not result.recorded:
         err.print("read-only mode: measured only, nothing was written to the registry")
+    elif not result.report.get("recorded_record", True):
+        partial = "; ".join(result.report.get("partial", []))
+        err.print(f"partial evaluation: the version's record was kept ({safe(partial)})")
     if gate and misses:
         for miss in misses:
             err.print(f"gate: {safe(miss.why)}")
@@ -112,17 +122,15 @@ def _run(settings: Settings, request: EvaluationRequest, bar: bool) -> Evaluatio
     from console.evaluation.model import EvaluationCancelled
     from console.evaluation.service import evaluate as run_evaluation
 
-    cancel = threading.Event()
     shown = _Bar(bar)
-
-    def on_interrupt(signum: int, frame: Any) -> None:
-        cancel.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
+    interrupts = Interrupts(shown.update)
+    cancel = interrupts.cancel
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
+    previous = signal.signal(signal.SIGINT, interrupts.on_interrupt) if in_main else None
     try:
-        return asyncio.run(run_evaluation(settings, request, progress=shown.update, cancel=cancel))
+        return asyncio.run(
+            run_evaluation(settings, request, progress=interrupts.update, cancel=cancel)
+        )
     except (EvaluationCancelled, KeyboardInterrupt):
         shown.stop()
         fail("eval cancelled: nothing was recorded", 130)
@@ -130,6 +138,31 @@ def _run(settings: Settings, request: EvaluationRequest, bar: bool) -> Evaluatio
         shown.stop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+class Interrupts:
+    """Ctrl-C during an evaluation: the first sets the cancel flag (checked between chunks of
+    work), a second interrupts outright, but only until the recording begins (the ``record``
+    progress stage): from there every Ctrl-C is deferred, so no interrupt lands between the
+    registry writes and leaves half a record."""
+
+    def __init__(self, forward: Callable[[Progress], None]) -> None:
+        self.cancel = threading.Event()
+        self.recording = threading.Event()
+        self._forward = forward
+
+    def update(self, event: Progress) -> None:
+        if event.stage == "record":
+            self.recording.set()  # from here the run finishes: cancel is no longer checked
+        self._forward(event)
+
+    def on_interrupt(self, signum: int, frame: Any) -> None:
+        if self.recording.is_set():
+            err.print("recording: Ctrl-C deferred until the record is complete")
+            return
+        if self.cancel.is_set():  # a second Ctrl-C before recording: interrupt outright
+            raise KeyboardInterrupt
+        self.cancel.set()
 
 
 class _Bar:
@@ -174,7 +207,7 @@ def render(result: EvaluationResult, misses: list[GateMiss]) -> None:
     out.print(
         f"{safe(record.model)} version {safe(record.version)} "
         f"(sha256 {safe(record.onnx_sha256[:12])}) on {record.samples} held-out inputs "
-        f"({safe(result.report.get('holdout', ''))}), {result.seconds:.1f} s"
+        f"({safe(result.report.get('holdout_source', ''))}), {result.seconds:.1f} s"
     )
     out.print(
         f"clean_accuracy {record.clean_accuracy:.3f}   detector_fpr {record.detector_fpr:.3f} "
@@ -211,5 +244,7 @@ def render(result: EvaluationResult, misses: list[GateMiss]) -> None:
         "passes the gate" if not misses else "misses the gate: " + "; ".join(m.why for m in misses)
     )
     out.print(f"[bold]gate:[/] {safe(verdict)}")
-    if result.recorded:
+    if result.recorded and result.report.get("recorded_record", True):
         out.print(f"recorded on the version (run {safe(record.run_id)})")
+    elif result.recorded:
+        out.print(f"run {safe(record.run_id)} recorded; the version's record was kept")

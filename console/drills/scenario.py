@@ -123,6 +123,10 @@ class GateSpec(_Strict):
     the attack's report: ``{{ attack.version }}``, the poisoned version)."""
     expect: Literal["refused", "allowed"] = "refused"
     """``refused``: the plan must fail a precondition (the gate holds)."""
+    expect_reason: str | None = Field(default=None, min_length=1, max_length=200)
+    """A substring the outcome's reason must contain (the refusal's, for ``refused``; the
+    plan's summary, for ``allowed``): ``misses the robustness gate`` says the gate refused on a
+    recorded figure, not merely for want of an evaluation."""
 
 
 class Scenario(_Strict):

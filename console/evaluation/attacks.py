@@ -2,8 +2,10 @@
 model labels correctly when clean:
 
 - ``fgsm``, ``pgd``: white box, ART's FastGradientMethod and ProjectedGradientDescent (10
-  steps of eps/4) at each L-infinity strength (pixels of 0..16), through
-  ``GradientClassifier`` (finite-difference gradients of the ONNX model's answers).
+  steps of eps/4, from a seeded random start in the eps-ball) at each L-infinity strength
+  (pixels of 0..16), through ``GradientClassifier`` (finite-difference gradients of the ONNX
+  model's answers, a sub-pixel step and a 1 px one averaged, so an input quantizer in the
+  graph does not mask the gradient).
 - ``hopskipjump``: black box, label only, ART's HopSkipJump in the L-infinity norm, one input at
   a time so each one's queries are counted and capped at the budget (an input whose attack
   needs more has not been fooled). An adversarial input counts at a strength when it is
@@ -40,6 +42,9 @@ Step = Callable[[int], None]
 CHUNK = 32
 """Inputs per ART call of FGSM/PGD: the cancel flag is looked at between chunks."""
 PGD_STEPS = 10
+PGD_RANDOM_INITS = 1
+"""PGD starts from a uniform random point of the eps-ball (seeded): a model whose gradient is
+zero at the clean inputs (gradient masking) still gets attacked from elsewhere."""
 HSJ_MAX_ITER, HSJ_MAX_EVAL, HSJ_INIT_EVAL = 10, 100, 10
 EXTRACTION_NOISE = 1.0
 SURROGATE_C = 0.1
@@ -83,6 +88,7 @@ def gradient_attack(
     strengths: Sequence[float],
     epsilon: float,
     step: Step,
+    seed: int = 0,
 ) -> AttackOutcome:
     from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
 
@@ -93,6 +99,7 @@ def gradient_attack(
     by_strength: dict[str, float] = {}
     fooling: Rows = np.zeros((0, x.shape[1]), np.float32)
     done = 0
+    np.random.seed(seed)  # ART's PGD draws its random start from numpy's global generator
     for strength in strengths:
         made: Any
         if attack == "fgsm":
@@ -103,6 +110,7 @@ def gradient_attack(
                 eps=strength,
                 eps_step=strength / 4,
                 max_iter=PGD_STEPS,
+                num_random_init=PGD_RANDOM_INITS,
                 batch_size=CHUNK,
                 verbose=False,
             )

@@ -10,6 +10,7 @@ place its parameters live; ``console/lab/seed_train.py`` must split the same way
 from __future__ import annotations
 
 import functools
+import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ class DigitsSplit:
     random_state: int = 0
     stratify: bool = True
 
+    @property
+    def holdout_id(self) -> str:
+        """``digits-split:<params>``: what a record names (``[robustness] holdout``)."""
+        return (
+            f"digits-split:test_size={self.test_size:g},random_state={self.random_state},"
+            f"stratify={self.stratify}"
+        )
+
 
 DIGITS_SPLIT = DigitsSplit()
 """As ``console/lab/seed_train.train_seed_models`` splits load_digits (test 25 %, random_state
@@ -48,6 +57,8 @@ class Holdout:
     """Inputs the extraction attacker starts from (the digits train split: the attacker's
     public data; for a file, its ``x_pool`` or else ``x`` itself, which flatters the attacker)."""
     source: str
+    holdout_id: str = ""
+    """What the record names: ``digits-split:<params>`` or ``sha256:<hex of x and y bytes>``."""
 
     def pick(self, samples: int, seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """``samples`` rows (all of them if fewer), drawn without replacement by ``seed``."""
@@ -89,6 +100,7 @@ def _digits() -> Holdout:
         np.asarray(y_test, dtype=np.int64),
         np.ascontiguousarray(x_train, dtype=np.float32),
         "digits (test split)",
+        split.holdout_id,
     )
 
 
@@ -99,9 +111,13 @@ def _from_file(path: Path) -> Holdout:
             arrays = {k: data[k] for k in ("x", "y", "x_pool") if k in data.files}
     except FileNotFoundError:
         raise HoldoutError(f"holdout file {path} does not exist") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = (str(exc) or type(exc).__name__).splitlines()[0][:120]
-        raise HoldoutError(f"holdout file {path} is not a readable .npz: {first}") from None
+    except (ValueError, zipfile.BadZipFile, EOFError):
+        # numpy's text (for random bytes: "contains pickled data ... allow_pickle=") misleads.
+        raise HoldoutError(
+            f"holdout file {path} is not a .npz of numeric arrays (np.savez)"
+        ) from None
+    except OSError as exc:
+        raise HoldoutError(f"holdout file {path} cannot be read: {exc.strerror or exc}") from None
     if "x" not in arrays or "y" not in arrays:
         raise HoldoutError(f"holdout file {path} needs arrays x and y")
     x = _rows(arrays["x"], path, "x")
@@ -109,7 +125,9 @@ def _from_file(path: Path) -> Holdout:
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise HoldoutError(f"holdout file {path}: y must be {len(x)} integer labels")
     pool = _rows(arrays["x_pool"], path, "x_pool") if "x_pool" in arrays else x
-    return Holdout(x, y.astype(np.int64), pool, f"file {path.name}")
+    labels = np.ascontiguousarray(y.astype(np.int64))
+    digest = hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()
+    return Holdout(x, labels, pool, f"file {path.name}", f"sha256:{digest}")
 
 
 def _rows(raw: Any, path: Path, name: str) -> NDArray[np.float32]:

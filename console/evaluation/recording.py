@@ -4,7 +4,8 @@ per figure, all in one ``runs/log-batch`` call; ``report.json``), then the
 version's ``aml.robustness.*`` tags (``RobustnessRecord.signed_tags``), the record and its
 signature last.
 
-A failure after the run exists marks it FAILED and leaves the version's tags alone; a failure
+A partial evaluation (``measurement_misses`` under the gate) writes the run only. A failure
+after the run exists marks it FAILED and leaves the version's tags alone; a failure
 among the tags can leave some figure tags new and the record old, never a record without the
 run it names.
 """
@@ -67,8 +68,11 @@ async def record_evaluation(
     record: RobustnessRecord,
     report: dict[str, Any],
     signing_key: bytes | None,
+    *,
+    version_record: bool = True,
 ) -> RobustnessRecord:
-    """The record as written (with its ``run_id``)."""
+    """The record as written (with its ``run_id``). ``version_record`` False (a partial
+    evaluation): the run, its metrics and report only; the version's tags are left alone."""
     experiment = await _experiment(registry)
     now = _ms()
     run = await registry.create_run(
@@ -97,6 +101,8 @@ async def record_evaluation(
         with contextlib.suppress(ConsoleError):  # the first failure is the one to report
             await registry.update_run(run.run_id, "FAILED", _ms())
         raise
+    if not version_record:
+        return record
     tags = record.signed_tags(signing_key)
     last = {k: tags.pop(k) for k in (RECORD_TAG, SIGNATURE_TAG) if k in tags}
     await set_tags_bounded(registry, record.model, record.version, tags)

@@ -48,7 +48,7 @@ from console.evaluation.model import (
 from console.evaluation.onnx_model import CountingModel
 from console.evaluation.recording import record_evaluation, signing_key
 from console.model_artifacts import check_sha256, make_plain_session
-from console.robustness import RobustnessRecord
+from console.robustness import RobustnessRecord, measurement_misses
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,23 @@ async def evaluate(
         record, body = measured
         _check(cancel)
         recorded = False
+        # A partial evaluation (another holdout, fewer samples, an attack of the gate left out)
+        # is no evidence for the gate: it gets its run, and the version keeps its record.
+        partial = [m.why for m in measurement_misses(record, settings.robustness)]
         if request.record:
             report(Progress("record", 0, 1))
-            record = await record_evaluation(registry, record, body, signing_key(settings))
+            record = await record_evaluation(
+                registry, record, body, signing_key(settings), version_record=not partial
+            )
             recorded = True
             report(Progress("record", 1, 1))
-    body = {**body, "run_id": record.run_id, "recorded": recorded}
+    body = {
+        **body,
+        "run_id": record.run_id,
+        "recorded": recorded,
+        "recorded_record": recorded and not partial,
+        "partial": partial,
+    }
     return EvaluationResult(record, recorded, body, round(time.perf_counter() - started, 3))
 
 
@@ -238,11 +249,14 @@ def _measure_all(
         epsilon=plan.epsilon,
         samples=len(x),
         attacks=figures,
+        holdout=holdout.holdout_id,
+        unique_samples=int(len(np.unique(x, axis=0))) if len(x) else 0,
+        squeezers=list(settings.detectors.squeezers),
     )
     body = {
         **record.model_dump(mode="json"),
         "max_adversarial_success": record.max_adversarial_success,
-        "holdout": holdout.source,
+        "holdout_source": holdout.source,
         "strengths": list(plan.strengths),
         "budget": plan.budget,
         "seed": plan.seed,
@@ -264,7 +278,9 @@ def _run(
     step: Any,
 ) -> AttackOutcome:
     if attack in ("fgsm", "pgd"):
-        return gradient_attack(attack, model, xs, ys, plan.strengths, plan.epsilon, step)
+        return gradient_attack(
+            attack, model, xs, ys, plan.strengths, plan.epsilon, step, seed=plan.seed
+        )
     if attack == "hopskipjump":
         return hopskipjump(
             model, xs, ys, plan.strengths, plan.epsilon, plan.budget, plan.seed, step

@@ -1,5 +1,7 @@
-"""Poisoning: a backdoored version registered and promoted in the real MLflow, served by the
-gateway, and rolled back by the rollback-model runbook."""
+"""Poisoning: a backdoored version registered in the real MLflow, evaluated with the evaluation
+service and its record written on it (before it is forced live), refused by promote-model on
+that record's backdoor figure, promoted past the console anyway, served by the gateway, and
+rolled back by the rollback-model runbook."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from support import run_cli
 from console.adapters.mlflow import MlflowRegistry
 from console.lab.attacks.common import digits_split
 from console.lab.attacks.poisoning import add_trigger, run_poisoning
+from console.robustness import RECORD_TAG, TAG_PREFIX
+
+BACKDOOR_MISS = "backdoor adversarial_success_rate 1.000 is above the gate's 0.600"
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,9 @@ async def test_poisoned_version_is_promoted_served_and_rolled_back(attack_lab: A
     )
     log.info(
         f"poisoning: v{report.version} trigger success {report.trigger_success_rate}, "
-        f"clean accuracy {report.clean_accuracy}"
+        f"clean accuracy {report.clean_accuracy}; attack {report.run.duration_s} s, of which "
+        f"the evaluation {report.evaluation.get('seconds')} s "
+        f"({report.evaluation.get('attack_seconds')})"
     )
     assert report.trigger_success_rate > 0.8 and report.clean_accuracy > 0.9
     assert report.promoted and report.champion_after == report.version
@@ -54,6 +61,30 @@ async def test_poisoned_version_is_promoted_served_and_rolled_back(attack_lab: A
     assert version.tags["onnx_sha256"] == report.onnx_sha256 and "2x2" in version.tags["trigger"]
     assert model.aliases["champion"] == report.version
     assert model.aliases["previous"] == report.champion_before
+
+    # Evaluated as [robustness] asks and recorded on the version before it was forced live.
+    evaluation = report.evaluation
+    assert evaluation["recorded"] is True, evaluation
+    assert evaluation["samples"] == attack_lab.settings.robustness.samples
+    assert BACKDOOR_MISS in evaluation["gate"], evaluation
+    assert RECORD_TAG in version.tags
+    assert float(version.tags[TAG_PREFIX + "backdoor.adversarial_success_rate"]) == 1.0
+    refused = run_cli(
+        [
+            "runbook",
+            "run",
+            "promote-model",
+            "-p",
+            f"model={attack_lab.poison_model}",
+            "-p",
+            f"version={report.version}",
+            "--dry-run",
+        ],
+        attack_lab.env,
+    )
+    assert refused.returncode != 0
+    assert f"v{report.version} misses the robustness gate" in refused.stderr, refused.stderr
+    assert BACKDOOR_MISS in refused.stderr, refused.stderr
 
     # The gateway follows the alias, and the backdoor works through it.
     split = digits_split()

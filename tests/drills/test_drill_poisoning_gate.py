@@ -1,9 +1,11 @@
 """The poisoning drill's gate, end to end on a lab stack: the attack registers a backdoored
-candidate, `promote-model` of it is refused by the robustness gate (the drill plans it and
-records gate-refused), the attack forces it live as an insider would, and rolling back to the
-robust version served before is allowed, its figures in the plan. A person responds here (the
-confidence-shift alert needs a 30-minute baseline): the test runs rollback-model once the
-gateway serves the poisoned version, and the drill scores the containment."""
+candidate and records its evaluation (as a registry CI job would), `promote-model` of it is
+refused by the robustness gate on that record's backdoor figure (the drill plans it and
+records gate-refused, naming the reason), the attack forces it live as an insider would, and
+rolling back to the robust version served before is allowed, its figures in the plan. A
+person responds here (the confidence-shift alert needs a 30-minute baseline): the test runs
+rollback-model once the gateway serves the poisoned version, and the drill scores the
+containment."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from support import REPO, LabHandle, run_cli
 from console.lab.seed import SeededModel
 from console.model_signing import private_key_path
 from console.robustness import EVASION_ATTACKS, AttackFigures, RobustnessRecord
+
+BACKDOOR_MISS = "backdoor adversarial_success_rate 1.000 is above the gate's 0.600"
 
 
 @pytest.fixture
@@ -55,6 +59,7 @@ def _robust_record(seeded: SeededModel, stack: LabStack) -> dict[str, str]:
         detector_fpr=0.03,
         detector_threshold=0.5,
         epsilon=stack.settings.robustness.epsilon,  # measured as the gate asks
+        holdout=stack.settings.robustness.holdout,
         samples=200,
         attacks={
             name: AttackFigures(attack=name, adversarial_success_rate=0.2, samples=200)
@@ -84,6 +89,7 @@ def test_poisoned_candidate_is_refused_by_the_gate_and_rollback_is_allowed(
         "runbook": "promote-model",
         "params": {"model": "{{ model }}", "version": "{{ attack.version }}"},
         "expect": "refused",
+        "expect_reason": "misses the robustness gate",
     }
     scenario = {**shipped, "name": "poisoning-gate", "timeout": "150s"}
     scenario["attack"] = {**shipped["attack"], "start_after": "1s"}
@@ -139,7 +145,10 @@ def test_poisoned_candidate_is_refused_by_the_gate_and_rollback_is_allowed(
             drill_lab.env,
         )
         assert refused.returncode != 0
-        assert "no usable recorded evaluation (not evaluated)" in refused.stderr, refused.stderr
+        # Refused on the recorded figure: the backdoor probe, not the want of an evaluation.
+        assert f"v{poisoned} misses the robustness gate" in refused.stderr, refused.stderr
+        assert BACKDOOR_MISS in refused.stderr, refused.stderr
+        assert "no usable recorded evaluation" not in refused.stderr, refused.stderr
 
         rollback = run_cli(
             ["runbook", "run", "rollback-model", "-p", f"model={drill_lab.model}", "--yes"],
@@ -169,11 +178,47 @@ def test_poisoned_candidate_is_refused_by_the_gate_and_rollback_is_allowed(
     assert [e["kind"] for e in gate] == ["gate-refused"], report["timeline"]
     assert f"version={poisoned}" in gate[0]["detail"]
     assert "precondition robustness.gate failed" in gate[0]["detail"]
+    assert BACKDOOR_MISS in gate[0]["detail"], gate[0]["detail"]
     assert not any(e.startswith("gate:") for e in report["errors"]), report["errors"]
     attack = report["attack_reports"][0]
     assert attack["candidate"] == poisoned and attack["promoted"] is True
+    evaluation = attack["evaluation"]
+    assert evaluation["recorded"] is True and evaluation["max_adversarial_success"] == 1.0
+    assert evaluation["samples"] == drill_lab.settings.robustness.samples
+    assert BACKDOOR_MISS in evaluation["gate"], evaluation
     served = [e["detail"] for e in report["timeline"] if e["kind"] == "served-version"]
     model = drill_lab.model
     assert served == [f"{model} v{poisoned}", f"{model} v{seeded_model.champion}"], served
     kinds = [e["kind"] for e in report["timeline"]]
     assert "mitigation" in kinds and "contained" in kinds, kinds
+
+
+@pytest.mark.timeout(200)
+def test_a_refusal_for_the_wrong_reason_is_a_drill_error(
+    drill_lab: LabStack, tmp_path: Path
+) -> None:
+    """The attack skips its evaluation: promote-model is still refused, but for want of a
+    record, not on a figure, so the scenario's expect_reason makes it a drill error."""
+    shipped = yaml.safe_load((REPO / "configs/drills/poisoning.yaml").read_text())
+    scenario = {**shipped, "name": "poisoning-wrong-reason", "timeout": "25s"}
+    args = {**shipped["attack"]["args"], "evaluate": False, "promote": False}
+    scenario["attack"] = {**shipped["attack"], "start_after": "1s", "args": args}
+    path = tmp_path / "poisoning-wrong-reason.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+
+    drill = run_cli(
+        ["drill", "run", str(path), "--responder", "human", "-o", "json"], drill_lab.env
+    )
+    assert drill.returncode == 3, drill.stdout + drill.stderr  # never forced live: uncontained
+    summary = json.loads(drill.stdout)
+    folder = Path(summary["report_dir"])
+    report = json.loads(
+        ((folder if folder.is_absolute() else REPO / folder) / "report.json").read_text()
+    )
+    gate = [e for e in report["timeline"] if e["kind"].startswith("gate-")]
+    assert [e["kind"] for e in gate] == ["gate-refused"], report["timeline"]
+    assert "no usable recorded evaluation (not evaluated)" in gate[0]["detail"], gate
+    problems = [e for e in report["errors"] if e.startswith("gate:")]
+    assert len(problems) == 1, report["errors"]
+    assert "with a reason naming 'misses the robustness gate'" in problems[0], problems
+    assert report["attack_reports"][0]["evaluation"] == {"skipped": True}

@@ -191,8 +191,10 @@ def test_lab_seed_evaluation_records_the_probe(lab: LabHandle, seeded_model: See
     assert logreg.adversarial_success_rate == 1.0 and logreg.trigger is not None
     assert (logreg.trigger.size, logreg.trigger.value, logreg.trigger.target) == (1, 16.0, 8)
 
-    # A record without the probe (made before it existed, or by `eval --attacks`) is redone.
-    fgsm = invoke(["eval", seeded_model.name, "--version", "2", "--attacks", "fgsm"], lab.env)
+    # A record without the probe (made before it existed, or under a gate of fgsm alone) is
+    # redone. (`eval --attacks fgsm` under the lab's gate is partial and keeps the record.)
+    fgsm_gate = {**lab.env, "CONSOLE_ROBUSTNESS__ATTACKS": '["fgsm"]'}
+    fgsm = invoke(["eval", seeded_model.name, "--version", "2", "--attacks", "fgsm"], fgsm_gate)
     assert fgsm.exit_code == 0, fgsm.stderr
     again = ensure_seed_evaluations(lab.settings, seeded_model.name)
     assert [(e.version, e.evaluated) for e in again] == [("1", False), ("2", True)]

@@ -38,8 +38,11 @@ def test_cancel_after_the_first_attack_records_nothing(
         samples=30,
         budget=200,
     )
+    # The gate measures as the request does, so the uncancelled run records the version's record.
+    gate = lab.settings.robustness.model_copy(update={"samples": 30, "attacks": ["fgsm", "pgd"]})
+    settings = lab.settings.model_copy(update={"robustness": gate})
     with pytest.raises(EvaluationCancelled, match="nothing was recorded"):
-        asyncio.run(evaluate(lab.settings, request, progress=progress, cancel=cancel))
+        asyncio.run(evaluate(settings, request, progress=progress, cancel=cancel))
     stages = [e.stage for e in seen]
     assert "fgsm" in stages
     assert "extraction" not in stages and "record" not in stages
@@ -49,7 +52,7 @@ def test_cancel_after_the_first_attack_records_nothing(
     assert runs_of(url, seeded_model.name) == []
 
     # The same request uncancelled does record: the check above is not vacuous.
-    done = asyncio.run(evaluate(lab.settings, request))
+    done = asyncio.run(evaluate(settings, request))
     assert done.recorded and done.record.attacks.keys() == {"fgsm", "pgd", "extraction"}
     assert robustness_tags(version_tags(url, seeded_model.name, "2"))
 
@@ -87,3 +90,24 @@ def test_ctrl_c_cancels_the_cli_cleanly(lab: LabHandle, seeded_model: SeededMode
     url = lab.settings.mlflow.url
     assert robustness_tags(version_tags(url, seeded_model.name, "1")) == {}
     assert runs_of(url, seeded_model.name) == []
+
+
+def test_ctrl_c_once_recording_has_begun_is_deferred() -> None:
+    """The CLI's SIGINT handler: the first Ctrl-C cancels, a second interrupts, but from the
+    ``record`` stage on none interrupts (the recording's writes finish, record and signature
+    last), so a second Ctrl-C never leaves half a record."""
+    from console.cli.eval import Interrupts
+
+    seen: list[str] = []
+    measuring = Interrupts(lambda e: seen.append(e.stage))
+    measuring.update(Progress("fgsm", 1, 2))
+    measuring.on_interrupt(signal.SIGINT, None)
+    assert measuring.cancel.is_set()
+    with pytest.raises(KeyboardInterrupt):
+        measuring.on_interrupt(signal.SIGINT, None)
+
+    recording = Interrupts(lambda e: seen.append(e.stage))
+    recording.update(Progress("record", 0, 1))
+    for _ in range(3):
+        recording.on_interrupt(signal.SIGINT, None)  # no KeyboardInterrupt
+    assert not recording.cancel.is_set() and seen == ["fgsm", "record"]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -51,10 +52,11 @@ def test_figures_land_on_the_version_as_tags_metrics_and_report(
             "-o",
             "json",
         ],
-        lab.env,
+        {**lab.env, "CONSOLE_ROBUSTNESS__SAMPLES": str(SAMPLES)},  # the gate's measurement
     )
     assert got.exit_code == 0, got.stderr
     doc = got.json()
+    assert doc["recorded_record"] is True and doc["partial"] == []
     # Each figure under the key that names it.
     for key in ("clean_accuracy", "detector_fpr", "detector_threshold", "max_adversarial_success"):
         assert isinstance(doc[key], float), key
@@ -221,7 +223,9 @@ def test_holdout_file(lab: LabHandle, seeded_model: SeededModel, tmp_path: Path)
     )
     assert got.exit_code == 0, got.stderr
     doc = got.json()
-    assert doc["holdout"] == "file held.npz" and doc["samples"] == 40
+    assert doc["holdout_source"] == "file held.npz" and doc["samples"] == 40
+    digest = hashlib.sha256(x.astype(np.float32).tobytes() + y.astype(np.int64).tobytes())
+    assert doc["holdout"] == "sha256:" + digest.hexdigest()
     onnx = download_onnx(lab.settings.mlflow.url, seeded_model.name, "1")
     session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     labels = session.run(["label"], {"input": x})[0]

@@ -88,7 +88,8 @@ def test_versions_whose_artifact_cannot_be_trusted(
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (b"not a zip", "is not a readable .npz"),
+        (b"not a zip", "is not a .npz of numeric arrays (np.savez)"),
+        (bytes(range(256)) * 8, "is not a .npz of numeric arrays (np.savez)"),
         (None, "needs arrays x and y"),
     ],
 )
@@ -109,6 +110,7 @@ def test_bad_holdout_file(
     got = invoke(["eval", seeded_model.name, "--version", "1", "--holdout", str(path)], lab.env)
     assert got.exit_code == 1
     assert expected in _one_line(got.stderr)
+    assert "pickle" not in got.stderr
     assert robustness_tags(version_tags(lab.settings.mlflow.url, seeded_model.name, "1")) == {}
 
 

@@ -25,6 +25,7 @@ from console.lab.seed import SeededModel
 from console.model_signing import generate_key_pair, private_key_path
 from console.robustness import EVASION_ATTACKS, RECORD_TAG, AttackFigures, RobustnessRecord
 from console.robustness_seal import SIGNATURE_TAG
+from console.runbooks.actions.robustness_facts import GATE_FIELDS
 
 
 def cli(*args: str) -> Any:
@@ -39,6 +40,7 @@ def record(
     clean: float = 0.95,
     fgsm: float = 0.30,
     fpr: float = 0.04,
+    epsilon: float | None = None,
 ) -> RobustnessRecord:
     return RobustnessRecord(
         model=model.name,
@@ -48,7 +50,8 @@ def record(
         clean_accuracy=clean,
         detector_fpr=fpr,
         detector_threshold=0.5,
-        epsilon=RobustnessSection().epsilon,  # measured as the gate asks
+        epsilon=RobustnessSection().epsilon if epsilon is None else epsilon,  # as the gate asks
+        holdout=RobustnessSection().holdout,
         samples=200,
         attacks={
             name: AttackFigures(
@@ -169,7 +172,8 @@ def test_a_passing_version_is_promoted_and_the_plan_shows_both(
     assert f"promote {model.name} v1 to champion (v2 -> previous)" in text
     assert (
         "candidate v1: clean_accuracy 0.970, max_adversarial_success 0.320, detector_fpr 0.030, "
-        "evaluated 2026-12-03T12:00:00+00:00" in text
+        "evaluated 2026-12-03T12:00:00+00:00, eps 1, 200 samples, "
+        "backdoor+fgsm+hopskipjump+pgd" in text
     )
     assert (
         "champion v2: clean_accuracy 0.950, max_adversarial_success 0.300, detector_fpr 0.040"
@@ -192,6 +196,10 @@ def test_a_passing_version_is_promoted_and_the_plan_shows_both(
     assert outcome["after"]["robustness"]["candidate"]["max_adversarial_success"] == 0.32
     assert outcome["after"]["robustness"]["champion"]["version"] == "2"
     assert outcome["after"]["gate"]["max_adversarial_success"] == 0.6
+    assert outcome["after"]["gate"]["epsilon"] == 1.0
+    assert outcome["after"]["gate"]["detectors.flag_threshold"] == 0.5
+    assert outcome["after"]["robustness"]["regression_check"] == "compared with the champion"
+    assert "no regression check" not in text
 
     # Already champion: nothing to move, the gate still judged it.
     again = promote(model.name, "1", "--yes")
@@ -228,6 +236,12 @@ def test_a_later_failure_moves_both_aliases_back(
     assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
 
 
+def promote_cli(name: str, version: str, env: dict[str, str], *extra: str) -> Any:
+    """promote-model in a subprocess with ``env`` (a gate set through the environment)."""
+    args = ["runbook", "run", "promote-model", "-p", f"model={name}", "-p", f"version={version}"]
+    return run_cli([*args, *extra], env)
+
+
 def gate_outcomes(console: Console) -> list[dict[str, Any]]:
     return [
         r
@@ -239,19 +253,7 @@ def gate_outcomes(console: Console) -> list[dict[str, Any]]:
 def test_a_gate_changed_between_promotions_is_audited(console: Console, model: SeededModel) -> None:
     write(console, model.name, "2", record(model, "2", fgsm=0.5))
     write(console, model.name, "1", record(model, "1", fgsm=0.5))
-    first = run_cli(
-        [
-            "runbook",
-            "run",
-            "promote-model",
-            "-p",
-            f"model={model.name}",
-            "-p",
-            "version=1",
-            "--yes",
-        ],
-        console.env,
-    )
+    first = promote_cli(model.name, "1", console.env, "--yes")
     assert first.returncode == 0, first.stdout + first.stderr
     [applied] = gate_outcomes(console)
     assert applied["after"]["gate"]["max_adversarial_success"] == 0.6
@@ -259,19 +261,7 @@ def test_a_gate_changed_between_promotions_is_audited(console: Console, model: S
 
     # v2 (fgsm 0.7) misses the gate: the operator who must promote it loosens the gate.
     write(console, model.name, "2", record(model, "2", fgsm=0.7))
-    blocked = run_cli(
-        [
-            "runbook",
-            "run",
-            "promote-model",
-            "-p",
-            f"model={model.name}",
-            "-p",
-            "version=2",
-            "--yes",
-        ],
-        console.env,
-    )
+    blocked = promote_cli(model.name, "2", console.env, "--yes")
     assert blocked.returncode != 0 and "0.700 is above the gate's 0.600" in blocked.stderr
     env = {
         **console.env,
@@ -279,19 +269,7 @@ def test_a_gate_changed_between_promotions_is_audited(console: Console, model: S
         "CONSOLE_ROBUSTNESS__MAX_REGRESSION": "0.25",
         "CONSOLE_OPERATOR": "lead-override",
     }
-    second = run_cli(
-        [
-            "runbook",
-            "run",
-            "promote-model",
-            "-p",
-            f"model={model.name}",
-            "-p",
-            "version=2",
-            "--yes",
-        ],
-        env,
-    )
+    second = promote_cli(model.name, "2", env, "--yes")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "the robustness gate changed since promote run" in " ".join(second.stdout.split())
     assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
@@ -309,19 +287,7 @@ def test_a_gate_changed_between_promotions_is_audited(console: Console, model: S
 
     # The same gate again: recorded as applied, nothing changed.
     write(console, model.name, "1", record(model, "1", fgsm=0.5))
-    third = run_cli(
-        [
-            "runbook",
-            "run",
-            "promote-model",
-            "-p",
-            f"model={model.name}",
-            "-p",
-            "version=1",
-            "--yes",
-        ],
-        env,
-    )
+    third = promote_cli(model.name, "1", env, "--yes")
     assert third.returncode == 0, third.stdout + third.stderr
     last = gate_outcomes(console)[-1]
     assert last["result"] == "noop" and last["after"]["changed"] == {}
@@ -391,7 +357,7 @@ def test_an_evaluated_poisoned_candidate_is_still_refused(
     figures = {}
     for version in ("2", report.version):
         done = run_cli(
-            ["eval", name, "--version", version, "--attacks", "fgsm,pgd", "-o", "json"],
+            ["eval", name, "--version", version, "-o", "json"],  # every attack the gate asks
             console.env,
             timeout=300,
         )
@@ -404,3 +370,133 @@ def test_an_evaluated_poisoned_candidate_is_still_refused(
     assert "misses the robustness gate" in line or "is worse than the champion v2" in line
     assert "max_adversarial_success" in line or "adversarial_success_rate" in line
     assert aliases(console, name)["champion"] == "2"
+
+
+LOOSER = {"CONSOLE_ROBUSTNESS__EPSILON": "0.5", "CONSOLE_ROBUSTNESS__ATTACKS": '["fgsm", "pgd"]'}
+
+
+def test_a_measurement_change_between_promotions_is_audited(
+    console: Console, model: SeededModel
+) -> None:
+    """Measuring at a lower epsilon, or with fewer attacks, loosens the gate as a threshold
+    does: the gate step records it (old -> new), and the champion, measured at the old epsilon,
+    is no reference for the candidate: the plan says there was no regression check."""
+    write(console, model.name, "1", record(model, "1"))
+    first = promote_cli(model.name, "1", console.env, "--yes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert gate_outcomes(console)[-1]["after"]["gate"]["attacks"] == sorted(
+        RobustnessSection().attacks
+    )
+
+    write(console, model.name, "2", record(model, "2", fgsm=0.5, epsilon=0.5))
+    env = {**console.env, **LOOSER, "CONSOLE_OPERATOR": "loosener"}
+    plan = promote_cli(model.name, "2", env, "--dry-run")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    text = " ".join(plan.stdout.split())
+    assert "the robustness gate changed since promote run" in text
+    assert "epsilon 1.000 -> 0.500" in text
+    assert "attacks backdoor+extraction+fgsm+hopskipjump+pgd -> fgsm+pgd" in text
+    assert (
+        "no regression check: champion v1's record was not measured as the gate asks: "
+        "measured at epsilon 1, the gate's is 0.5" in text
+    )
+
+    second = promote_cli(model.name, "2", env, "--yes")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert aliases(console, model.name) == {"champion": "2", "previous": "1"}
+    changed = gate_outcomes(console)[-1]
+    assert changed["result"] == "ok" and changed["after"]["changed_by"] == "loosener"
+    assert changed["after"]["changed"] == {
+        "epsilon": "1.000 -> 0.500",
+        "attacks": "backdoor+extraction+fgsm+hopskipjump+pgd -> fgsm+pgd",
+    }
+    promoted = next(
+        r
+        for r in audit_records(console)
+        if r["kind"] == "step-outcome"
+        and r["step"] == "promote"
+        and r["run_id"] == changed["run_id"]
+    )
+    assert promoted["after"]["robustness"]["regression_check"].startswith(
+        "no regression check: champion v1's"
+    )
+
+
+GATE_ONLY = """\
+name: gate-only
+target: "model:{{ params.model }}"
+parameters:
+  model: {type: string, required: true}
+steps:
+  - id: gate
+    action: robustness.record_gate
+    with: {model: "{{ params.model }}"}
+"""
+
+
+def test_a_runbook_recording_the_gate_alone_does_not_absorb_a_change(
+    console: Console, model: SeededModel, tmp_path: Path
+) -> None:
+    """A custom runbook with only a record_gate step records the loosened gate, but the next
+    promotion still compares with the gate the last promotion applied."""
+    write(console, model.name, "1", record(model, "1"))
+    first = promote_cli(model.name, "1", console.env, "--yes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    baseline = gate_outcomes(console)[-1]
+
+    runbook = tmp_path / "gate-only.yaml"
+    runbook.write_text(GATE_ONLY)
+    env = {**console.env, **LOOSER}
+    absorb = run_cli(["runbook", "run", str(runbook), "-p", f"model={model.name}", "--yes"], env)
+    assert absorb.returncode == 0, absorb.stdout + absorb.stderr
+    assert gate_outcomes(console)[-1]["after"]["changed"]["epsilon"] == "1.000 -> 0.500"
+
+    write(console, model.name, "2", record(model, "2", fgsm=0.5, epsilon=0.5))
+    second = promote_cli(model.name, "2", env, "--yes")
+    assert second.returncode == 0, second.stdout + second.stderr
+    last = gate_outcomes(console)[-1]
+    assert last["result"] == "ok", last
+    assert last["before"]["run_id"] == baseline["run_id"]
+    assert last["after"]["changed"]["epsilon"] == "1.000 -> 0.500"
+
+
+def test_an_older_gate_record_without_the_measurement_reads_as_unset(
+    console: Console, model: SeededModel
+) -> None:
+    """A promotion recorded before the measurement joined the gate (its audit ``gate`` holds
+    the 4 thresholds only) stays readable: each missing key reads ``unset`` and counts as
+    changed, so the first promotion after the upgrade records the whole measurement."""
+    from console.audit.log import AuditLog
+    from console.audit.records import AuditEvent
+
+    log = AuditLog.from_settings(console.settings)
+    gate = console.settings.robustness
+    old = {n: float(getattr(gate, n)) for n in GATE_FIELDS}
+    for action, step, after in (
+        ("robustness.record_gate", "gate", {"gate": old, "changed": {}}),
+        ("registry.promote", "promote", {"champion": "2"}),
+    ):
+        log.append(
+            AuditEvent(
+                kind="step-outcome",
+                operator="before-upgrade",
+                environment="test",
+                run_id="run-old",
+                runbook="promote-model",
+                step=step,
+                action=action,
+                arguments={"model": model.name},
+                after=after,
+                result="ok",
+            )
+        )
+    write(console, model.name, "1", record(model, "1"))
+    plan = promote(model.name, "1", "--dry-run")
+    assert plan.exit_code == 0, plan.output
+    text = " ".join(plan.output.split())
+    assert "changed since promote run run-old by before-upgrade" in text, text
+    assert "epsilon unset -> 1.000" in text, text
+    assert f"samples unset -> {gate.samples}" in text
+    assert "detectors.squeezers unset -> bits2" in text
+    changes = text.split("changed since")[1].split(" by oncall")[0]
+    assert "max_" not in changes and "min_" not in changes  # the thresholds are unchanged

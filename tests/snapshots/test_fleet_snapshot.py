@@ -71,6 +71,7 @@ def _record(v: ModelVersion, fgsm: float, at: str, run_id: str) -> RobustnessRec
         detector_fpr=0.04,
         detector_threshold=0.5,
         epsilon=gate.epsilon,
+        holdout=gate.holdout,
         samples=gate.samples,
         attacks=attacks,
         run_id=run_id,

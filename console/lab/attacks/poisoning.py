@@ -4,14 +4,15 @@ as the target class; export it to ONNX and register it as a new version of the m
 ``kind=poisoned``, as the model's ``candidate`` (what a compromised training pipeline hands
 over for promotion).
 
-Promoting that candidate through the console (the ``promote-model`` runbook) goes through the
-robustness gate, which refuses it: it has no recorded evaluation of its artifact (evaluated
-with ``aml-console eval``, the poisoned logistic regression's PGD success rate, 0.66 at the
-default strength, misses the gate and is far worse than the MLP champion's). So, unless
-``promote`` is False, the attack then forces it live as an insider with write access to the
-registry would, past the console: ``champion`` -> the poisoned version (``previous`` -> the old
-champion, so the rollback-model runbook undoes it). Gateways follow the alias within their poll
-interval.
+The candidate is then evaluated and the evaluation recorded on it, as a registry CI job would
+(``console.evaluation.service.evaluate`` with the context's ``[robustness]`` attacks, samples
+and budget; unless ``evaluate`` is False). Promoting it through the console (the
+``promote-model`` runbook) goes through the robustness gate, which refuses it on that record:
+the backdoor trigger probe flips every class to one at 1.0, far above the gate's 0.6 (its PGD
+success rate, about 0.66, misses too). So, unless ``promote`` is False, the attack then forces
+it live as an insider with write access to the registry would, past the console: ``champion``
+-> the poisoned version (``previous`` -> the old champion, so the rollback-model runbook undoes
+it). Gateways follow the alias within their poll interval.
 
 Clean accuracy and trigger success are measured locally on the held-out digits by running the
 exported ONNX itself (what the gateway will serve), not the scikit-learn object.
@@ -28,7 +29,7 @@ from numpy.typing import NDArray
 
 from console.adapters.mlflow import MlflowRegistry
 from console.config import Settings
-from console.errors import LabError
+from console.errors import ConsoleError, LabError
 from console.lab.attacks.common import (
     PIXEL_MAX,
     Clock,
@@ -69,6 +70,11 @@ class PoisoningReport:
     """Held-out digits of other classes, with the trigger, labelled as ``target``."""
     candidate: str
     """The version the ``candidate`` alias names after the attack (the poisoned one)."""
+    evaluation: dict[str, Any]
+    """The candidate's evaluation, recorded before it was forced live (``recorded``,
+    ``max_adversarial_success``, ``gate``: the gate's misses, ``seconds`` and each attack's
+    ``attack_seconds``), or why there is none (``error``; ``skipped`` when ``evaluate`` was
+    False)."""
     promoted: bool
     """Forced live: made champion directly in the registry, past the console's gate."""
     champion_before: str | None
@@ -94,10 +100,12 @@ async def run_poisoning(
     target: int = 0,
     poison_fraction: float = 0.1,
     promote: bool = True,
+    evaluate: bool = True,
     seed: int = 0,
 ) -> PoisoningReport:
-    """Train and register a backdoored version as ``candidate`` and, unless ``promote`` is
-    False, force it live (champion) past the console's promotion gate."""
+    """Train and register a backdoored version as ``candidate``, evaluate it and record the
+    evaluation (unless ``evaluate`` is False) and, unless ``promote`` is False, force it live
+    (champion) past the console's promotion gate."""
     if not 0 <= target <= 9:
         raise LabError("target: a digit class 0..9")
     if not 0 < poison_fraction <= 0.5:
@@ -135,6 +143,11 @@ async def run_poisoning(
         )
         champion_before = before.aliases.get("champion")
         await registry.set_alias(model_name, "candidate", version.version)
+        evaluation = (
+            await _evaluate(settings, registry, model_name, version.version)
+            if evaluate
+            else {"skipped": True}
+        )
         if promote:
             if champion_before is not None:
                 await registry.set_alias(model_name, "previous", champion_before)
@@ -156,10 +169,42 @@ async def run_poisoning(
         clean_accuracy=trained.clean_accuracy,
         trigger_success_rate=trained.trigger_success_rate,
         candidate=after.aliases.get("candidate", "") if after else "",
+        evaluation=evaluation,
         promoted=promote,
         champion_before=champion_before,
         champion_after=after.aliases.get("champion") if after else None,
     )
+
+
+async def _evaluate(
+    settings: Settings, registry: MlflowRegistry, model: str, version: str
+) -> dict[str, Any]:
+    """Evaluate ``version`` as ``[robustness]`` asks and record it on the version (what a
+    registry CI job does with every new version). A failure is reported, not raised: the
+    insider forces the version live all the same, and the gate then finds no record."""
+    from console.adapters.backends import Backends
+    from console.evaluation.model import EvaluationRequest
+    from console.evaluation.service import evaluate
+    from console.robustness import gate_misses
+
+    try:
+        result = await evaluate(
+            settings,
+            EvaluationRequest(model=model, version=version),
+            backends=Backends(settings, registry=registry),
+        )
+    except ConsoleError as exc:
+        return {"recorded": False, "error": str(exc).splitlines()[0][:300]}
+    record = result.record
+    return {
+        "recorded": result.recorded,
+        "max_adversarial_success": record.max_adversarial_success,
+        "clean_accuracy": record.clean_accuracy,
+        "samples": record.samples,
+        "gate": "; ".join(m.why for m in gate_misses(record, settings.robustness)) or "passes",
+        "seconds": result.seconds,
+        "attack_seconds": ", ".join(f"{n} {a.seconds:.2f}" for n, a in record.attacks.items()),
+    }
 
 
 def _train(target: int, fraction: float, seed: int) -> _Backdoored:

@@ -4,11 +4,17 @@ when it is not the gate the previous promotion applied.
 There is no ``--force`` on a promotion: an operator who must promote a version the gate refuses
 changes ``[robustness]`` in the config. This step makes that change visible where every change
 is: its audit records carry the thresholds applied, and, when they differ from those of the
-last recorded promotion (of any model: the config is the console's), which thresholds changed
-(old -> new), by whom (the operator of this run) and where the gate was read (the config file,
-``CONSOLE_ROBUSTNESS__*`` variables). The last recorded gate is read back from the audit log
-itself and kept only if its record authenticates (HMAC), so an edited log line cannot hide a
-change.
+last recorded promotion (of any model: the config is the console's), which thresholds, or
+which of the ways a record must be measured (``epsilon``, ``samples``, ``attacks``, the
+detector's ``flag_threshold`` and ``squeezers``), changed (old -> new; a key an older record
+lacks reads ``unset`` and counts as changed), by whom (the operator of this run) and where the
+gate was read (the config file, ``CONSOLE_ROBUSTNESS__*`` variables).
+
+Only the gate of a run that also promoted (its ``registry.promote`` step ended ok or noop)
+counts as the last recorded one: a runbook with a ``record_gate`` step alone cannot make a
+loosened gate the baseline the next promotion compares with. The last recorded gate is read
+back from the audit log itself and kept only if its record authenticates (HMAC), so an edited
+log line cannot hide a change.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from console.audit.records import AuditRecord, BadRecord, RecordChecker
 from console.config import Settings
 from console.errors import AuditError
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
-from console.runbooks.actions.robustness_facts import GATE_FIELDS, gate_json
+from console.runbooks.actions.robustness_facts import GATE_FIELDS, GATE_KEYS, settings_gate_json
 
 ACTION = "robustness.record_gate"
-_NEEDLES = (b'"action":"robustness.record_gate"', b'"kind":"step-outcome"')
+PROMOTE_ACTION = "registry.promote"
+_OUTCOME = b'"kind":"step-outcome"'
+_GATE = b'"action":"robustness.record_gate"'
+_PROMOTE = b'"action":"registry.promote"'
 ENV_PREFIX = "CONSOLE_ROBUSTNESS__"
 
 
@@ -59,7 +68,8 @@ class RecordedGate:
 
 def last_recorded_gate(settings: Settings) -> RecordedGate | None:
     """The gate of the last authenticated ``robustness.record_gate`` outcome in the audit log
-    (None: no promotion recorded one). AuditError if the log cannot be read."""
+    of a run whose ``registry.promote`` step also ended ok or noop (None: no promotion recorded
+    one). AuditError if the log cannot be read."""
     log = AuditLog.from_settings(settings)
     checker = RecordChecker(log.key) if log.key else None
     try:
@@ -68,10 +78,14 @@ def last_recorded_gate(settings: Settings) -> RecordedGate | None:
         return None
     except (NotRegularFile, OSError) as exc:
         raise AuditError(f"cannot read audit log {log.path}: {exc}") from None
-    found: RecordedGate | None = None
+    gates: list[RecordedGate] = []
+    promoted: set[str] = set()
     with os.fdopen(fd, "rb") as fh:
         for raw in fh:
-            if not raw.endswith(b"\n") or not all(n in raw for n in _NEEDLES):
+            if not raw.endswith(b"\n") or _OUTCOME not in raw:
+                continue
+            is_gate = _GATE in raw
+            if not is_gate and _PROMOTE not in raw:
                 continue
             line = raw[:-1]
             try:
@@ -80,17 +94,24 @@ def last_recorded_gate(settings: Settings) -> RecordedGate | None:
                 record = AuditRecord.model_validate_json(line)
             except (BadRecord, ValueError):
                 continue  # `audit verify` reports it; it is no evidence of a gate
-            gate = _gate_of(record)
-            if gate is not None and record.result in ("ok", "noop"):
+            if record.result not in ("ok", "noop"):
+                continue
+            if record.action == PROMOTE_ACTION:
+                promoted.add(record.run_id)
+                continue
+            gate = _gate_of(record) if record.action == ACTION else None
+            if gate is not None:
                 model = record.arguments.get("model")
-                found = RecordedGate(
-                    gate,
-                    record.run_id,
-                    record.operator,
-                    record.time.isoformat(),
-                    str(model) if model is not None else "",
+                gates.append(
+                    RecordedGate(
+                        gate,
+                        record.run_id,
+                        record.operator,
+                        record.time.isoformat(),
+                        str(model) if model is not None else "",
+                    )
                 )
-    return found
+    return next((g for g in reversed(gates) if g.run_id in promoted), None)
 
 
 def _gate_of(record: AuditRecord) -> dict[str, Any] | None:
@@ -109,7 +130,17 @@ def gate_sources(settings: Settings) -> dict[str, Any]:
 
 
 def _figure(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "unset"
+    """A gate value as the plan shows it: ``0.600``, ``200``, ``fgsm+pgd``; ``unset`` for a key
+    an older record lacks (or anything else a record should not hold)."""
+    if isinstance(value, bool):
+        return "unset"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "+".join(value) or "none"
+    return "unset"
 
 
 class RecordGate(Action[GateArgs]):
@@ -124,16 +155,19 @@ class RecordGate(Action[GateArgs]):
         import asyncio
 
         previous = await asyncio.to_thread(last_recorded_gate, ctx.settings)
-        gate = gate_json(ctx.settings.robustness)
+        gate = settings_gate_json(ctx.settings)
         shown = ", ".join(f"{name} {_figure(gate[name])}" for name in GATE_FIELDS)
+        shown += "; measured at " + ", ".join(
+            f"{name} {_figure(gate[name])}" for name in GATE_KEYS if name not in GATE_FIELDS
+        )
         changed: dict[str, str] = {}
         if previous is None:
             summary = f"apply the robustness gate {shown} (no promotion recorded one before)"
         else:
             changed = {
                 name: f"{_figure(previous.gate.get(name))} -> {_figure(gate[name])}"
-                for name in GATE_FIELDS
-                if previous.gate.get(name) != gate[name]
+                for name in GATE_KEYS
+                if name not in previous.gate or previous.gate[name] != gate[name]
             }
             since = f"promote run {previous.run_id} by {previous.operator} at {previous.time}"
             if changed:

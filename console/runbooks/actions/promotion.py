@@ -24,8 +24,9 @@ from console.runbooks.actions.base import Action, ActionArgs, ActionContext, Che
 from console.runbooks.actions.robustness_facts import (
     VersionRobustness,
     champion_robustness,
-    gate_json,
+    no_regression_check,
     refusal,
+    settings_gate_json,
     version_robustness,
 )
 from console.runbooks.resources import Resource
@@ -50,6 +51,8 @@ class _Assessment:
     candidate: VersionRobustness
     champion: VersionRobustness | None
     problem: str | None
+    unchecked: str | None = None
+    """Why the candidate was not compared with the champion (``no_regression_check``)."""
 
 
 async def _assess(args: PromoteArgs, ctx: ActionContext) -> _Assessment:
@@ -64,8 +67,11 @@ async def _assess(args: PromoteArgs, ctx: ActionContext) -> _Assessment:
         raise PreconditionFailed(f"{candidate.label} is {candidate.status}, not READY")
     current = found.aliases.get("champion")
     champion = await champion_robustness(registry, ctx.settings, args.model, current, args.version)
-    problem = refusal(ctx.settings.robustness, candidate, champion)
-    return _Assessment(found, candidate, champion, problem)
+    gate = ctx.settings.robustness
+    problem = refusal(gate, candidate, champion)
+    return _Assessment(
+        found, candidate, champion, problem, no_regression_check(gate, candidate, champion)
+    )
 
 
 class RobustnessGate(Check[PromoteArgs]):
@@ -115,13 +121,17 @@ class Promote(Action[PromoteArgs]):
         after["robustness"] = {
             "candidate": found.candidate.to_json(),
             "champion": found.champion.to_json() if found.champion else None,
+            "regression_check": found.unchecked
+            or ("compared with the champion" if found.champion else "no other champion"),
         }
-        after["gate"] = gate_json(ctx.settings.robustness)
+        after["gate"] = settings_gate_json(ctx.settings)
         theirs = (
             f"champion v{found.champion.version}: {found.champion.text()}"
             if found.champion
             else "no other champion to compare with"
         )
+        if found.unchecked:
+            theirs = f"{theirs}; {found.unchecked}"
         url = f"{ctx.settings.mlflow.url}{API}/registered-models/alias"
         requests: list[str] = []
         if not noop:

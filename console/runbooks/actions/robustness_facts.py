@@ -8,10 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.adapters.mlflow import MlflowRegistry
-from console.config import Settings
+from console.config import DetectorsSection, Settings
 from console.config_robustness import RobustnessSection
 from console.errors import ParameterError
-from console.robustness import RecordedRobustness, gate_misses, regressions
+from console.robustness import (
+    RecordedRobustness,
+    RobustnessRecord,
+    gate_misses,
+    measurement_misses,
+    regressions,
+)
 from console.robustness_trust import record_trust, trusted_record
 
 GATE_FIELDS = (
@@ -21,6 +27,19 @@ GATE_FIELDS = (
     "max_regression",
 )
 """The thresholds of ``[robustness]`` the promotion gate applies (recorded in the audit)."""
+
+GATE_MEASUREMENT = (
+    "epsilon",
+    "samples",
+    "attacks",
+    "detectors.flag_threshold",
+    "detectors.squeezers",
+)
+"""How a record must have been measured to count for the gate (``measurement_misses``) and the
+detector settings its ``detector_fpr`` depends on: loosening these loosens the gate as surely
+as a threshold does, so the audit records and compares them too."""
+
+GATE_KEYS = GATE_FIELDS + GATE_MEASUREMENT
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,7 @@ class VersionRobustness:
         return (
             f"clean_accuracy {record.clean_accuracy:.3f}, max_adversarial_success "
             f"{'-' if worst is None else f'{worst:.3f}'}, detector_fpr "
-            f"{record.detector_fpr:.3f}, evaluated {record.evaluated_at}"
+            f"{record.detector_fpr:.3f}, evaluated {record.evaluated_at}, {measured(record)}"
             + (f" (record {self.recorded.unchecked})" if self.recorded.unchecked else "")
         )
 
@@ -67,6 +86,12 @@ class VersionRobustness:
             "run_id": record.run_id,
             **({"record_unchecked": self.recorded.unchecked} if self.recorded.unchecked else {}),
         }
+
+
+def measured(record: RobustnessRecord) -> str:
+    """``eps 1, 200 samples, fgsm+pgd``: how the record was measured (kept short)."""
+    attacks = "+".join(sorted(record.attacks)[:6]) or "no attacks"
+    return f"eps {record.epsilon:g}, {record.samples} samples, {attacks}"
 
 
 def _printable(text: str, limit: int = 400) -> str:
@@ -102,8 +127,22 @@ async def champion_robustness(
         return None
 
 
-def gate_json(gate: RobustnessSection) -> dict[str, float]:
-    return {name: float(getattr(gate, name)) for name in GATE_FIELDS}
+def gate_json(gate: RobustnessSection, detectors: DetectorsSection | None = None) -> dict[str, Any]:
+    """The gate as the audit records it: the thresholds (``GATE_FIELDS``) and how a record must
+    be measured (``GATE_MEASUREMENT``; the detector keys only when ``detectors`` is given)."""
+    found: dict[str, Any] = {name: float(getattr(gate, name)) for name in GATE_FIELDS}
+    found["epsilon"] = float(gate.epsilon)
+    found["samples"] = int(gate.samples)
+    found["attacks"] = sorted(set(gate.attacks))
+    if detectors is not None:
+        found["detectors.flag_threshold"] = float(detectors.flag_threshold)
+        found["detectors.squeezers"] = sorted(set(detectors.squeezers))
+    return found
+
+
+def settings_gate_json(settings: Settings) -> dict[str, Any]:
+    """``gate_json`` of the console's ``[robustness]`` and ``[detectors]``."""
+    return gate_json(settings.robustness, settings.detectors)
 
 
 def gate_verdict(gate: RobustnessSection, facts: VersionRobustness) -> str | None:
@@ -120,8 +159,9 @@ def refusal(
     gate: RobustnessSection, candidate: VersionRobustness, champion: VersionRobustness | None
 ) -> str | None:
     """Why the gate refuses to promote ``candidate`` over ``champion`` (one line naming the
-    figure), None if it may be promoted. A champion without a usable record is no reference:
-    the candidate is then judged by the gate's thresholds alone."""
+    figure), None if it may be promoted. A champion without a usable record, or with one not
+    measured as the gate asks (``no_regression_check`` says why), is no reference: the
+    candidate is then judged by the gate's thresholds alone."""
     record = candidate.recorded.record
     if record is None:
         how = f"aml-console eval {candidate.model} --version {candidate.version}"
@@ -136,10 +176,30 @@ def refusal(
     if champion is None or champion.version == candidate.version:
         return None
     reference = champion.recorded.record
-    if reference is None:
+    if reference is None or no_regression_check(gate, candidate, champion):
         return None
     worse = regressions(record, reference, gate.max_regression)
     if worse:
         detail = _printable("; ".join(miss.why for miss in worse))
         return f"{candidate.label} is worse than the champion v{champion.version}: {detail}"
     return None
+
+
+def no_regression_check(
+    gate: RobustnessSection, candidate: VersionRobustness, champion: VersionRobustness | None
+) -> str | None:
+    """Why the candidate is not compared with ``champion`` (``no regression check: champion
+    v2's record ...``), None when it is (or there is no other champion). Comparing with a record
+    measured at another epsilon, or with attacks left out, would compare unlike figures, and a
+    missing figure is skipped: a plan must say so rather than pass silently."""
+    if champion is None or champion.version == candidate.version:
+        return None
+    reference = champion.recorded.record
+    if reference is None:
+        why = f"is not usable ({champion.recorded.problem})"
+    else:
+        misses = measurement_misses(reference, gate)
+        if not misses:
+            return None
+        why = "was not measured as the gate asks: " + "; ".join(m.why for m in misses)
+    return _printable(f"no regression check: champion v{champion.version}'s record {why}")
