@@ -142,6 +142,16 @@ def test_refused_when_the_gate_is_missed(console: Console, model: SeededModel) -
     assert "clean_accuracy 0.850 is below the gate's 0.900" in line
 
 
+def test_a_record_measured_with_another_detector_threshold_is_refused(
+    console: Console, model: SeededModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A record's detector_fpr at flag_threshold 0.5 says nothing of the detector in force.
+    write(console, model.name, "1", record(model, "1"))
+    monkeypatch.setenv("CONSOLE_DETECTORS__FLAG_THRESHOLD", "0.9")
+    line = refused(promote(model.name, "1", "--yes"), console, model)
+    assert "detector measured at flag_threshold 0.5, [detectors] has 0.9" in line
+
+
 def test_refused_when_worse_than_the_champion_beyond_the_margin(
     console: Console, model: SeededModel
 ) -> None:

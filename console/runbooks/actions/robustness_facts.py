@@ -12,8 +12,10 @@ from console.config import DetectorsSection, Settings
 from console.config_robustness import RobustnessSection
 from console.errors import ParameterError
 from console.robustness import (
+    GateMiss,
     RecordedRobustness,
     RobustnessRecord,
+    detector_misses,
     gate_misses,
     measurement_misses,
     regressions,
@@ -49,6 +51,8 @@ class VersionRobustness:
     recorded: RecordedRobustness
     status: str = ""
     """The registry's status of the version (``READY`` once its artifact is in place)."""
+    detector_misses: tuple[GateMiss, ...] = ()
+    """How its detector figures were measured with other settings than ``[detectors]``."""
 
     @property
     def label(self) -> str:
@@ -111,7 +115,10 @@ async def version_robustness(
     if found is None:
         raise ParameterError(f"model {model!r} has no version {version}")
     recorded = trusted_record(found.tags, record_trust(settings), model=model, version=version)
-    return VersionRobustness(model, version, recorded, found.status)
+    detector = (
+        tuple(detector_misses(recorded.record, settings.detectors)) if recorded.record else ()
+    )
+    return VersionRobustness(model, version, recorded, found.status, detector)
 
 
 async def champion_robustness(
@@ -151,7 +158,7 @@ def gate_verdict(gate: RobustnessSection, facts: VersionRobustness) -> str | Non
     record = facts.recorded.record
     if record is None:
         return None
-    misses = gate_misses(record, gate)
+    misses = [*gate_misses(record, gate), *facts.detector_misses]
     return _printable("; ".join(miss.why for miss in misses)) or None
 
 
