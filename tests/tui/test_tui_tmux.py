@@ -39,8 +39,14 @@ def test_tui_in_a_terminal(tui_stack: LabStack) -> None:
         _screen_until(session, "aml-console › clients", 30)
         _screen_until(session, "alice", 60)
         _tmux("send-keys", "-t", session, "5")
-        screen = _screen_until(session, "aml-console › audit", 10)
-        assert "verified" in screen or "no data" in screen
+        _screen_until(session, "aml-console › audit", 10)
+        # The view's first read runs after its first paint: under load its content comes later.
+        deadline = time.monotonic() + 30
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        while not ("verified" in screen or "no data" in screen) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = _tmux("capture-pane", "-p", "-t", session)
+        assert "verified" in screen or "no data" in screen, screen
         _tmux("send-keys", "-t", session, "?")
         _screen_until(session, "Keys (esc to close)", 10)
         _tmux("send-keys", "-t", session, "Escape")
