@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from console.adapters.http import make_client, request_json
 from console.adapters.mlflow_answers import (
@@ -64,7 +64,16 @@ def _as_value_error(check: Callable[[str], str]) -> Callable[[str], str]:
     return validate
 
 
+def check_version_number(value: object) -> str:
+    """A version as MLflow numbers them: digits only (an alias is not a version here)."""
+    text = str(value)
+    if not text.isdigit() or len(text) > 9:
+        raise ParameterError(f"version {text[:20]!r} is not a version number")
+    return text
+
+
 ModelName = Annotated[str, AfterValidator(_as_value_error(check_model_name))]
+VersionNumber = Annotated[str, BeforeValidator(_as_value_error(check_version_number))]
 AliasName = Annotated[str, AfterValidator(_as_value_error(check_alias))]
 
 

@@ -16,9 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import field_validator
-
-from console.adapters.mlflow import API, ModelName, RegisteredModel
+from console.adapters.mlflow import API, ModelName, RegisteredModel, VersionNumber
 from console.errors import ParameterError, PreconditionFailed
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, Check, StepPlan
 from console.runbooks.actions.robustness_facts import (
@@ -34,15 +32,7 @@ from console.runbooks.resources import Resource
 
 class PromoteArgs(ActionArgs):
     model: ModelName
-    version: str
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version(cls, value: Any) -> str:
-        text = str(value)
-        if not text.isdigit() or len(text) > 9:
-            raise ValueError(f"version {text[:20]!r} is not a version number")
-        return text
+    version: VersionNumber
 
 
 @dataclass(frozen=True)

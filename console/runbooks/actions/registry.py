@@ -20,9 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import field_validator
-
-from console.adapters.mlflow import API, AliasName, ModelName
+from console.adapters.mlflow import API, AliasName, ModelName, VersionNumber
 from console.errors import ParameterError, PreconditionFailed
 from console.runbooks.actions.base import Action, ActionArgs, ActionContext, StepPlan
 from console.runbooks.actions.robustness_facts import (
@@ -62,15 +60,7 @@ class SetAliasArgs(ActionArgs):
     model: ModelName
     alias: AliasName
     """Required (it was ``champion`` by default, which this action no longer moves)."""
-    version: str
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version(cls, value: Any) -> str:
-        text = str(value)
-        if not text.isdigit() or len(text) > 9:
-            raise ValueError(f"version {text[:20]!r} is not a version number")
-        return text
+    version: VersionNumber
 
 
 class RollbackArgs(ActionArgs):
