@@ -11,40 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 from gate_records import put_gate_record
+from registry_cli_support import aliases, cli, forget
 from runbook_support import Console, audit_records
-from typer.testing import CliRunner
 
 from console.adapters.backends import Backends
-from console.cli.main import app
 from console.lab.seed import SeededModel
-from console.robustness import RECORD_TAG
-from console.robustness_seal import SIGNATURE_TAG
 from console.views.mitigations import Revert, fetch_mitigations, revert_of
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
-
-
-def aliases(console: Console, name: str) -> dict[str, str]:
-    body = httpx.get(
-        f"{console.settings.mlflow.url}/api/2.0/mlflow/registered-models/get",
-        params={"name": name},
-        timeout=10.0,
-    ).json()
-    return {a["alias"]: a["version"] for a in body["registered_model"].get("aliases", [])}
-
-
-def forget(console: Console, name: str, version: str) -> None:
-    for key in (RECORD_TAG, SIGNATURE_TAG):
-        httpx.request(
-            "DELETE",
-            f"{console.settings.mlflow.url}/api/2.0/mlflow/model-versions/delete-tag",
-            json={"name": name, "version": version, "key": key},
-            timeout=10.0,
-        )
 
 
 def one_line_error(result: Any) -> str:

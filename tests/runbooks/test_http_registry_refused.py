@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from registry_cli_support import aliases, cli
 from runbook_support import Console
-from test_champion_moves import SEEDED, aliases, cli, one_line_error
+from test_champion_moves import SEEDED, one_line_error
 
 from console.lab.seed import SeededModel
 

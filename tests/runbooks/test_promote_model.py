@@ -12,24 +12,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from registry_cli_support import aliases, cli, forget
 from runbook_support import Console, audit_records
 from support import run_cli
-from typer.testing import CliRunner
 
 from console.adapters.mlflow import MlflowRegistry
-from console.cli.main import app
 from console.config_robustness import RobustnessSection
 from console.lab.seed import SeededModel
 from console.model_signing import generate_key_pair, private_key_path
-from console.robustness import EVASION_ATTACKS, RECORD_TAG, AttackFigures, RobustnessRecord
-from console.robustness_seal import SIGNATURE_TAG
+from console.robustness import EVASION_ATTACKS, AttackFigures, RobustnessRecord
 from console.runbooks.actions.robustness_facts import GATE_FIELDS
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
 
 
 def record(
@@ -81,26 +74,6 @@ def write(
             await registry.aclose()
 
     asyncio.run(go())
-
-
-def forget(console: Console, name: str, version: str) -> None:
-    """No record on the version (whatever a seeder may have written)."""
-    for key in (RECORD_TAG, SIGNATURE_TAG):
-        httpx.request(
-            "DELETE",
-            f"{console.settings.mlflow.url}/api/2.0/mlflow/model-versions/delete-tag",
-            json={"name": name, "version": version, "key": key},
-            timeout=10.0,
-        )
-
-
-def aliases(console: Console, name: str) -> dict[str, str]:
-    body = httpx.get(
-        f"{console.settings.mlflow.url}/api/2.0/mlflow/registered-models/get",
-        params={"name": name},
-        timeout=10.0,
-    ).json()
-    return {a["alias"]: a["version"] for a in body["registered_model"].get("aliases", [])}
 
 
 def promote(name: str, version: str, *extra: str) -> Any:
